@@ -1,0 +1,378 @@
+"""The fmflow AST: data-only nodes, each with the Span it came from.
+
+Spans are left out of equality so that two parses of differently formatted
+text compare equal when they mean the same thing (the round-trip tests rely
+on it). Behaviour lives in passes (fmflow.checks), the formatter and the
+compiler, never here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Iterator, Union
+
+from .source import Span
+
+
+def _span() -> Span:
+    return field(compare=False, repr=False, kw_only=True)  # type: ignore[return-value]
+
+
+class Node:
+    span: Span
+
+    def children(self) -> Iterator["Node"]:
+        """Direct child nodes, in source order."""
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, Node):
+                yield value
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    if isinstance(item, Node):
+                        yield item
+                    elif isinstance(item, tuple):
+                        yield from (x for x in item if isinstance(x, Node))
+
+    def walk(self) -> Iterator["Node"]:
+        """This node and all its descendants, depth first, in source order."""
+        yield self
+        for child in self.children():
+            yield from child.walk()
+
+
+# ------------------------------------------------------------------- types
+
+@dataclass
+class TypeRef(Node):
+    """A written type: ``str``, ``list[Doc]``, ``Answer?``."""
+
+    name: str
+    arg: "TypeRef | None"
+    optional: bool
+    span: Span = _span()
+
+
+@dataclass
+class Param(Node):
+    name: str
+    type: TypeRef
+    span: Span = _span()
+
+
+# ------------------------------------------------------------- expressions
+
+@dataclass
+class Literal(Node):
+    """str, int, float, bool, null, duration (seconds) or rate literal.
+
+    ``raw`` keeps the text as written so the formatter can print it back.
+    """
+
+    kind: str  # "str" | "int" | "float" | "bool" | "null" | "duration" | "rate"
+    value: object
+    raw: str = field(compare=False, default="")
+    span: Span = _span()
+
+
+@dataclass
+class BlockString(Node):
+    """A ``\"\"\"…\"\"\"`` string: ``value`` is dedented, ``raw`` is verbatim."""
+
+    value: str
+    raw: str = field(compare=False, default="")
+    # Line in the file where ``value``'s first line sits (for template diagnostics).
+    first_line: int = field(compare=False, default=1)
+    indent: int = field(compare=False, default=0)
+    span: Span = _span()
+
+
+@dataclass
+class Name(Node):
+    id: str
+    version: int | None = None
+    span: Span = _span()
+
+
+@dataclass
+class ListExpr(Node):
+    items: list["Expr"]
+    span: Span = _span()
+
+
+@dataclass
+class DictEntry(Node):
+    key: str
+    value: "Expr"
+    quoted: bool = field(compare=False, default=False)
+    span: Span = _span()
+
+
+@dataclass
+class DictExpr(Node):
+    entries: list[DictEntry]
+    span: Span = _span()
+
+
+@dataclass
+class Comprehension(Node):
+    element: "Expr"
+    var: str
+    iterable: "Expr"
+    condition: "Expr | None"
+    var_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    span: Span = _span()
+
+
+@dataclass
+class Arg(Node):
+    name: str | None
+    value: "Expr"
+    span: Span = _span()
+
+
+@dataclass
+class Call(Node):
+    func: "Expr"
+    args: list[Arg]
+    span: Span = _span()
+
+
+@dataclass
+class Pipe(Node):
+    """``value | filter(args…)``: the filter called with value first."""
+
+    value: "Expr"
+    filter: str
+    args: list[Arg]
+    filter_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    span: Span = _span()
+
+
+@dataclass
+class Attribute(Node):
+    value: "Expr"
+    attr: str
+    attr_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    span: Span = _span()
+
+
+@dataclass
+class Index(Node):
+    value: "Expr"
+    index: "Expr"
+    span: Span = _span()
+
+
+@dataclass
+class Unary(Node):
+    op: str  # "-" | "not"
+    operand: "Expr"
+    span: Span = _span()
+
+
+@dataclass
+class Binary(Node):
+    """Arithmetic, comparison, membership and boolean operators."""
+
+    op: str  # + - * / % == != < <= > >= in "not in" and or
+    left: "Expr"
+    right: "Expr"
+    span: Span = _span()
+
+
+@dataclass
+class Conditional(Node):
+    """``then if condition else otherwise``."""
+
+    then: "Expr"
+    condition: "Expr"
+    otherwise: "Expr"
+    span: Span = _span()
+
+
+Expr = Union[
+    Literal, BlockString, Name, ListExpr, DictExpr, Comprehension, Call, Pipe,
+    Attribute, Index, Unary, Binary, Conditional,
+]
+
+
+# -------------------------------------------------------------- statements
+
+@dataclass
+class Assign(Node):
+    name: str
+    value: Expr
+    name_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    span: Span = _span()
+
+
+@dataclass
+class Return(Node):
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass
+class Branch(Node):
+    """One ``if``/``elif`` arm: a condition and its statements."""
+
+    condition: Expr
+    body: list["Stmt"]
+    end_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    span: Span = _span()
+
+
+@dataclass
+class If(Node):
+    branches: list[Branch]
+    orelse: list["Stmt"] | None
+    span: Span = _span()
+
+
+Stmt = Union[Assign, Return, If]
+
+
+# ------------------------------------------------------------ declarations
+
+@dataclass
+class Entry(Node):
+    """``key: value`` inside a declaration block."""
+
+    key: str
+    value: Expr
+    key_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    span: Span = _span()
+
+
+@dataclass
+class Decl(Node):
+    """Base of top-level declarations; ``name_span`` is where the name is."""
+
+    kind = "declaration"
+    name: str
+    name_span: Span = field(compare=False, repr=False, kw_only=True)
+    span: Span = _span()
+
+    def entry(self, key: str) -> Entry | None:
+        for e in getattr(self, "entries", ()):
+            if e.key == key:
+                return e
+        return None
+
+
+@dataclass
+class Import(Node):
+    path: str
+    span: Span = _span()
+
+
+@dataclass
+class ModelDecl(Decl):
+    kind = "model"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class Field(Node):
+    name: str
+    type: TypeRef
+    span: Span = _span()
+
+
+@dataclass
+class TypeDecl(Decl):
+    kind = "type"
+    fields: list[Field] = field(default_factory=list)
+
+
+@dataclass
+class EnumMember(Node):
+    name: str
+    span: Span = _span()
+
+
+@dataclass
+class EnumDecl(Decl):
+    kind = "enum"
+    members: list[EnumMember] = field(default_factory=list)
+
+
+@dataclass
+class PromptDecl(Decl):
+    kind = "prompt"
+    version: int | None = None  # None: written without @N (version 1)
+    params: list[Param] = field(default_factory=list)
+    returns: TypeRef | None = None
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def effective_version(self) -> int:
+        return 1 if self.version is None else self.version
+
+
+@dataclass
+class RetrieverDecl(Decl):
+    kind = "retriever"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class ToolDecl(Decl):
+    """``tool`` and ``filter`` declarations: a signature bound to an implementation."""
+
+    kind = "tool"
+    params: list[Param] = field(default_factory=list)
+    returns: TypeRef | None = None
+    impl: Expr | None = None
+
+
+@dataclass
+class FilterDecl(ToolDecl):
+    kind = "filter"
+
+
+@dataclass
+class AgentDecl(Decl):
+    kind = "agent"
+    params: list[Param] = field(default_factory=list)
+    returns: TypeRef | None = None
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class FlowDecl(Decl):
+    kind = "flow"
+    params: list[Param] = field(default_factory=list)
+    returns: TypeRef | None = None
+    body: list[Stmt] = field(default_factory=list)
+    end_span: Span = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+
+
+@dataclass
+class TestDecl(Decl):
+    kind = "test"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class Comment:
+    """A ``#`` comment; kept beside the AST so the formatter can put it back."""
+
+    text: str
+    line: int
+    col: int
+    own_line: bool  # nothing but whitespace before it on its line
+
+
+@dataclass
+class Module(Node):
+    path: str
+    imports: list[Import]
+    decls: list[Decl]
+    comments: list[Comment] = field(compare=False, default_factory=list)
+    span: Span = _span()
+
+    def items(self) -> list[Node]:
+        """Imports and declarations in source order."""
+        return sorted([*self.imports, *self.decls], key=lambda n: n.span.start)

@@ -1,0 +1,170 @@
+"""Diagnostics: stable codes, a collector, and the two renderers (text, JSON).
+
+Passes never raise on bad input; they add a Diagnostic and carry on, and the
+phase boundary decides whether errors stop the pipeline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterable
+
+from .source import SourceFile, Span
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+# The stable codes of LANGUAGE.md §6. A code's meaning never changes.
+CODES: dict[str, str] = {
+    "E001": "syntax error",
+    "E002": "import not found, or import cycle",
+    "E101": "unknown name",
+    "E102": "duplicate definition",
+    "E103": "wrong arguments in a call",
+    "E104": "unknown field of a type, or unknown key in a block",
+    "E201": "type mismatch",
+    "E202": "template variable is not a parameter",
+    "E203": "missing return or possibly unassigned name",
+    "E204": "name assigned twice on one path",
+    "E301": "recursive flow",
+    "E401": "locked prompt version changed",
+    "W501": "unused declaration",
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span
+    help: str | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.WARNING if self.code.startswith("W") else Severity.ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple:
+        return (self.span.path, self.span.start, self.code, self.message)
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.span.path,
+            "line": self.span.line,
+            "col": self.span.col,
+            "end_line": self.span.end_line,
+            "end_col": self.span.end_col,
+            "severity": self.severity.value,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to a misspelt name, if one is close enough."""
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def suggestion_help(name: str, candidates: Iterable[str]) -> str | None:
+    best = did_you_mean(name, candidates)
+    return f"did you mean '{best}'?" if best else None
+
+
+class Diagnostics:
+    """Collects diagnostics from every pass; never raises."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+        self._seen: set[tuple] = set()
+
+    def add(self, code: str, message: str, span: Span, help: str | None = None) -> None:
+        assert code in CODES, code
+        key = (code, message, span.path, span.start, span.end)
+        if key in self._seen:  # two passes may reach the same fault
+            return
+        self._seen.add(key)
+        self.items.append(Diagnostic(code, message, span, help))
+
+    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
+        for d in diagnostics:
+            self.add(d.code, d.message, d.span, d.help)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(self.items, key=Diagnostic.sort_key)
+
+    def __iter__(self):
+        return iter(self.sorted())
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# ----------------------------------------------------------------- rendering
+
+_RED, _YELLOW, _BLUE, _BOLD, _RESET = "\033[31m", "\033[33m", "\033[34m", "\033[1m", "\033[0m"
+
+
+def render_text(
+    diagnostics: Iterable[Diagnostic],
+    sources: dict[str, SourceFile],
+    color: bool = False,
+) -> str:
+    """``path:line:col: error[CODE]: message``, the source line, a caret, help."""
+    out: list[str] = []
+    for d in diagnostics:
+        out.append(_render_one(d, sources.get(d.span.path), color))
+    return "\n".join(out)
+
+
+def _render_one(d: Diagnostic, source: SourceFile | None, color: bool) -> str:
+    def paint(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    level = paint(_RED if d.is_error else _YELLOW, f"{d.severity.value}[{d.code}]")
+    head = f"{paint(_BOLD, f'{d.span.path}:{d.span.line}:{d.span.col}:')} {level}: {d.message}"
+    lines = [head]
+    if source is not None:
+        text = source.line_text(d.span.line).rstrip("\r").expandtabs(1)
+        if text.strip():
+            gutter = str(d.span.line)
+            pad = " " * len(gutter)
+            if d.span.end_line == d.span.line:
+                width = max(1, d.span.end_col - d.span.col)
+            else:
+                width = max(1, len(text) - d.span.col + 1)
+            caret = " " * (d.span.col - 1) + "^" * width
+            lines.append(f"{pad} {paint(_BLUE, '|')}")
+            lines.append(f"{paint(_BLUE, gutter)} {paint(_BLUE, '|')} {text}")
+            lines.append(f"{pad} {paint(_BLUE, '|')} {paint(_RED if d.is_error else _YELLOW, caret)}")
+    if d.help:
+        lines.append(f"  {paint(_BOLD, 'help:')} {d.help}")
+    return "\n".join(lines)
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.to_json() for d in diagnostics], indent=2)
+
+
+def summary(diagnostics: list[Diagnostic]) -> str:
+    errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return ", ".join(parts) if parts else "no problems found"

@@ -1,0 +1,192 @@
+"""Text → AST: a cached Lark LALR parser, newline handling, syntax errors.
+
+Syntax errors become E001 diagnostics. After an error the parser blanks out
+the declaration that holds it and parses again, so one run reports an error
+for every broken declaration while spans elsewhere stay exact.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from typing import Iterator
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, Diagnostics
+from .resources import grammar_path
+from .source import SourceFile
+
+MAX_SYNTAX_ERRORS = 20
+
+KEYWORDS = frozenset(
+    "import model type enum prompt retriever tool filter agent flow pipeline "
+    "test if elif else for in return and or not true false null".split()
+)
+DECLARATION_KEYWORDS = ("import", "model", "type", "enum", "prompt", "retriever",
+                        "tool", "filter", "agent", "flow", "test")
+
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {")", "]", "}"}
+# After these a line cannot end a statement, so the newline is a continuation.
+_CONTINUE_AFTER = {
+    "(", "[", "{", ",", "=", ":", "->", "|", "+", "-", "*", "/", "%", "==", "!=",
+    "<", "<=", ">", ">=", ".", "@", "and", "or", "not", "in", "if", "elif", "else",
+    "for", "return",
+}
+# A statement or a block entry starts with one of these token types; before
+# anything else a newline is a continuation of the line above.
+_STARTS_LINE = {"NAME", "STRING", "BLOCK_STRING", "IF", "RETURN"} | {k.upper() for k in KEYWORDS} - {
+    "ELSE", "ELIF", "AND", "OR", "NOT", "IN", "FOR"}
+
+
+class NewlineFilter:
+    """Lark post-lexer: keeps only the newlines that separate things.
+
+    Newlines count inside ``{ }`` (statements, block entries) and nowhere
+    else: not inside ``( )`` or ``[ ]``, not between top-level declarations,
+    not after an operator or comma, and not before ``}``, ``else`` or an
+    operator that continues the expression.
+    """
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        stack: list[str] = []
+        previous: Token | None = None
+        pending_newline: Token | None = None
+        for token in stream:
+            if token.type == "_NL":
+                if stack and stack[-1] == "{" and pending_newline is None:
+                    if previous is not None and previous.value not in _CONTINUE_AFTER:
+                        pending_newline = token
+                continue
+            if pending_newline is not None:
+                if token.type in _STARTS_LINE and token.value not in _CLOSERS:
+                    yield pending_newline
+                pending_newline = None
+            value = token.value
+            if token.type not in ("STRING", "BLOCK_STRING"):
+                if value in _OPENERS:
+                    stack.append(value)
+                elif value in _CLOSERS and stack:
+                    stack.pop()
+            previous = token
+            yield token
+
+
+class _CommentSink(threading.local):
+    def __init__(self) -> None:
+        self.tokens: list[Token] = []
+
+
+_comments = _CommentSink()
+
+
+@lru_cache(maxsize=1)
+def lark_parser() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="basic",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        postlex=NewlineFilter(),
+        lexer_callbacks={"COMMENT": lambda tok: _comments.tokens.append(tok)},
+        cache=True,
+    )
+
+
+def parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
+    """Parse a source file; syntax errors go to ``diagnostics``.
+
+    Always returns a Module: declarations that failed to parse are left out.
+    """
+    from .transformer import build_module
+
+    working = source.text
+    tree = None
+    errors = 0
+    while tree is None:
+        _comments.tokens = []
+        try:
+            tree = lark_parser().parse(working)
+        except UnexpectedInput as error:
+            diagnostics.extend([syntax_error(error, source, working)])
+            errors += 1
+            blanked = _blank_broken_declaration(working, _error_offset(error, working))
+            if blanked == working or errors >= MAX_SYNTAX_ERRORS:
+                return ast.Module(source.path, [], [], [], span=source.span(0, len(source.text)))
+            working = blanked
+    comments = [_comment(tok, source) for tok in _comments.tokens]
+    _comments.tokens = []
+    return build_module(tree, source, diagnostics, comments)
+
+
+def _comment(token: Token, source: SourceFile) -> ast.Comment:
+    line_prefix = source.line_text(token.line)[: token.column - 1]
+    return ast.Comment(str(token).rstrip(), token.line, token.column, own_line=not line_prefix.strip())
+
+
+def _error_offset(error: UnexpectedInput, text: str) -> int:
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        pos = error.token.start_pos
+        return pos if pos is not None else len(text)
+    if isinstance(error, UnexpectedCharacters):
+        return error.pos_in_stream
+    return len(text)
+
+
+_DECL_LINE = re.compile(r"^(?:%s)\b" % "|".join(DECLARATION_KEYWORDS), re.M)
+
+
+def _blank_broken_declaration(text: str, offset: int) -> str:
+    """Replace the declaration around ``offset`` by spaces, keeping newlines.
+
+    A declaration starts at a line that begins (column 1) with a declaration
+    keyword; the broken one runs from the last such line at or before the
+    error to the next such line after it.
+    """
+    starts = [m.start() for m in _DECL_LINE.finditer(text)]
+    if offset in starts:
+        # A declaration keyword where it cannot be: the declaration above is unclosed.
+        begin = max((s for s in starts if s < offset), default=0)
+        return text[:begin] + re.sub(r"[^\n]", " ", text[begin:offset]) + text[offset:]
+    begin = max((s for s in starts if s <= offset), default=0)
+    line_end = text.find("\n", offset)
+    after = line_end + 1 if line_end != -1 else len(text)
+    end = min((s for s in starts if s >= after), default=len(text))
+    if begin == end:
+        return text
+    region = re.sub(r"[^\n]", " ", text[begin:end])
+    return text[:begin] + region + text[end:]
+
+
+# -------------------------------------------------------------- error wording
+
+def syntax_error(error: UnexpectedInput, source: SourceFile, working: str) -> Diagnostic:
+    from .syntax_errors import describe_syntax_error
+
+    offset = _error_offset(error, working)
+    length = 1
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        length = max(1, len(str(error.token).split("\n")[0]))
+    if offset >= len(working):
+        # At end of file, point at the last character rather than past it.
+        offset = max(0, len(working.rstrip()) - 1)
+        length = 1
+    message, help_text = describe_syntax_error(error, working)
+    return Diagnostic("E001", message, source.span(offset, offset + length), help_text)
+
+
+def parse_text(text: str, path: str = "<string>") -> tuple[ast.Module, list[Diagnostic]]:
+    """Parse text into a Module; returns it with any syntax diagnostics."""
+    diagnostics = Diagnostics()
+    module = parse_source(SourceFile(path, text), diagnostics)
+    return module, diagnostics.sorted()
+
+
+__all__ = ["parse_source", "parse_text", "lark_parser", "KEYWORDS", "UnexpectedEOF"]

@@ -1,0 +1,203 @@
+"""Wording of syntax errors (E001).
+
+The message always says what was found and what was expected. Where the
+parser state matches one of the example bad inputs below (Lark's
+``match_examples``), a ``help:`` line names the likely fix. The table is
+tested as a table in tests/diagnostics/test_syntax_errors.py.
+"""
+
+from __future__ import annotations
+
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+# label (the help text) → example inputs that fail in the same parser state.
+EXAMPLES: dict[str, list[str]] = {
+    "block entries are written 'key: value'": [
+        'model m { provider "openai" }',
+        'retriever kb { collection "docs" }',
+        'test t { flow f }',
+    ],
+    "a flow, prompt, agent, tool or filter needs a return type: '-> TYPE'": [
+        "flow f(x: str) { return x }",
+        "prompt p(x: str) { }",
+        "agent a(x: str) { }",
+        'tool t(x: str) = python("m:f")',
+    ],
+    "each parameter needs a type: 'name: TYPE'": [
+        "flow f(x) -> str { return x }",
+        "prompt p(x, y: str) -> str { }",
+    ],
+    "a block is missing its closing '}'": [
+        'model m { provider: "openai"',
+        "flow f(x: str) -> str { return x",
+        "type T { a: str",
+    ],
+    "a call or group is missing its closing ')'": [
+        "flow f(x: str) -> str { return g(x }",
+        "flow f(x: str) -> str { y = (x + 1 }",
+    ],
+    "a list is missing its closing ']'": [
+        "flow f(x: str) -> str { y = [x, x }",
+        "model m { fallback: [a, b }",
+    ],
+    "statements in a flow are assignments 'name = value', 'if', or 'return'": [
+        "flow f(x: str) -> str { x + 1 }",
+        "flow f(x: str) -> str { g(x) }",
+    ],
+    "declarations start with import, model, type, enum, prompt, retriever, tool, filter, agent, flow or test": [
+        "function f() {}",
+        "x = 1",
+        "def f(): pass",
+    ],
+    "a keyword cannot be used as a name here; rename it": [
+        "flow model(x: str) -> str { return x }",
+        "flow f(x: str) -> str { flow = x }",
+        "flow f(type: str) -> str { return type }",
+    ],
+    "separate statements with a new line": [
+        "flow f(x: str) -> str { y = x return y }",
+    ],
+    "separate block entries with a comma or a new line": [
+        'model m { provider: "openai" name: "x" }',
+    ],
+    "tool and filter declarations end with '= python(\"module:attr\")'": [
+        "tool t(x: str) -> str",
+        "tool t(x: str) -> str { }",
+        "filter f(x: str) -> str python(\"m:f\")",
+    ],
+    "an if needs a condition and a block in braces: 'if COND { … }'": [
+        "flow f(x: str) -> str { if x return x }",
+        "flow f(x: str) -> str { if { return x } }",
+    ],
+    "write '==' to compare; '=' only assigns": [
+        "flow f(x: str) -> str { if x = 1 { return x } }",
+    ],
+    "prompt versions are written NAME@N with N a whole number": [
+        "prompt p@ (x: str) -> str { }",
+        "prompt p@v2 (x: str) -> str { }",
+    ],
+}
+
+_FRIENDLY = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "BLOCK_STRING": "a block string",
+    "INT": "a number",
+    "FLOAT": "a number",
+    "DURATION": "a duration",
+    "RATE": "a rate",
+    "_NL": "a new line",
+    "$END": "the end of the file",
+    "COMP_OP": "a comparison",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "MUL_OP": "an operator",
+    "OPTIONAL": "'?'",
+    "_COMMA": "','",
+}
+_FOUND_KINDS = {"STRING": "string", "BLOCK_STRING": "block string", "INT": "number", "FLOAT": "number",
+                "DURATION": "duration", "RATE": "rate"}
+# Tokens that can start an expression: when they are all expected, say so.
+_EXPRESSION_STARTS = {"NAME", "STRING", "INT", "FLOAT", "LSQB", "LBRACE", "LPAR", "TRUE", "FALSE", "NULL"}
+
+
+# Tokens that continue an expression: listed one by one they bury the message.
+_OPERATORS = {"PLUS", "MINUS", "MUL_OP", "COMP_OP", "DOT", "LPAR", "LSQB", "AT", "AND", "OR", "IF",
+              "IN", "NOT", "VBAR"}
+
+
+def _terminal_text(name: str) -> str:
+    if name in _FRIENDLY:
+        return _FRIENDLY[name]
+    from .parser import lark_parser
+
+    try:
+        pattern = lark_parser().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    return name.lower()
+
+
+def _found_text(error: UnexpectedInput, text: str) -> str:
+    if isinstance(error, UnexpectedCharacters):
+        return f"character {text[error.pos_in_stream]!r}"
+    if isinstance(error, UnexpectedToken):
+        token = error.token
+        if token.type == "$END":
+            return "the end of the file"
+        if token.type == "_NL":
+            return "a new line"
+        value = str(token).split("\n")[0]
+        if len(value) > 30:
+            value = value[:27] + "..."
+        if token.type == "NAME":
+            return f"name '{value}'"
+        if token.type in _FOUND_KINDS:
+            return f"{_FOUND_KINDS[token.type]} {value}"
+        if value.isidentifier():
+            return f"keyword '{value}'"
+        return f"'{value}'"
+    return "the end of the file"
+
+
+def expected_text(expected: set[str]) -> str:
+    names = set(expected)
+    parts: list[str] = []
+    if _EXPRESSION_STARTS <= names:
+        parts.append("an expression")
+        names -= _EXPRESSION_STARTS | {"MINUS", "NOT", "BLOCK_STRING", "DURATION", "RATE"}
+    operators = names & _OPERATORS
+    if len(operators) >= 3:
+        parts.append("an operator")
+        names -= _OPERATORS
+    # Keywords accepted as block keys would drown the message; a key is "a name".
+    if {"NAME", "MODEL", "FLOW"} <= names:
+        names = {n for n in names if not (n.isupper() and n.isalpha() and n not in ("NAME", "RBRACE"))} | {"NAME"}
+    texts = sorted({_terminal_text(n) for n in names}, key=lambda t: (not t.startswith("'"), t))
+    parts += texts
+    if not parts:
+        return "something else"
+    if len(parts) > 8:
+        parts = parts[:8] + ["…"]
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def describe_syntax_error(error: UnexpectedInput, text: str) -> tuple[str, str | None]:
+    """(message, help) for a Lark error raised while parsing ``text``."""
+    # ``accepts`` (after the parser's pending reductions) is exact; ``expected``
+    # may hold look-aheads merged from other states.
+    expected = set(getattr(error, "accepts", None) or getattr(error, "expected", None)
+                   or getattr(error, "allowed", None) or ())
+    found = _found_text(error, text)
+    if _starts_declaration(error):
+        return (f"unexpected {found} at the start of a line; the declaration above is not finished",
+                "a closing '}' or ')' may be missing in the declaration above")
+    if isinstance(error, UnexpectedCharacters) and not expected:
+        message = f"unexpected {found}"
+    else:
+        message = f"unexpected {found}; expected {expected_text(expected)}"
+    return message, _match_help(error)
+
+
+def _starts_declaration(error: UnexpectedInput) -> bool:
+    """A declaration keyword at column 1 inside a declaration: the one above is unclosed."""
+    from .parser import DECLARATION_KEYWORDS
+
+    token = getattr(error, "token", None)
+    return (isinstance(error, UnexpectedToken) and token is not None and token.column == 1
+            and str(token) in DECLARATION_KEYWORDS and token.type == str(token).upper())
+
+
+def _match_help(error: UnexpectedInput) -> str | None:
+    if not isinstance(error, (UnexpectedToken, UnexpectedCharacters)):
+        return None
+    from .parser import lark_parser
+
+    try:
+        return error.match_examples(lark_parser().parse, EXAMPLES, use_accepts=True)
+    except Exception:  # a broken example must never turn into a traceback for users
+        return None
