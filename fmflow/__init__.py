@@ -1,0 +1,31 @@
+"""fmflow: declarative, checked, versioned flows for foundation-model applications.
+
+The public API imports lazily so that ``fmflow check`` starts fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["parse", "check", "check_text", "__version__"]
+
+
+def parse(text: str, path: str = "<string>"):
+    """Parse ``.fmflow`` text into a Module; raises FmflowSyntaxError on syntax errors."""
+    from .api import parse as _parse
+
+    return _parse(text, path)
+
+
+def check(path):
+    """Check a ``.fmflow`` file and the files it imports; returns its diagnostics."""
+    from .api import check as _check
+
+    return _check(path)
+
+
+def check_text(text: str, path: str = "<string>"):
+    """Check ``.fmflow`` text as if it were the file at ``path``."""
+    from .api import check_text as _check_text
+
+    return _check_text(text, path)
