@@ -1,0 +1,291 @@
+"""How fast fmflow parses and checks, and how fast `fmflow check` starts.
+
+    python benchmarks/check_speed.py [--sizes 1000,10000,100000] [--runs 5]
+
+Generates synthetic but valid .fmflow sources of about 1k, 10k and 100k
+lines (models, types, enums, prompts with block-string templates that use
+only their parameters, retrievers, tools, filters, flows with assignments,
+if/elif, comprehensions and pipes; every declaration is used), then prints
+
+- lines/second for parse only (``fmflow.parser.parse_text``) and for
+  parse + check (``fmflow.api.check_text``), asserting the source checks
+  clean (no diagnostic whose code starts with "E");
+- the start-up time of ``python -m fmflow check FILE`` on a small file,
+  median of N fresh processes, beside the interpreter's own start-up
+  (``python -c pass``) measured in the same run, and their ratio;
+- whether torch, transformers or chromadb were imported during a check
+  (``python -X importtime``).
+
+Timings are printed beside their targets, never asserted: they depend on the
+machine. Finishes in well under two minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HEAVY_MODULES = ("torch", "transformers", "chromadb")
+TARGET_CHECK_10K_SECONDS = 1.0
+TARGET_COLD_CHECK_SECONDS = 0.3
+
+# --------------------------------------------------------------- generator
+
+HEADER = '''\
+# Synthetic fmflow source for benchmarks/check_speed.py: valid, every declaration used.
+'''
+
+# One unit: every kind of declaration, each used by the unit's flows. The
+# templates use only their prompt's parameters (E202), and every flow path
+# returns (E203). ``{i}`` makes the names unique.
+UNIT = '''
+model fast_{i} {{
+  provider: "openai"
+  name: "gpt-4o-mini"
+  temperature: 0.2
+  max_tokens: 512
+  timeout: 30s
+  retry: 3
+  rate: 60/min
+  concurrency: 8
+}}
+
+enum Level_{i} {{ low, medium, high }}
+
+type Report_{i} {{
+  text: str
+  level: Level_{i}
+  citations: list[str]
+  confidence: float
+  note: str?
+}}
+
+retriever kb_{i} {{
+  collection: "docs_{i}"
+  k: 4
+  min_score: 0.25
+  where: {{ lang: "en", part: "{i}" }}
+}}
+
+tool word_count_{i}(text: str) -> int = python("bench_tools:word_count")
+filter tidy_{i}(text: str, limit: int) -> str = python("bench_tools:tidy")
+
+prompt summarize_{i}@2 (passage: str, limit: int) -> str {{
+  model: fast_{i}
+  system: """You summarise passages faithfully."""
+  template: """
+    Summarise the passage below in at most {{{{ limit }}}} words.
+    {{% if limit > 100 %}}Keep every number.{{% endif %}}
+    Passage: {{{{ passage }}}}
+  """
+}}
+
+prompt report_{i}(question: str, notes: list[str]) -> Report_{i} {{
+  model: fast_{i}
+  system: """You write short reports with citations."""
+  template: """
+    {{% for n in notes %}}- {{{{ n }}}}
+    {{% endfor %}}
+    Question: {{{{ question }}}}
+  """
+  check: [len(output.citations) >= 0, output.confidence <= 1.0]
+  on_fail: reask(2)
+}}
+
+flow digest_{i}(question: str) -> list[str] {{
+  docs = kb_{i}(question)
+  texts = [d.text | tidy_{i}(400) for d in docs if d.score > 0.3]
+  summaries = [summarize_{i}(passage: t, limit: 60) for t in texts]
+  return summaries
+}}
+
+flow answer_{i}(question: str, depth: int) -> Report_{i} {{
+  size = word_count_{i}(question)
+  if size == 0 {{
+    return Report_{i}(text: "empty question", level: Level_{i}.low, citations: [], confidence: 0.0, note: null)
+  }} elif depth > 2 {{
+    notes = digest_{i}(question)
+  }} else {{
+    notes = [question | tidy_{i}(200)]
+  }}
+  result = report_{i}(question: question, notes: notes)
+  return result
+}}
+'''
+
+UNIT_LINES = UNIT.count("\n")
+
+
+def generate_source(target_lines: int) -> str:
+    """A valid source of at least ``target_lines`` lines (whole units)."""
+    units = max(1, round(target_lines / UNIT_LINES))
+    return HEADER + "".join(UNIT.format(i=i) for i in range(units))
+
+
+def line_count(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
+# ---------------------------------------------------------------- timing
+
+def best_time(function: Callable[[], object], budget: float = 1.0, max_runs: int = 5) -> float:
+    """Best of a few runs: at least one, more while they fit in ``budget`` seconds."""
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < max_runs:
+        t0 = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - started > budget:
+            break
+    return min(times)
+
+
+def parse_only(text: str, path: str) -> None:
+    from fmflow.parser import parse_text
+
+    _module, diagnostics = parse_text(text, path)
+    errors = [d for d in diagnostics if d.code.startswith("E")]
+    assert not errors, f"generated source has syntax errors: {errors[:3]}"
+
+
+def load_check_text() -> Callable[[str, str], list] | None:
+    try:
+        from fmflow.api import check_text
+    except ImportError as error:
+        print(f"  (parse + check skipped: fmflow.api.check_text is not available: {error})")
+        return None
+    return check_text
+
+
+def parse_and_check(check_text: Callable[[str, str], list], text: str, path: str) -> None:
+    diagnostics = check_text(text, path)
+    errors = [d for d in diagnostics if d.code.startswith("E")]
+    assert not errors, "generated source does not check clean:\n" + "\n".join(
+        f"  {d.code} {d.span.line}:{d.span.col} {d.message}" for d in errors[:10])
+
+
+def throughput_table(sizes: list[int]) -> None:
+    print("throughput (best of up to 5 runs; lines/second)")
+    from fmflow.parser import parse_text
+
+    parse_text(generate_source(100), "warmup.fmflow")  # build the cached Lark parser once
+    check_text = load_check_text()
+    if check_text is not None:
+        parse_and_check(check_text, generate_source(100), "warmup.fmflow")
+    print(f"  {'lines':>8}  {'parse s':>8}  {'parse l/s':>10}  {'check s':>8}  {'check l/s':>10}")
+    for size in sizes:
+        text = generate_source(size)
+        lines = line_count(text)
+        path = f"bench_{size}.fmflow"
+        parse_seconds = best_time(lambda: parse_only(text, path))
+        row = f"  {lines:>8}  {parse_seconds:>8.3f}  {lines / parse_seconds:>10,.0f}"
+        if check_text is not None:
+            check_seconds = best_time(lambda: parse_and_check(check_text, text, path))
+            row += f"  {check_seconds:>8.3f}  {lines / check_seconds:>10,.0f}"
+            if 5_000 <= size <= 20_000:
+                per_10k = check_seconds * 10_000 / lines
+                verdict = "ok" if per_10k < TARGET_CHECK_10K_SECONDS else "MISSED"
+                row += f"   target: 10k lines checked < {TARGET_CHECK_10K_SECONDS:.0f} s " \
+                       f"({per_10k:.2f} s per 10k: {verdict})"
+        print(row, flush=True)
+
+
+# --------------------------------------------------------------- start-up
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def timed_run(argv: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    process = subprocess.run(argv, cwd=cwd, env=subprocess_env(), capture_output=True, text=True)
+    return time.perf_counter() - t0, process
+
+
+def median_start(argv: list[str], cwd: Path, runs: int) -> tuple[float, subprocess.CompletedProcess]:
+    _, last = timed_run(argv, cwd)  # untimed: writes .pyc files and the Lark grammar cache
+    times = []
+    for _ in range(runs):
+        seconds, last = timed_run(argv, cwd)
+        times.append(seconds)
+    return statistics.median(times), last
+
+
+def startup_report(workdir: Path, runs: int) -> None:
+    small = workdir / "small.fmflow"
+    small.write_text(generate_source(60), encoding="utf-8")
+    print(f"\nstart-up (median of {runs} fresh processes, {line_count(small.read_text())}-line file)")
+    if not (ROOT / "fmflow" / "__main__.py").exists():
+        print("  (skipped: fmflow/__main__.py does not exist yet)")
+        return
+    baseline, _ = median_start([sys.executable, "-c", "pass"], workdir, runs)
+    check, process = median_start([sys.executable, "-m", "fmflow", "check", str(small)], workdir, runs)
+    print(f"  baseline  python -c pass          {baseline * 1000:7.1f} ms")
+    verdict = "ok" if check < TARGET_COLD_CHECK_SECONDS else "MISSED"
+    print(f"  fmflow    python -m fmflow check  {check * 1000:7.1f} ms   "
+          f"target < {TARGET_COLD_CHECK_SECONDS * 1000:.0f} ms: {verdict}")
+    print(f"  ratio     fmflow check / python   {check / baseline:7.1f} x")
+    if process.returncode != 0:
+        print(f"  warning: `fmflow check` exited {process.returncode} on a clean file:")
+        print("    " + (process.stdout + process.stderr).strip().replace("\n", "\n    ")[:2000])
+    heavy_imports_report(small, workdir)
+
+
+def imported_top_level(importtime_stderr: str) -> set[str]:
+    """Top-level package names from ``-X importtime`` output."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if not line.startswith("import time:") or line.count("|") < 2:
+            continue
+        module = line.rsplit("|", 1)[1].strip()
+        if module and module != "imported package":
+            names.add(module.split(".")[0])
+    return names
+
+
+def heavy_imports_report(small: Path, workdir: Path) -> None:
+    _, process = timed_run([sys.executable, "-X", "importtime", "-m", "fmflow", "check", str(small)], workdir)
+    imported = imported_top_level(process.stderr)
+    if not imported:
+        print("  heavy imports: could not read -X importtime output")
+        return
+    heavy = [m for m in HEAVY_MODULES if m in imported]
+    if heavy:
+        print(f"  heavy imports during check: {', '.join(heavy)}   target: none: MISSED")
+    else:
+        print(f"  heavy imports during check: none ({', '.join(HEAVY_MODULES)} not imported)   target: none: ok")
+
+
+# ------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="approximate line counts")
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per start-up figure")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    started = time.perf_counter()
+    print(f"fmflow check_speed: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, unit = {UNIT_LINES} lines")
+    throughput_table(sizes)
+    with tempfile.TemporaryDirectory(prefix="fmflow-bench-") as tmp:
+        startup_report(Path(tmp), args.runs)
+    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""Type inference over expressions: E101 names, E103 calls, E104 fields, E201 types.
+
+An expression with an error gets the type ``unknown``, which is compatible
+with everything, so one mistake is reported once and not at every use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import ast
+from ..builtins import BUILTINS, IMPLEMENTATION_FUNCTIONS
+from ..diagnostics import suggestion_help
+from ..types import (BOOL, DOC, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
+                     EnumType, ListType, OptionalType, StructType, Type, Unknown, is_assignable, is_dynamic,
+                     is_numeric, join, strip_optional)
+from .context import CheckContext
+from .resolve import TypeResolver, decl_type
+
+_LITERAL_TYPES = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "null": NULL,
+                  "duration": DURATION, "rate": RATE}
+CALLABLE_KINDS = ("prompt", "agent", "tool", "filter", "retriever", "flow")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: Type
+    required: bool = True
+
+
+@dataclass
+class Scope:
+    """Names visible in an expression: parameters, assigned names, ``output``."""
+
+    vars: dict[str, Type] = field(default_factory=dict)
+    # Names assigned somewhere in the flow but not (yet) on this path: flow_paths
+    # reports those as E203, so they are not unknown names here.
+    pending: set[str] = field(default_factory=set)
+
+    def child(self, **extra: Type) -> "Scope":
+        return Scope({**self.vars, **extra}, self.pending)
+
+
+class ExprChecker:
+    def __init__(self, ctx: CheckContext) -> None:
+        self.ctx = ctx
+        self.types = TypeResolver(ctx)
+
+    def error(self, code: str, message: str, span, help: str | None = None) -> Type:
+        self.ctx.diagnostics.add(code, message, span, help)
+        return UNKNOWN
+
+    # --------------------------------------------------------------- public
+    def infer(self, expr: ast.Node, scope: Scope) -> Type:
+        method = getattr(self, "_infer_" + type(expr).__name__, None)
+        result = method(expr, scope) if method else UNKNOWN
+        self.ctx.expr_types[id(expr)] = result
+        return result
+
+    def expect(self, expr: ast.Node, target: Type, scope: Scope, what: str) -> Type:
+        """Check that ``expr`` fits ``target``; literals are checked against it item by item."""
+        plain = strip_optional(target)
+        if isinstance(expr, ast.DictExpr) and isinstance(plain, StructType):
+            return self._struct_literal(expr, plain, scope, what)
+        if isinstance(expr, ast.ListExpr) and isinstance(plain, ListType) and expr.items:
+            for item in expr.items:
+                self.expect(item, plain.item, scope, f"an item of {what}")
+            return target
+        if isinstance(expr, ast.Literal) and expr.kind == "str" and isinstance(plain, EnumType):
+            if expr.value not in plain.members:
+                return self.error("E201", f"{what} expects {plain}, got \"{expr.value}\"", expr.span,
+                                  f"{plain} is one of: {', '.join(plain.members)}")
+            return target
+        actual = self.infer(expr, scope)
+        if not is_assignable(actual, target):
+            help = None
+            if isinstance(actual, OptionalType) and is_assignable(actual.inner, target):
+                help = "the value may be null; check it first or give a default with `x if x != null else …`"
+            self.error("E201", f"{what} expects {target}, got {actual}", expr.span, help)
+        return target
+
+    def signature(self, decl: ast.Decl) -> tuple[list[Param], Type] | None:
+        """Parameters and result type of a callable declaration."""
+        if isinstance(decl, ast.RetrieverDecl):
+            return [Param("query", STR), Param("k", INT, False), Param("where", DictType(JSON), False)], \
+                ListType(DOC)
+        if isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.ToolDecl, ast.FlowDecl)):
+            owner = self.ctx.loader.context(self.ctx.symbols.path_of(decl)) or self.ctx
+            resolver = self.types if owner is self.ctx else TypeResolver(owner, _quiet())
+            params = [Param(p.name, resolver.resolve(p.type)) for p in decl.params]
+            return params, resolver.resolve(decl.returns)
+        return None
+
+    # ------------------------------------------------------------- literals
+    def _infer_Literal(self, node: ast.Literal, scope: Scope) -> Type:
+        return _LITERAL_TYPES[node.kind]
+
+    def _infer_BlockString(self, node: ast.BlockString, scope: Scope) -> Type:
+        return STR
+
+    def _infer_ListExpr(self, node: ast.ListExpr, scope: Scope) -> Type:
+        item: Type = UNKNOWN
+        for element in node.items:
+            t = self.infer(element, scope)
+            joined = join(item, t)
+            if joined is None:
+                return self.error("E201", f"list items have different types: {item} and {t}", element.span,
+                                  "use one type for every item, or declare the list as list[json]")
+            item = joined
+        return ListType(item)
+
+    def _infer_DictExpr(self, node: ast.DictExpr, scope: Scope) -> Type:
+        value: Type = UNKNOWN
+        for entry in node.entries:
+            t = self.infer(entry.value, scope)
+            value = join(value, t) or JSON  # a dict literal of mixed values is a dict[json]
+        return DictType(value)
+
+    def _struct_literal(self, node: ast.DictExpr, struct: StructType, scope: Scope, what: str) -> Type:
+        fields = self.types.fields(struct)
+        for entry in node.entries:
+            if entry.key not in fields:
+                self.error("E104", f"unknown field '{entry.key}' of type {struct}", entry.span,
+                           suggestion_help(entry.key, fields))
+                self.infer(entry.value, scope)
+                continue
+            self.expect(entry.value, fields[entry.key], scope, f"field '{entry.key}' of {struct}")
+        given = {e.key for e in node.entries}
+        missing = [f for f in fields if f not in given and f not in struct.defaults]
+        if missing:
+            self.error("E103", f"missing field{'s' if len(missing) > 1 else ''} "
+                       f"{', '.join(repr(m) for m in missing)} for {struct} in {what}", node.span)
+        return struct
+
+    # ---------------------------------------------------------------- names
+    def _infer_Name(self, node: ast.Name, scope: Scope) -> Type:
+        if node.version is None and node.id in scope.vars:
+            return scope.vars[node.id]
+        decl = self.lookup(node, scope)
+        if decl is None:
+            return UNKNOWN
+        if isinstance(decl, (ast.TypeDecl, ast.EnumDecl)):
+            return DeclRef(decl.kind, decl.name)
+        return DeclRef(decl.kind, decl.name)
+
+    def lookup(self, node: ast.Name, scope: Scope, report: bool = True,
+               kinds: tuple[str, ...] | None = None) -> ast.Decl | None:
+        """The declaration a name refers to, reporting E101 when there is none.
+
+        ``kinds`` narrows the did-you-mean candidates to declarations of those kinds.
+        """
+        decl = self.ctx.lookup(node.id, node.version)
+        if decl is not None:
+            if node.version is not None and not isinstance(decl, ast.PromptDecl):
+                self.error("E201", f"'{node.id}' is a {decl.kind}; only prompts have versions", node.span)
+            self.ctx.refer(node.span, decl)
+            return decl
+        if not report or node.id in scope.pending or (node.version is None and node.id in BUILTINS):
+            return None
+        if node.version is not None and self.ctx.symbols.versions(node.id):
+            versions = ", ".join(f"@{v}" for v in self.ctx.symbols.versions(node.id))
+            self.error("E101", f"prompt '{node.id}' has no version {node.version}", node.span,
+                       f"declared versions: {versions}")
+            return None
+        if kinds is None:
+            candidates = [*scope.vars, *self.ctx.symbols.names(), *BUILTINS]
+        else:
+            candidates = [n for n, ds in self.ctx.symbols.decls.items() if ds[0].kind in kinds]
+        help = suggestion_help(node.id, candidates)
+        if help is None and kinds is not None and len(kinds) == 1:
+            help = f"declare it first: {kinds[0]} {node.id} {{ … }}"
+        self.error("E101", f"unknown name '{node.id}'", node.span, help)
+        return None
+
+    # ---------------------------------------------------------------- calls
+    def _infer_Call(self, node: ast.Call, scope: Scope) -> Type:
+        func = node.func
+        if not isinstance(func, ast.Name):
+            self.infer(func, scope)
+            self._infer_args(node.args, scope)
+            return self.error("E201", "only declared prompts, agents, tools, filters, retrievers, flows, "
+                              "types and built-in functions can be called", func.span)
+        if func.version is None and func.id in scope.vars:
+            self._infer_args(node.args, scope)
+            return self.error("E201", f"'{func.id}' is a {scope.vars[func.id]} value and cannot be called",
+                              func.span)
+        if func.id in IMPLEMENTATION_FUNCTIONS and self.ctx.lookup(func.id) is None:
+            self._infer_args(node.args, scope)
+            return self.error("E103", f"{func.id}(…) can only be the implementation of a tool or filter",
+                              node.span, 'write: tool name(x: str) -> str = python("module:function")')
+        if func.id == "Doc" and func.version is None and self.ctx.lookup("Doc") is None:
+            return self._construct(DOC, node.args, node, scope)
+        decl = self.lookup(func, scope)
+        if decl is None:
+            if func.version is None and func.id in BUILTINS:
+                return self._builtin_call(func.id, [a.value for a in node.args], node, scope)
+            self._infer_args(node.args, scope)
+            return UNKNOWN
+        return self._decl_call(decl, node.args, node, scope)
+
+    def _infer_args(self, args: list[ast.Arg], scope: Scope) -> None:
+        for arg in args:
+            self.infer(arg.value, scope)
+
+    def _decl_call(self, decl: ast.Decl, args: list[ast.Arg], node: ast.Node, scope: Scope,
+                   piped: ast.Node | None = None) -> Type:
+        if isinstance(decl, (ast.TypeDecl,)):
+            struct = decl_type(decl, self.ctx.symbols.path_of(decl))
+            return self._construct(struct, args, node, scope)
+        if isinstance(decl, ast.EnumDecl):
+            self._infer_args(args, scope)
+            return self.error("E201", f"enum {decl.name} cannot be called; write {decl.name}.member",
+                              node.span, f"members: {', '.join(m.name for m in decl.members)}")
+        signature = self.signature(decl)
+        if signature is None:
+            self._infer_args(args, scope)
+            return self.error("E201", f"'{decl.name}' is a {decl.kind} and cannot be called", node.span)
+        params, result = signature
+        desc = f"{decl.kind} '{decl.name}'"
+        self.bind(desc, params, args, node, scope, piped=piped)
+        return result
+
+    def _construct(self, struct: StructType, args: list[ast.Arg], node: ast.Node, scope: Scope) -> Type:
+        fields = self.types.fields(struct)
+        given: set[str] = set()
+        for arg in args:
+            if arg.name is None:
+                self.error("E103", f"fields of {struct} must be named, e.g. {struct}({next(iter(fields), 'x')}: …)",
+                           arg.span)
+                self.infer(arg.value, scope)
+            elif arg.name not in fields:
+                self.error("E104", f"unknown field '{arg.name}' of type {struct}", arg.span,
+                           suggestion_help(arg.name, fields))
+                self.infer(arg.value, scope)
+            elif arg.name in given:
+                self.error("E103", f"field '{arg.name}' is given twice", arg.span)
+            else:
+                given.add(arg.name)
+                self.expect(arg.value, fields[arg.name], scope, f"field '{arg.name}' of {struct}")
+        missing = [f for f in fields if f not in given and f not in struct.defaults]
+        if missing and all(a.name is not None for a in args):
+            self.error("E103", f"missing field{'s' if len(missing) > 1 else ''} "
+                       f"{', '.join(repr(m) for m in missing)} in {struct}(…)", node.span,
+                       "give every field that is not optional")
+        return struct
+
+    def bind(self, desc: str, params: list[Param], args: list[ast.Arg], node: ast.Node, scope: Scope,
+             piped: ast.Node | None = None) -> None:
+        """Match arguments to parameters (E103) and check their types (E201)."""
+        bound: set[str] = set()
+        offset = 0
+        if piped is not None and params:
+            bound.add(params[0].name)
+            self.expect(piped, params[0].type, scope, f"the piped value of {desc}")
+            offset = 1
+        saw_named = False
+        names = [p.name for p in params]
+        for i, arg in enumerate(args):
+            if arg.name is None:
+                if saw_named:
+                    self.error("E103", f"a positional argument cannot follow named ones in a call to {desc}",
+                               arg.span)
+                    self.infer(arg.value, scope)
+                    continue
+                position = i + offset
+                if position >= len(params):
+                    self.error("E103", f"too many arguments: {desc} takes {len(params)}, got "
+                               f"{len(args) + offset}", arg.span)
+                    self.infer(arg.value, scope)
+                    continue
+                param = params[position]
+            else:
+                saw_named = True
+                param = next((p for p in params if p.name == arg.name), None)
+                if param is None:
+                    self.error("E103", f"unknown argument '{arg.name}' for {desc}", arg.span,
+                               suggestion_help(arg.name, names) or f"parameters: {', '.join(names) or 'none'}")
+                    self.infer(arg.value, scope)
+                    continue
+            if param.name in bound:
+                self.error("E103", f"argument '{param.name}' of {desc} is given twice", arg.span)
+                continue
+            bound.add(param.name)
+            self.expect(arg.value, param.type, scope, f"argument '{param.name}' of {desc}")
+        missing = [p.name for p in params if p.required and p.name not in bound]
+        if missing:
+            listed = ", ".join(f"'{m}'" for m in missing)
+            self.error("E103", f"missing argument{'s' if len(missing) > 1 else ''} {listed} in call to {desc}",
+                       node.span)
+
+    def _builtin_call(self, name: str, values: list[ast.Node], node: ast.Node, scope: Scope) -> Type:
+        builtin = BUILTINS[name]
+        types = [self.infer(v, scope) for v in values]
+        if not builtin.min_args <= len(values) <= builtin.max_args:
+            return self.error("E103", f"{name}() takes {_count(builtin.min_args, builtin.max_args)}, "
+                              f"got {len(values)}", node.span, builtin.signature)
+        if any(isinstance(t, Unknown) for t in types):
+            return UNKNOWN
+        result = builtin.typing(types)
+        if isinstance(result, str):
+            return self.error("E201", result, node.span, builtin.signature)
+        return result
+
+    def _infer_Pipe(self, node: ast.Pipe, scope: Scope) -> Type:
+        target = ast.Name(node.filter, None, span=node.filter_span)
+        decl = self.lookup(target, scope)
+        if decl is None:
+            if node.filter in BUILTINS:
+                return self._builtin_call(node.filter, [node.value, *(a.value for a in node.args)], node, scope)
+            self.infer(node.value, scope)
+            self._infer_args(node.args, scope)
+            return UNKNOWN
+        if not isinstance(decl, ast.FilterDecl):
+            self.infer(node.value, scope)
+            self._infer_args(node.args, scope)
+            return self.error("E201", f"'{node.filter}' is a {decl.kind}; only filters and built-in functions "
+                              "can follow '|'", node.filter_span)
+        return self._decl_call(decl, node.args, node, scope, piped=node.value)
+
+    # ----------------------------------------------------- fields and items
+    def _infer_Attribute(self, node: ast.Attribute, scope: Scope) -> Type:
+        base = self.infer(node.value, scope)
+        if isinstance(base, DeclRef) and base.kind == "enum":
+            enum = decl_type(self.ctx.lookup(base.name), self.ctx.symbols.path_of(self.ctx.lookup(base.name)))
+            if node.attr not in enum.members:
+                return self.error("E104", f"enum {enum} has no member '{node.attr}'", node.attr_span,
+                                  suggestion_help(node.attr, enum.members) or f"members: {', '.join(enum.members)}")
+            return enum
+        optional = isinstance(base, OptionalType)
+        plain = strip_optional(base)
+        if is_dynamic(plain):
+            return plain
+        if isinstance(plain, StructType):
+            fields = self.types.fields(plain)
+            if node.attr not in fields:
+                return self.error("E104", f"unknown field '{node.attr}' of type {plain}", node.attr_span,
+                                  suggestion_help(node.attr, fields) or f"fields: {', '.join(fields)}")
+            result = fields[node.attr]
+            return OptionalType(result) if optional and not isinstance(result, OptionalType) else result
+        if isinstance(plain, DictType):
+            return self.error("E201", f"a {plain} has no fields; read an entry with [\"{node.attr}\"]",
+                              node.attr_span)
+        return self.error("E201", f"{base} has no field '{node.attr}'", node.attr_span)
+
+    def _infer_Index(self, node: ast.Index, scope: Scope) -> Type:
+        base = strip_optional(self.infer(node.value, scope))
+        index = self.infer(node.index, scope)
+        if is_dynamic(base):
+            return base
+        if isinstance(base, ListType) or base == STR:
+            if not is_assignable(index, INT):
+                return self.error("E201", f"a {base} index must be int, got {index}", node.index.span)
+            return base.item if isinstance(base, ListType) else STR
+        if isinstance(base, DictType):
+            if not is_assignable(index, STR):
+                return self.error("E201", f"a {base} key must be str, got {index}", node.index.span)
+            return base.value
+        return self.error("E201", f"{base} cannot be indexed", node.span)
+
+    # ------------------------------------------------------------ operators
+    def _infer_Unary(self, node: ast.Unary, scope: Scope) -> Type:
+        operand = self.infer(node.operand, scope)
+        if node.op == "not":
+            return BOOL
+        if is_dynamic(operand) or is_numeric(operand):
+            return operand
+        return self.error("E201", f"unary '-' needs a number, got {operand}", node.span)
+
+    def _infer_Binary(self, node: ast.Binary, scope: Scope) -> Type:
+        left, right = self.infer(node.left, scope), self.infer(node.right, scope)
+        if isinstance(left, Unknown) or isinstance(right, Unknown):
+            return BOOL if node.op in _BOOLEAN_OPS else UNKNOWN
+        if node.op in ("and", "or", "==", "!="):
+            return BOOL
+        if node.op in ("<", "<=", ">", ">="):
+            if (is_numeric(left) and is_numeric(right)) or (left == right == STR) or is_dynamic(left) \
+                    or is_dynamic(right):
+                return BOOL
+            return self._operands_error(node, left, right, "compares numbers with numbers or str with str")
+        if node.op in ("in", "not in"):
+            return self._membership(node, left, right)
+        return self._arithmetic(node, left, right)
+
+    def _membership(self, node: ast.Binary, left: Type, right: Type) -> Type:
+        container = strip_optional(right)
+        ok = is_dynamic(container) or is_dynamic(left)
+        if container == STR or isinstance(container, (DictType, StructType)):
+            ok = ok or is_assignable(left, STR)
+        elif isinstance(container, ListType):
+            ok = ok or is_assignable(left, container.item) or is_assignable(container.item, left)
+        if not ok:
+            return self._operands_error(node, left, right, "looks for a str in a str or dict, or an item in a list")
+        return BOOL
+
+    def _arithmetic(self, node: ast.Binary, left: Type, right: Type) -> Type:
+        if is_dynamic(left) or is_dynamic(right):
+            return JSON
+        if is_numeric(left) and is_numeric(right):
+            if node.op == "/":
+                return FLOAT
+            return INT if left == right == INT else FLOAT
+        if node.op == "+":
+            if left == right == STR or (isinstance(left, EnumType) and right == STR) \
+                    or (left == STR and isinstance(right, EnumType)):
+                return STR
+            if isinstance(left, ListType) and isinstance(right, ListType):
+                item = join(left.item, right.item)
+                if item is not None:
+                    return ListType(item)
+        if node.op == "*" and {left, right} == {STR, INT}:
+            return STR
+        return self._operands_error(node, left, right, None)
+
+    def _operands_error(self, node: ast.Binary, left: Type, right: Type, help: str | None) -> Type:
+        return self.error("E201", f"operator '{node.op}' does not apply to {left} and {right}", node.span, help)
+
+    def _infer_Conditional(self, node: ast.Conditional, scope: Scope) -> Type:
+        self.infer(node.condition, scope)
+        then, otherwise = self.infer(node.then, scope), self.infer(node.otherwise, scope)
+        joined = join(then, otherwise)
+        if joined is None:
+            return self.error("E201", f"the two sides of 'if … else' have different types: {then} and {otherwise}",
+                              node.span)
+        return joined
+
+    def _infer_Comprehension(self, node: ast.Comprehension, scope: Scope) -> Type:
+        iterable = strip_optional(self.infer(node.iterable, scope))
+        if isinstance(iterable, ListType):
+            item = iterable.item
+        elif is_dynamic(iterable):
+            item = iterable
+        elif isinstance(iterable, DictType) or iterable == STR:
+            item = STR  # a dict iterates over its keys, a str over its characters
+        else:
+            item = self.error("E201", f"cannot loop over {iterable}", node.iterable.span,
+                              "loop over a list, a dict or a str")
+        inner = scope.child(**{node.var: item})
+        if node.condition is not None:
+            self.infer(node.condition, inner)
+        return ListType(self.infer(node.element, inner))
+
+
+_BOOLEAN_OPS = {"and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+
+
+def _count(low: int, high: int) -> str:
+    if low == high:
+        return f"{low} argument{'s' if low != 1 else ''}"
+    return f"{low} to {high} arguments"
+
+
+def _quiet():
+    from ..diagnostics import Diagnostics
+
+    return Diagnostics()

@@ -1,0 +1,44 @@
+"""E002: imports resolve relative to the importing file, `std/…` from the stdlib."""
+
+from __future__ import annotations
+
+import os
+
+from ..resources import stdlib_dir
+from .context import CheckContext
+
+
+def resolve_import(written: str, importer: str) -> str:
+    """The file an import names: ``std/x`` → stdlib/x.fmflow, else relative to the importer."""
+    if written.startswith("std/"):
+        name = written[len("std/"):]
+        if not name.endswith(".fmflow"):
+            name += ".fmflow"
+        return str(stdlib_dir() / name)
+    base = os.path.dirname(importer)
+    return os.path.normpath(os.path.join(base, written))
+
+
+def check_imports(ctx: CheckContext) -> None:
+    loader = ctx.loader
+    for imp in ctx.module.imports:
+        target = resolve_import(imp.path, ctx.path)
+        if loader.is_loading(target):
+            chain = " → ".join(os.path.basename(p) for p in [*loader.chain_to(target), target])
+            ctx.diagnostics.add("E002", f"import cycle: {chain}", imp.span,
+                                "move the shared declarations into a file that both can import")
+            continue
+        if not os.path.isfile(target):
+            hint = "standard library modules: " + ", ".join(sorted(_stdlib_modules())) \
+                if imp.path.startswith("std/") else "paths are relative to the importing file"
+            ctx.diagnostics.add("E002", f"cannot find import '{imp.path}' (looked for {target})", imp.span, hint)
+            continue
+        imported = loader.load(target, report_unused=False)
+        if imported is None:
+            ctx.diagnostics.add("E002", f"cannot read import '{imp.path}'", imp.span)
+            continue
+        ctx.imported[imp.path] = (target, imported.module)
+
+
+def _stdlib_modules() -> list[str]:
+    return ["std/" + p.stem for p in stdlib_dir().glob("*.fmflow")]

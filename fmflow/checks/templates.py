@@ -1,0 +1,79 @@
+"""E202: every variable a prompt's template reads must be one of its parameters.
+
+Jinja2's own parser finds the variables; each unknown one is reported at its
+line inside the block string. A template that Jinja cannot parse is E001.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .. import ast
+from ..diagnostics import suggestion_help
+from .context import CheckContext
+
+# Names Jinja provides itself (jinja2.defaults.DEFAULT_NAMESPACE), plus `loop`.
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment()
+
+
+def check_templates(ctx: CheckContext) -> None:
+    for decl in ctx.module.decls:
+        if not isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
+            continue
+        params = {p.name for p in decl.params}
+        for key in ("template", "system"):
+            entry = decl.entry(key)
+            if entry is not None and isinstance(entry.value, (ast.BlockString, ast.Literal)) \
+                    and isinstance(entry.value.value, str):
+                _check_template(ctx, decl, entry.value, params)
+
+
+def _check_template(ctx: CheckContext, decl: ast.Decl, node, params: set[str]) -> None:
+    from jinja2 import TemplateSyntaxError, meta, nodes
+
+    text = node.value
+    try:
+        tree = _environment().parse(text)
+    except TemplateSyntaxError as error:
+        span = _line_span(ctx, node, error.lineno or 1, None)
+        ctx.diagnostics.add("E001", f"template syntax error: {error.message}", span,
+                            "templates are Jinja2: {{ value }}, {% for x in xs %}…{% endfor %}")
+        return
+    undeclared = meta.find_undeclared_variables(tree) - params - JINJA_GLOBALS
+    reported: set[str] = set()
+    for name_node in tree.find_all(nodes.Name):
+        name = name_node.name
+        if name in undeclared and name not in reported and name_node.ctx == "load":
+            reported.add(name)
+            ctx.diagnostics.add(
+                "E202", f"template of {decl.kind} '{decl.name}' uses '{name}', which is not a parameter",
+                _line_span(ctx, node, name_node.lineno, name),
+                suggestion_help(name, params) or f"add a parameter '{name}: …' to {decl.kind} '{decl.name}'")
+
+
+def _line_span(ctx: CheckContext, node, template_line: int, name: str | None):
+    """The span of ``name`` (or the whole line) at a template line, in the file."""
+    if isinstance(node, ast.BlockString):
+        line = node.first_line + template_line - 1
+    else:
+        line = node.span.line
+    line = min(max(line, node.span.line), node.span.end_line)
+    text = ctx.source.line_text(line)
+    start_col = 1
+    length = max(1, len(text.strip()))
+    if text.strip():
+        start_col = len(text) - len(text.lstrip()) + 1
+    if name:
+        match = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
+        if match:
+            start_col, length = match.start() + 1, len(name)
+    start = ctx.source.offset(line, start_col)
+    return ctx.source.span(start, start + length)

@@ -1,0 +1,234 @@
+"""Types of declarations, block values, flow bodies and tests.
+
+Expressions themselves are typed by ExprChecker (expressions.py); this pass
+walks every declaration and says what each expression must be.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import ast
+from ..builtins import ON_FAIL_POLICIES
+from ..diagnostics import suggestion_help
+from ..types import INT, JSON, STR, UNKNOWN, DictType, Type, join
+from .blocks import PROVIDERS, KeySpec, block_spec
+from .context import CheckContext
+from .expressions import CALLABLE_KINDS, ExprChecker, Scope
+
+_PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def check_types(ctx: CheckContext) -> None:
+    checker = ExprChecker(ctx)
+    for decl in ctx.module.decls:
+        if isinstance(decl, ast.TypeDecl):
+            for f in decl.fields:
+                checker.types.resolve(f.type)
+        elif isinstance(decl, ast.FlowDecl):
+            _check_flow(checker, decl)
+        elif isinstance(decl, ast.ToolDecl):
+            _check_tool(checker, decl)
+        elif isinstance(decl, ast.TestDecl):
+            _check_test(checker, decl)
+        elif hasattr(decl, "entries"):
+            _check_block_decl(checker, decl)
+
+
+def _signature_scope(checker: ExprChecker, decl: ast.Decl) -> tuple[Scope, Type]:
+    scope = Scope({p.name: checker.types.resolve(p.type) for p in decl.params})
+    return scope, checker.types.resolve(decl.returns)
+
+
+# ------------------------------------------------------------ block values
+
+def _check_block_decl(checker: ExprChecker, decl: ast.Decl) -> None:
+    scope, returns = (Scope(), UNKNOWN)
+    if isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
+        scope, returns = _signature_scope(checker, decl)
+    spec = block_spec(decl) or {}
+    for entry in decl.entries:
+        key_spec = spec.get(entry.key)
+        if key_spec is not None:  # unknown keys are E104 from the blocks pass
+            check_entry(checker, decl, entry, key_spec, scope, returns)
+
+
+def check_entry(checker: ExprChecker, decl: ast.Decl, entry: ast.Entry, spec: KeySpec,
+                scope: Scope, returns: Type) -> None:
+    value = entry.value
+    what = f"'{entry.key}' of {decl.kind} '{decl.name}'"
+    kind = spec.value
+    if not isinstance(kind, str):
+        checker.expect(value, kind, Scope(), what)
+    elif kind == "provider":
+        checker.expect(value, STR, Scope(), what)
+        if isinstance(value, ast.Literal) and value.kind == "str" and value.value not in PROVIDERS:
+            checker.error("E201", f"unknown provider '{value.value}'", value.span,
+                          suggestion_help(value.value, PROVIDERS) or f"providers: {', '.join(PROVIDERS)}")
+    elif kind == "model_ref":
+        _expect_ref(checker, value, ("model",), what)
+    elif kind == "model_refs":
+        for item in _list_items(checker, value, what):
+            _expect_ref(checker, item, ("model",), what)
+    elif kind == "tool_refs":
+        for item in _list_items(checker, value, what):
+            _expect_ref(checker, item, CALLABLE_KINDS, what)
+    elif kind == "template":
+        checker.expect(value, STR, Scope(), what)
+    elif kind in ("checks", "expects"):
+        inner = scope.child(output=returns)
+        items = value.items if isinstance(value, ast.ListExpr) else [value]
+        for item in items:
+            checker.infer(item, inner)
+    elif kind == "policy":
+        _check_policy(checker, value, scope, returns, what)
+
+
+def _list_items(checker: ExprChecker, value: ast.Node, what: str) -> list[ast.Node]:
+    if isinstance(value, ast.ListExpr):
+        return value.items
+    checker.error("E201", f"{what} expects a list of names, e.g. [a, b]", value.span)
+    return []
+
+
+def _expect_ref(checker: ExprChecker, value: ast.Node, kinds: tuple[str, ...], what: str) -> ast.Decl | None:
+    """A bare name of a declaration of one of ``kinds``."""
+    wanted = " or ".join(kinds)
+    if not isinstance(value, ast.Name):
+        checker.infer(value, Scope())
+        checker.error("E201", f"{what} expects the name of a {wanted}", value.span)
+        return None
+    decl = checker.lookup(value, Scope(), kinds=kinds)
+    if decl is None:
+        return None
+    if decl.kind not in kinds:
+        checker.error("E201", f"{what} expects a {wanted}, but '{value.id}' is a {decl.kind}", value.span)
+        return None
+    return decl
+
+
+def _check_policy(checker: ExprChecker, value: ast.Node, scope: Scope, returns: Type, what: str) -> None:
+    name, args = None, []
+    if isinstance(value, ast.Name) and value.version is None:
+        name = value.id
+    elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        name, args = value.func.id, value.args
+    policies = ", ".join(f"{p}(…)" if n else p for p, n in ON_FAIL_POLICIES.items())
+    if name not in ON_FAIL_POLICIES:
+        checker.error("E201", f"{what} expects an on-fail policy", value.span,
+                      (suggestion_help(name, ON_FAIL_POLICIES) if name else None) or f"policies: {policies}")
+        return
+    wanted = ON_FAIL_POLICIES[name]
+    if isinstance(value, ast.Name) and wanted:
+        checker.error("E103", f"on-fail policy '{name}' needs an argument: {name}(…)", value.span)
+        return
+    if len(args) != wanted or any(a.name for a in args):
+        checker.error("E103", f"on-fail policy '{name}' takes {wanted} argument{'s' if wanted != 1 else ''}",
+                      value.span, f"policies: {policies}")
+        return
+    if name in ("reask", "retry"):
+        checker.expect(args[0].value, INT, Scope(), f"the count of {name}(…)")
+    elif name == "default":
+        checker.expect(args[0].value, returns, scope, f"the default of {what}")
+
+
+# ------------------------------------------------------------ tools, filters
+
+def _check_tool(checker: ExprChecker, decl: ast.ToolDecl) -> None:
+    _signature_scope(checker, decl)
+    if isinstance(decl, ast.FilterDecl) and not decl.params:
+        checker.error("E103", f"filter '{decl.name}' needs a parameter for the piped value", decl.name_span,
+                      f"e.g. filter {decl.name}(text: str) -> str = …")
+    impl = decl.impl
+    good = (isinstance(impl, ast.Call) and isinstance(impl.func, ast.Name) and impl.func.id == "python"
+            and len(impl.args) == 1 and impl.args[0].name is None)
+    if not good:
+        checker.error("E201", f"{decl.kind} '{decl.name}' must be implemented by python(\"module:attr\")",
+                      impl.span, f'e.g. {decl.kind} {decl.name}(…) -> … = python("my_tools:{decl.name}")')
+        return
+    target = impl.args[0].value
+    if not (isinstance(target, ast.Literal) and target.kind == "str"):
+        checker.error("E201", "python(…) takes a string \"module:attr\"", target.span)
+    elif not _PYTHON_TARGET.match(target.value):
+        checker.error("E201", f"python(…) expects \"module:attr\", got \"{target.value}\"", target.span,
+                      'e.g. python("my_tools:word_count") for my_tools.py beside the flow')
+
+
+# ----------------------------------------------------------------- flows
+
+def _check_flow(checker: ExprChecker, flow: ast.FlowDecl) -> None:
+    scope, returns = _signature_scope(checker, flow)
+    scope.pending = {n.name for n in flow.walk() if isinstance(n, ast.Assign)}
+    _check_statements(checker, flow, flow.body, scope, returns)
+
+
+def _check_statements(checker: ExprChecker, flow: ast.FlowDecl, body: list, scope: Scope,
+                      returns: Type) -> dict[str, Type]:
+    """Check statements in order; returns the names they assign with their types."""
+    assigned: dict[str, Type] = {}
+    for stmt in body:
+        if isinstance(stmt, ast.Assign):
+            value_type = checker.infer(stmt.value, scope)
+            decl = checker.ctx.lookup(stmt.name)
+            if decl is not None:
+                checker.error("E102", f"'{stmt.name}' is already defined as a {decl.kind}; "
+                              "a variable cannot reuse its name", stmt.name_span, "rename the variable")
+            scope.vars[stmt.name] = assigned[stmt.name] = value_type
+        elif isinstance(stmt, ast.Return):
+            checker.expect(stmt.value, returns, scope, f"the return value of flow '{flow.name}'")
+        elif isinstance(stmt, ast.If):
+            arms = [branch.body for branch in stmt.branches] + [stmt.orelse or []]
+            merged: dict[str, Type] = {}
+            for branch in stmt.branches:
+                checker.infer(branch.condition, scope)
+            for arm in arms:
+                arm_assigned = _check_statements(checker, flow, arm, scope.child(), returns)
+                for name, t in arm_assigned.items():
+                    merged[name] = (join(merged[name], t) or JSON) if name in merged else t
+            scope.vars.update(merged)
+            assigned.update(merged)
+    return assigned
+
+
+# ----------------------------------------------------------------- tests
+
+def _check_test(checker: ExprChecker, decl: ast.TestDecl) -> None:
+    flow_entry = decl.entry("flow")
+    flow = _expect_ref(checker, flow_entry.value, ("flow",), f"'flow' of test '{decl.name}'") \
+        if flow_entry else None
+    params, returns = checker.signature(flow) if flow is not None else (None, UNKNOWN)
+    for entry in decl.entries:
+        if entry.key == "input":
+            _check_inputs(checker, decl, entry.value, params)
+        elif entry.key == "mock":
+            _check_mocks(checker, decl, entry.value)
+        elif entry.key == "expect":
+            check_entry(checker, decl, entry, KeySpec("expects"), Scope(), returns)
+
+
+def _check_inputs(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node, params) -> None:
+    if not isinstance(value, ast.DictExpr):
+        checker.expect(value, DictType(JSON), Scope(), f"'input' of test '{decl.name}'")
+        return
+    if params is None:
+        for entry in value.entries:
+            checker.infer(entry.value, Scope())
+        return
+    args = [ast.Arg(e.key, e.value, span=e.span) for e in value.entries]
+    checker.bind(f"the flow of test '{decl.name}'", params, args, value, Scope())
+
+
+def _check_mocks(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node) -> None:
+    if not isinstance(value, ast.DictExpr):
+        checker.error("E201", f"'mock' of test '{decl.name}' expects {{ callee: answer, … }}", value.span)
+        return
+    for entry in value.entries:
+        target = checker.lookup(ast.Name(entry.key, None, span=entry.span), Scope(), kinds=CALLABLE_KINDS)
+        if target is None:
+            checker.infer(entry.value, Scope())
+            continue
+        signature = checker.signature(target)
+        if signature is None:
+            checker.error("E201", f"'{entry.key}' is a {target.kind}; only calls can be mocked", entry.span)
+            continue
+        checker.expect(entry.value, signature[1], Scope(), f"the mock of {target.kind} '{entry.key}'")

@@ -1,0 +1,23 @@
+"""W501: a declaration that nothing uses (flows and tests are entry points)."""
+
+from __future__ import annotations
+
+from .. import ast
+from .context import CheckContext
+
+
+def check_unused(ctx: CheckContext) -> None:
+    if not ctx.report_unused:
+        return
+    used = {ref.decl.name for ref in ctx.references if ref.span.path == ctx.path
+            and not _inside(ref.span, ref.decl)}
+    for decl in ctx.module.decls:
+        if isinstance(decl, (ast.FlowDecl, ast.TestDecl)) or decl.name in used:
+            continue
+        ctx.diagnostics.add("W501", f"{decl.kind} '{decl.name}' is never used", decl.name_span,
+                            "remove it, or use it from a flow")
+
+
+def _inside(span, decl: ast.Decl) -> bool:
+    """A use inside the declaration itself (a recursive type) does not count."""
+    return decl.span.path == span.path and decl.span.start <= span.start < decl.span.end

@@ -1,0 +1,248 @@
+"""The `fmflow` command: wiring only; every phase lives in its own module.
+
+argparse rather than typer: `fmflow check` must start in well under 0.3 s,
+and typer with rich costs about 90 ms of imports (see docs/architecture.md).
+Exit status: 0 clean (warnings allowed), 1 errors, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Wrong arguments: printed as `fmflow: error: …`, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage and exits 2; keep that, say it our way
+        self.print_usage(sys.stderr)
+        print(f"fmflow: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _use_color(stream) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _flow_files(paths: list[str]) -> list[str]:
+    """Files named on the command line; folders give every .fmflow file inside them."""
+    files: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(str(p) for p in sorted(path.rglob("*.fmflow")))
+        elif path.is_file():
+            files.append(raw)
+        else:
+            raise UsageError(f"cannot read '{raw}': no such file or folder")
+    if not files:
+        raise UsageError("no .fmflow files found in " + ", ".join(paths))
+    return files
+
+
+def _parse_pins(pins: list[str]) -> dict[str, int]:
+    parsed: dict[str, int] = {}
+    for pin in pins or []:
+        name, _, version = pin.partition("@")
+        if not name.isidentifier() or not version.isdigit() or int(version) < 1:
+            raise UsageError(f"--pin expects NAME@N (e.g. answer@2), got '{pin}'")
+        parsed[name] = int(version)
+    return parsed
+
+
+def _print_diagnostics(diagnostics, sources, output_format: str = "text") -> None:
+    from .diagnostics import render_json, render_text, summary
+
+    if output_format == "json":
+        print(render_json(diagnostics))
+        return
+    if diagnostics:
+        print(render_text(diagnostics, sources, color=_use_color(sys.stdout)))
+        print(summary(diagnostics), file=sys.stderr)
+
+
+# ------------------------------------------------------------------ commands
+
+def cmd_check(args) -> int:
+    from .api import load_program
+
+    pins = _parse_pins(args.pin)
+    diagnostics, sources = [], {}
+    seen: set[tuple] = set()
+    for path in _flow_files(args.files):
+        loader, ctx = load_program(path, pins=pins)
+        if ctx is None:
+            raise UsageError(f"cannot read '{path}'")
+        sources.update(loader.sources())
+        for d in loader.diagnostics():
+            key = (d.code, d.span.path, d.span.start, d.message)
+            if key not in seen:  # a file imported by two checked files is reported once
+                seen.add(key)
+                diagnostics.append(d)
+    _print_diagnostics(diagnostics, sources, args.format)
+    if args.format == "text" and not diagnostics:
+        print("ok: no problems found", file=sys.stderr)
+    return EXIT_ERRORS if any(d.is_error for d in diagnostics) else EXIT_OK
+
+
+def cmd_fmt(args) -> int:
+    from .diagnostics import Diagnostics
+    from .formatter import format_module
+    from .parser import parse_source
+    from .source import SourceFile
+
+    status = EXIT_OK
+    changed: list[str] = []
+    for path in _flow_files(args.files):
+        source = SourceFile.read(path)
+        diagnostics = Diagnostics()
+        module = parse_source(source, diagnostics)
+        if diagnostics.has_errors:
+            _print_diagnostics(diagnostics.sorted(), {path: source})
+            status = EXIT_ERRORS
+            continue
+        formatted = format_module(module)
+        if formatted == source.text:
+            continue
+        changed.append(path)
+        if not args.check:
+            _write_atomically(path, formatted)
+    for path in changed:
+        print(f"{'would reformat' if args.check else 'reformatted'} {path}")
+    if args.check and changed:
+        status = EXIT_ERRORS
+    return status
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.fmflow-tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _checked(path: str, pins: dict[str, int] | None = None, allow: tuple[str, ...] = ()):
+    """A checked file's context; prints diagnostics and returns None on errors."""
+    from .api import load_program
+
+    loader, ctx = load_program(path, pins=pins)
+    if ctx is None:
+        raise UsageError(f"cannot read '{path}'")
+    diagnostics = loader.diagnostics()
+    blocking = [d for d in diagnostics if d.is_error and d.code not in allow]
+    if blocking:
+        _print_diagnostics(diagnostics, loader.sources())
+        return None
+    return ctx
+
+
+def cmd_graph(args) -> int:
+    from . import ast
+    from .compiler import build_flow_graph, to_dot, to_mermaid
+
+    ctx = _checked(args.file)
+    if ctx is None:
+        return EXIT_ERRORS
+    flows = [d for d in ctx.module.decls if isinstance(d, ast.FlowDecl)]
+    flow = select_flow(flows, args.flow, args.file)
+    declarations = {name: ctx.lookup(name) for name in ctx.symbols.names()}
+    graph = build_flow_graph(flow, declarations)
+    print(to_dot(graph) if args.format == "dot" else to_mermaid(graph))
+    return EXIT_OK
+
+
+def select_flow(flows, name: str | None, path: str):
+    if name is not None:
+        for flow in flows:
+            if flow.name == name:
+                return flow
+        known = ", ".join(f.name for f in flows) or "none"
+        raise UsageError(f"no flow '{name}' in {path} (flows: {known})")
+    if len(flows) == 1:
+        return flows[0]
+    if not flows:
+        raise UsageError(f"{path} declares no flow")
+    raise UsageError(f"{path} declares several flows ({', '.join(f.name for f in flows)}); choose one with --flow")
+
+
+def cmd_lock(args) -> int:
+    from .lockfile import write_lock
+
+    status = EXIT_OK
+    for path in _flow_files(args.files):
+        ctx = _checked(path, allow=("E401",))
+        if ctx is None:
+            status = EXIT_ERRORS
+            continue
+        lock, hashes = write_lock(ctx)
+        print(f"locked {len(hashes)} prompt version{'s' if len(hashes) != 1 else ''} of {path} in {lock}")
+    return status
+
+
+# --------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="fmflow", description="Declarative, checked, versioned foundation-model flows.")
+    parser.add_argument("--version", action="version", version=f"fmflow {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = commands.add_parser("check", help="check flow files without running them")
+    check.add_argument("files", nargs="+", metavar="FILE", help=".fmflow files or folders")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
+    check.set_defaults(handler=cmd_check)
+
+    fmt = commands.add_parser("fmt", help="format flow files in place")
+    fmt.add_argument("files", nargs="+", metavar="FILE")
+    fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would change")
+    fmt.set_defaults(handler=cmd_fmt)
+
+    graph = commands.add_parser("graph", help="print the dataflow graph of a flow")
+    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("--flow", help="the flow to draw (needed when the file has several)")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph.set_defaults(handler=cmd_graph)
+
+    lock = commands.add_parser("lock", help="record prompt versions in fmflow.lock")
+    lock.add_argument("files", nargs="+", metavar="FILE")
+    lock.set_defaults(handler=cmd_lock)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"fmflow: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fmflow: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        print(f"fmflow: error: {error.strerror or error}: {getattr(error, 'filename', '') or ''}".rstrip(": "),
+              file=sys.stderr)
+        return EXIT_ERRORS
+    except Exception as error:  # an fmflow bug: say so plainly, traceback only on request
+        if args.debug or os.environ.get("FMFLOW_DEBUG"):
+            raise
+        print(f"fmflow: internal error: {type(error).__name__}: {error}\n"
+              "  run again with --debug for a traceback, and please report it", file=sys.stderr)
+        return EXIT_ERRORS
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""Checked AST → dataflow graph: the graph the runtime executes and `fmflow graph` draws.
+
+A flow body is a graph, not a script (LANGUAGE.md §4): every node runs as soon
+as the values it reads exist. ``build_flow_graph`` turns one flow into a
+networkx ``DiGraph`` whose nodes are
+
+- ``input:NAME``: one per flow parameter (kind ``input``);
+- ``nN``: one per statement, numbered in source order: an assignment (kind
+  ``call`` when its expression calls a prompt, agent, tool, filter,
+  retriever or flow, else ``value``), one ``branch`` per ``if``/``elif``
+  condition, and one ``return`` per return statement.
+
+Node attributes: ``kind``, ``label`` (short source-like text), ``line``,
+``stmt`` (the AST node: Param, Assign, Branch or Return), ``calls`` (the
+``(callee name, callee kind)`` pairs in the expression, source order, no
+duplicates), ``defines`` (the variable assigned, or None), ``order`` (creation
+index, for stable output) and ``gate`` (see below).
+
+Edges: ``kind="data", var=NAME`` from the node defining a variable to every
+node reading it, resolved along the statement's path (a name defined in both
+arms of an ``if`` and read after it gets an edge from each definition);
+``kind="control", label="then"|"else"`` from a branch node to every
+first-level node of its arm. An ``elif`` condition hangs off the previous
+branch's ``else`` edge. Edges only point forward in source order, so the
+graph is acyclic.
+
+``gate`` says when a node may run at all, which the control edges alone do not
+say for statements that follow an ``if`` with a returning arm (in
+``if len(docs) == 0 { return … }`` followed by ``draft = answer(…)`` the prompt
+must not run when the flow already returned). ``None`` means unconditionally;
+otherwise a tuple of ``(branch id, "then"|"else")`` of which at least one must
+be taken (a branch only evaluates when its own gate holds, so one pair is
+enough to describe a path); ``()`` means unreachable (after a return).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from . import ast
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+CALLABLE_KINDS = frozenset({"prompt", "agent", "tool", "filter", "retriever", "flow"})
+BUILTIN_TYPES = frozenset({"Doc"})
+MAX_LABEL = 80
+
+# A gate: None (always), or (branch id, "then"|"else") pairs of which one must be taken.
+Gate = "tuple[tuple[str, str], ...] | None"
+
+
+# ---------------------------------------------------------------- building
+
+def build_flow_graph(flow: ast.FlowDecl, declarations: Mapping[str, ast.Decl]) -> "nx.DiGraph":
+    """The dataflow graph of ``flow``; ``declarations`` maps top-level names to declarations."""
+    return _GraphBuilder(flow, declarations).build()
+
+
+@dataclass
+class _BlockResult:
+    env: dict[str, tuple[str, ...]]   # variable → the nodes that may have defined it
+    falls_through: bool               # can control reach the end of the block?
+    gate: object                      # the gate in force at the end of the block
+
+
+class _GraphBuilder:
+    def __init__(self, flow: ast.FlowDecl, declarations: Mapping[str, ast.Decl]) -> None:
+        import networkx as nx
+
+        self.flow = flow
+        self.declarations = declarations
+        self.graph = nx.DiGraph(name=flow.name)
+        self.counter = 0
+
+    def build(self) -> "nx.DiGraph":
+        env: dict[str, tuple[str, ...]] = {}
+        for param in self.flow.params:
+            node = f"input:{param.name}"
+            self._add_node(node, "input", f"{param.name}: {type_text(param.type)}", param, [], param.name, None)
+            env[param.name] = (node,)
+        self._block(self.flow.body, env, gate=None, control=None)
+        return self.graph
+
+    # ----------------------------------------------------------- nodes
+    def _add_node(self, node_id: str, kind: str, label: str, stmt: ast.Node,
+                  calls: list[tuple[str, str]], defines: str | None, gate) -> None:
+        self.graph.add_node(node_id, kind=kind, label=shorten(label), line=stmt.span.line, stmt=stmt,
+                            calls=calls, defines=defines, order=len(self.graph), gate=gate)
+
+    def _new_id(self) -> str:
+        self.counter += 1
+        return f"n{self.counter}"
+
+    def _statement_node(self, kind: str, label: str, stmt: ast.Node, expr: ast.Node,
+                        env: dict[str, tuple[str, ...]], gate, control, defines: str | None = None) -> str:
+        node = self._new_id()
+        calls = expression_calls(expr, self.declarations)
+        if kind == "assign":
+            kind = "call" if any(k in CALLABLE_KINDS for _, k in calls) else "value"
+        self._add_node(node, kind, label, stmt, calls, defines, gate)
+        for var in expression_reads(expr):
+            for source in env.get(var, ()):
+                self.graph.add_edge(source, node, kind="data", var=var)
+        if control is not None:
+            self.graph.add_edge(control[0], node, kind="control", label=control[1])
+        return node
+
+    # ------------------------------------------------------ statements
+    def _block(self, stmts: list[ast.Stmt], env: dict[str, tuple[str, ...]], gate, control) -> _BlockResult:
+        env = dict(env)
+        falls_through = True
+        for stmt in stmts:
+            if not falls_through:
+                gate = ()
+            if isinstance(stmt, ast.Assign):
+                node = self._statement_node("assign", f"{stmt.name} = {expr_text(stmt.value)}", stmt,
+                                            stmt.value, env, gate, control, defines=stmt.name)
+                env[stmt.name] = (node,)
+            elif isinstance(stmt, ast.Return):
+                self._statement_node("return", f"return {expr_text(stmt.value)}", stmt, stmt.value,
+                                     env, gate, control)
+                falls_through = False
+            elif isinstance(stmt, ast.If):
+                result = self._if(stmt, env, gate, control)
+                env = result.env
+                if falls_through:
+                    gate = result.gate
+                falls_through = falls_through and result.falls_through
+        return _BlockResult(env, falls_through, gate)
+
+    def _if(self, stmt: ast.If, env: dict[str, tuple[str, ...]], gate, control) -> _BlockResult:
+        arms: list[tuple[object, _BlockResult]] = []  # (entry gate, result) per arm
+        branch_ids: list[str] = []
+        for i, branch in enumerate(stmt.branches):
+            keyword = "if" if i == 0 else "elif"
+            if i == 0:
+                branch_gate, branch_control = gate, control
+            else:
+                branch_control = (branch_ids[-1], "else")
+                branch_gate = (branch_control,)
+            node = self._statement_node("branch", f"{keyword} {expr_text(branch.condition)}", branch,
+                                        branch.condition, env, branch_gate, branch_control)
+            branch_ids.append(node)
+            entry = ((node, "then"),)
+            arms.append((entry, self._block(branch.body, env, entry, (node, "then"))))
+        else_entry = ((branch_ids[-1], "else"),)
+        if stmt.orelse is not None:
+            arms.append((else_entry, self._block(stmt.orelse, env, else_entry, (branch_ids[-1], "else"))))
+        else:
+            arms.append((else_entry, _BlockResult(dict(env), True, else_entry)))
+        return _BlockResult(_merge_envs(env, [r for _, r in arms]), any(r.falls_through for _, r in arms),
+                            _fall_through_gate(gate, branch_ids, arms))
+
+
+def _merge_envs(before: dict[str, tuple[str, ...]], arms: list[_BlockResult]) -> dict[str, tuple[str, ...]]:
+    live = [arm.env for arm in arms if arm.falls_through]
+    if not live:
+        return dict(before)
+    merged: dict[str, tuple[str, ...]] = {}
+    for env in live:
+        for var, sources in env.items():
+            merged[var] = tuple(dict.fromkeys((*merged.get(var, ()), *sources)))
+    return merged
+
+
+def _fall_through_gate(gate, branch_ids: list[str], arms: list[tuple[object, _BlockResult]]):
+    """The gate under which control leaves an ``if``: any arm that falls through.
+
+    A run of arms at the end that all fall through without narrowing their
+    gate collapses into the ``else`` of the branch before them; when every
+    arm does, the ``if`` leaves the gate as it was.
+    """
+    k = len(arms)
+    while k > 0 and arms[k - 1][1].falls_through and arms[k - 1][1].gate == arms[k - 1][0]:
+        k -= 1
+    if k == 0:
+        return gate
+    pairs: list[tuple[str, str]] = []
+    for _entry, result in arms[:k]:
+        if result.falls_through and result.gate:
+            pairs.extend(result.gate)
+    if k < len(arms):
+        pairs.append((branch_ids[k - 1], "else"))
+    return tuple(dict.fromkeys(pairs))
+
+
+# ------------------------------------------------------------- expressions
+
+def expression_calls(expr: ast.Node, declarations: Mapping[str, ast.Decl]) -> list[tuple[str, str]]:
+    """``(callee name, callee kind)`` of every call and pipe in ``expr``, source order, no repeats.
+
+    Callee names are written without their ``@N`` version; names that are not
+    declarations are built-in functions (``Doc`` is the built-in type).
+    """
+    found: list[tuple[str, str]] = []
+
+    def callee(name: str) -> None:
+        decl = declarations.get(name)
+        kind = decl.kind if decl is not None else ("type" if name in BUILTIN_TYPES else "builtin")
+        found.append((name, kind))
+
+    def visit(node: ast.Node) -> None:
+        if isinstance(node, ast.Pipe):
+            visit(node.value)
+            callee(node.filter)
+            for arg in node.args:
+                visit(arg)
+            return
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            callee(node.func.id)
+            for arg in node.args:
+                visit(arg)
+            return
+        for child in node.children():
+            visit(child)
+
+    visit(expr)
+    return list(dict.fromkeys(found))
+
+
+def expression_reads(expr: ast.Node) -> list[str]:
+    """Names read by ``expr`` as values (not callees, not comprehension variables), source order."""
+    found: list[str] = []
+
+    def visit(node: ast.Node, bound: frozenset[str]) -> None:
+        if isinstance(node, ast.Name):
+            if node.id not in bound:
+                found.append(node.id)
+        elif isinstance(node, ast.Comprehension):
+            visit(node.iterable, bound)
+            inner = bound | {node.var}
+            visit(node.element, inner)
+            if node.condition is not None:
+                visit(node.condition, inner)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            for arg in node.args:
+                visit(arg, bound)
+        else:
+            for child in node.children():
+                visit(child, bound)
+
+    visit(expr, frozenset())
+    return list(dict.fromkeys(found))
+
+
+# ------------------------------------------------------------ flow calls
+
+def flow_call_graph(module_decls: "Iterable[ast.Decl] | Mapping[str, ast.Decl] | ast.Module") -> "nx.DiGraph":
+    """Flow → flow calls: one node per flow, an edge per caller/callee pair.
+
+    Edges carry ``lines``, the source lines of the calls. Unlike a flow
+    graph this one may have cycles: they are the recursions E301 reports.
+    """
+    import networkx as nx
+
+    if isinstance(module_decls, ast.Module):
+        decls = list(module_decls.decls)
+    elif isinstance(module_decls, Mapping):
+        decls = list(module_decls.values())
+    else:
+        decls = list(module_decls)
+    declarations: dict[str, ast.Decl] = {}
+    for decl in decls:
+        declarations.setdefault(decl.name, decl)
+    graph = nx.DiGraph()
+    flows = [d for d in decls if isinstance(d, ast.FlowDecl)]
+    for flow in flows:
+        graph.add_node(flow.name, line=flow.span.line, decl=flow)
+    for flow in flows:
+        for node in flow.walk():
+            callee = None
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                callee = node.func.id
+            elif isinstance(node, ast.Pipe):
+                callee = node.filter
+            if callee is not None and isinstance(declarations.get(callee), ast.FlowDecl):
+                if graph.has_edge(flow.name, callee):
+                    graph.edges[flow.name, callee]["lines"].append(node.span.line)
+                else:
+                    graph.add_edge(flow.name, callee, lines=[node.span.line])
+    return graph
+
+
+# --------------------------------------------------------------- labels
+
+_PRECEDENCE = {"or": 2, "and": 3, "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "in": 5,
+               "not in": 5, "+": 7, "-": 7, "*": 8, "/": 8, "%": 8}
+
+
+def _precedence(expr: ast.Node) -> int:
+    if isinstance(expr, ast.Conditional):
+        return 1
+    if isinstance(expr, ast.Binary):
+        return _PRECEDENCE.get(expr.op, 5)
+    if isinstance(expr, ast.Unary):
+        return 4 if expr.op == "not" else 9
+    if isinstance(expr, ast.Pipe):
+        return 6
+    if isinstance(expr, (ast.Call, ast.Attribute, ast.Index)):
+        return 10
+    return 11
+
+
+def _wrap(expr: ast.Node, minimum: int) -> str:
+    text = expr_text(expr)
+    return f"({text})" if _precedence(expr) < minimum else text
+
+
+def _args_text(args: list[ast.Arg]) -> str:
+    return ", ".join(f"{a.name}: {expr_text(a.value)}" if a.name else expr_text(a.value) for a in args)
+
+
+def expr_text(expr: ast.Node) -> str:
+    """Source-like text of an expression, with the parentheses precedence needs."""
+    if isinstance(expr, ast.Literal):
+        return expr.raw or _literal_text(expr)
+    if isinstance(expr, ast.BlockString):
+        return '"""…"""'
+    if isinstance(expr, ast.Name):
+        return expr.id if expr.version is None else f"{expr.id}@{expr.version}"
+    if isinstance(expr, ast.ListExpr):
+        return "[" + ", ".join(expr_text(i) for i in expr.items) + "]"
+    if isinstance(expr, ast.DictExpr):
+        entries = (f"{json.dumps(e.key) if e.quoted else e.key}: {expr_text(e.value)}" for e in expr.entries)
+        return "{" + ", ".join(entries) + "}"
+    if isinstance(expr, ast.Comprehension):
+        text = f"[{expr_text(expr.element)} for {expr.var} in {_wrap(expr.iterable, 2)}"
+        if expr.condition is not None:
+            text += f" if {_wrap(expr.condition, 2)}"
+        return text + "]"
+    if isinstance(expr, ast.Call):
+        return f"{_wrap(expr.func, 10)}({_args_text(expr.args)})"
+    if isinstance(expr, ast.Pipe):
+        args = f"({_args_text(expr.args)})" if expr.args else ""
+        return f"{_wrap(expr.value, 6)} | {expr.filter}{args}"
+    if isinstance(expr, ast.Attribute):
+        return f"{_wrap(expr.value, 10)}.{expr.attr}"
+    if isinstance(expr, ast.Index):
+        return f"{_wrap(expr.value, 10)}[{expr_text(expr.index)}]"
+    if isinstance(expr, ast.Unary):
+        return f"not {_wrap(expr.operand, 4)}" if expr.op == "not" else f"-{_wrap(expr.operand, 9)}"
+    if isinstance(expr, ast.Binary):
+        prec = _PRECEDENCE.get(expr.op, 5)
+        left_min = prec + 1 if prec == 5 else prec  # comparisons do not chain
+        return f"{_wrap(expr.left, left_min)} {expr.op} {_wrap(expr.right, prec + 1)}"
+    if isinstance(expr, ast.Conditional):
+        return f"{_wrap(expr.then, 2)} if {_wrap(expr.condition, 2)} else {_wrap(expr.otherwise, 1)}"
+    return type(expr).__name__
+
+
+def _literal_text(literal: ast.Literal) -> str:
+    if literal.kind == "str":
+        return json.dumps(literal.value, ensure_ascii=False)
+    if literal.kind == "bool":
+        return "true" if literal.value else "false"
+    if literal.kind == "null":
+        return "null"
+    return str(literal.value)
+
+
+def type_text(ref: ast.TypeRef | None) -> str:
+    if ref is None:
+        return "?"
+    text = ref.name if ref.arg is None else f"{ref.name}[{type_text(ref.arg)}]"
+    return text + ("?" if ref.optional else "")
+
+
+def shorten(text: str, limit: int = MAX_LABEL) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------- drawing
+
+def _sorted_nodes(graph: "nx.DiGraph") -> list[str]:
+    def key(node: str):
+        data = graph.nodes[node]
+        return (data.get("line", 0), data.get("order", 0), node)
+
+    return sorted(graph.nodes, key=key)
+
+
+def _sorted_edges(graph: "nx.DiGraph", rank: dict[str, int]) -> list[tuple[str, str, dict]]:
+    return sorted(graph.edges(data=True), key=lambda e: (rank[e[0]], rank[e[1]], e[2].get("kind", "")))
+
+
+def _edge_label(data: dict) -> str:
+    return str(data.get("var") or data.get("label") or "")
+
+
+_MERMAID_SHAPES = {"input": ('(["', '"])'), "call": ('["', '"]'), "value": ('("', '")'),
+                   "branch": ('{"', '"}'), "return": ('[["', '"]]')}
+_MERMAID_ESCAPES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
+
+
+def mermaid_escape(text: str) -> str:
+    return "".join(_MERMAID_ESCAPES.get(ch, ch) for ch in " ".join(text.split()))
+
+
+def _mermaid_id(node: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", node)
+
+
+def to_mermaid(graph: "nx.DiGraph") -> str:
+    """A Mermaid ``flowchart TD``: data edges solid, control edges dotted."""
+    nodes = _sorted_nodes(graph)
+    rank = {n: i for i, n in enumerate(nodes)}
+    lines = ["flowchart TD"]
+    for node in nodes:
+        data = graph.nodes[node]
+        opening, closing = _MERMAID_SHAPES.get(data.get("kind"), ('["', '"]'))
+        lines.append(f"    {_mermaid_id(node)}{opening}{mermaid_escape(str(data.get('label', node)))}{closing}")
+    for source, target, data in _sorted_edges(graph, rank):
+        arrow = "-.->" if data.get("kind") == "control" else "-->"
+        label = mermaid_escape(_edge_label(data))
+        middle = f"{arrow}|{label}|" if label else arrow
+        lines.append(f"    {_mermaid_id(source)} {middle} {_mermaid_id(target)}")
+    return "\n".join(lines) + "\n"
+
+
+_DOT_SHAPES = {"input": "oval", "call": "box", "value": "box", "branch": "diamond", "return": "doubleoctagon"}
+
+
+def dot_quote(text: str) -> str:
+    text = " ".join(str(text).split())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(graph: "nx.DiGraph") -> str:
+    """A Graphviz ``digraph``: data edges solid, control edges dashed."""
+    nodes = _sorted_nodes(graph)
+    rank = {n: i for i, n in enumerate(nodes)}
+    lines = [f"digraph {dot_quote(graph.graph.get('name', 'flow'))} {{",
+             '    node [fontname="Helvetica"];', '    edge [fontname="Helvetica"];']
+    for node in nodes:
+        data = graph.nodes[node]
+        attrs = [f"label={dot_quote(data.get('label', node))}", f"shape={_DOT_SHAPES.get(data.get('kind'), 'box')}"]
+        if data.get("kind") == "value":
+            attrs.append('style="rounded"')
+        lines.append(f"    {dot_quote(node)} [{', '.join(attrs)}];")
+    for source, target, data in _sorted_edges(graph, rank):
+        attrs = []
+        label = _edge_label(data)
+        if label:
+            attrs.append(f"label={dot_quote(label)}")
+        if data.get("kind") == "control":
+            attrs.append("style=dashed")
+        suffix = f" [{', '.join(attrs)}]" if attrs else ""
+        lines.append(f"    {dot_quote(source)} -> {dot_quote(target)}{suffix};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["build_flow_graph", "flow_call_graph", "to_mermaid", "to_dot", "expr_text",
+           "expression_calls", "expression_reads", "CALLABLE_KINDS"]

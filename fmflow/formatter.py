@@ -1,0 +1,514 @@
+"""AST → canonical ``.fmflow`` text: the engine of ``fmflow fmt``.
+
+The layout is a pure function of the AST, so formatting twice changes
+nothing; only comments and blank lines are taken from the source, through
+the node spans. Expressions become small documents (text, sequences and
+bracketed groups); a line that does not fit in ``WIDTH`` columns has its
+outermost group broken one item per line, and so on inwards.
+
+Comments: an own-line comment is printed before the next node that starts
+after it, at that node's indentation. A trailing comment stays on the output
+line of the node that ends on its source line (entry, statement, header,
+closing brace). A comment inside a multi-line expression moves to just
+before the entry or statement that holds it. No comment is ever dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from . import ast
+
+WIDTH = 88
+INDENT = 2
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t"}
+
+
+def format_text(text: str, path: str = "<string>") -> str | None:
+    """Canonical text of ``text``, or None when it has syntax errors (E001)."""
+    from .parser import parse_text
+
+    module, diagnostics = parse_text(text, path)
+    if any(d.code == "E001" for d in diagnostics):
+        return None
+    return format_module(module)
+
+
+def format_module(module: ast.Module) -> str:
+    """Canonical text of a parsed module; ends with exactly one newline."""
+    out = _Emitter(module.comments)
+    _emit_module(out, module)
+    lines = out.lines
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# ---------------------------------------------------------------- documents
+
+@dataclass
+class Group:
+    """Bracketed items: flat on one line, or broken one item per line."""
+
+    open: str
+    items: list["Doc"]
+    close: str
+    pad: bool = False  # flat form has spaces inside the brackets: ``{ a: 1 }``
+    joiner: str = ", "  # between items in the flat form
+    comma: bool = True  # broken form ends every item with a comma
+    empty: str = field(default="")
+
+    def flat(self) -> str:
+        if not self.items:
+            return self.empty or self.open + self.close
+        inner = self.joiner.join(flat(item) for item in self.items)
+        space = " " if self.pad else ""
+        return f"{self.open}{space}{inner}{space}{self.close}"
+
+
+Doc = Union[str, list, Group]
+
+
+def flat(doc: Doc) -> str:
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, Group):
+        return doc.flat()
+    return "".join(flat(part) for part in doc)
+
+
+def _fits(line: str) -> bool:
+    # Lines of a block string are verbatim and never counted.
+    segments = line.split("\n")
+    return len(segments[0]) <= WIDTH and len(segments[-1]) <= WIDTH
+
+
+def _outer_groups(doc: Doc) -> list[Group]:
+    if isinstance(doc, Group):
+        return [doc] if doc.items else []
+    if isinstance(doc, list):
+        return [g for part in doc for g in _outer_groups(part)]
+    return []
+
+
+def layout(doc: Doc, indent: int) -> list[str]:
+    """Lines of ``doc`` at ``indent``, breaking groups only where needed."""
+    text = " " * indent + flat(doc)
+    if _fits(text):
+        return [text]
+    groups = _outer_groups(doc)
+    if not groups:
+        return [text]
+    for group in reversed(groups):
+        lines = _render(doc, indent, {id(group)})
+        if _fits(lines[0]) and _fits(lines[-1]):
+            return lines
+    return _render(doc, indent, {id(g) for g in groups})
+
+
+def _render(doc: Doc, indent: int, broken: set[int]) -> list[str]:
+    lines = [" " * indent]
+
+    def emit(part: Doc) -> None:
+        if isinstance(part, str):
+            lines[-1] += part
+        elif isinstance(part, list):
+            for item in part:
+                emit(item)
+        elif id(part) in broken:
+            lines[-1] += part.open
+            for item in part.items:
+                lines.extend(layout([item, ","] if part.comma else item, indent + INDENT))
+            lines.append(" " * indent + part.close)
+        else:
+            lines[-1] += part.flat()
+
+    emit(doc)
+    return lines
+
+
+# -------------------------------------------------------------- expressions
+
+# Binding strength, loosest first (LANGUAGE.md §4).
+COND, OR, AND, NOT, COMPARE, PIPE, SUM, PRODUCT, NEG, POSTFIX, ATOM = range(1, 12)
+_BINARY_PREC = {
+    "or": OR, "and": AND, "+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "%": PRODUCT,
+    "==": COMPARE, "!=": COMPARE, "<": COMPARE, "<=": COMPARE, ">": COMPARE, ">=": COMPARE,
+    "in": COMPARE, "not in": COMPARE,
+}
+# Minimum strength of the (left, right) operands; comparisons do not chain.
+_OPERANDS = {OR: (OR, AND), AND: (AND, NOT), COMPARE: (PIPE, PIPE), SUM: (SUM, PRODUCT),
+             PRODUCT: (PRODUCT, NEG)}
+
+
+def precedence(expr: ast.Node) -> int:
+    if isinstance(expr, ast.Conditional):
+        return COND
+    if isinstance(expr, ast.Binary):
+        return _BINARY_PREC[expr.op]
+    if isinstance(expr, ast.Unary):
+        return NOT if expr.op == "not" else NEG
+    if isinstance(expr, ast.Pipe):
+        return PIPE
+    if isinstance(expr, (ast.Call, ast.Attribute, ast.Index)):
+        return POSTFIX
+    return ATOM
+
+
+def expr_doc(expr: ast.Node, minimum: int = COND) -> Doc:
+    """The document of ``expr``, parenthesised if it binds looser than ``minimum``."""
+    doc = _EXPR_DOCS[type(expr)](expr)
+    return ["(", doc, ")"] if precedence(expr) < minimum else doc
+
+
+def quote(value: str) -> str:
+    """A plain string literal with canonical escapes."""
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029":
+            out.append("\\u{%02X}" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _literal(node: ast.Literal) -> Doc:
+    if node.kind == "str":
+        return quote(str(node.value))
+    if node.raw:
+        return node.raw
+    if node.kind == "bool":
+        return "true" if node.value else "false"
+    return "null" if node.value is None else str(node.value)
+
+
+def _block_string(node: ast.BlockString) -> Doc:
+    return node.raw or f'"""{node.value}"""'
+
+
+def _name(node: ast.Name) -> Doc:
+    return node.id if node.version is None else f"{node.id}@{node.version}"
+
+
+def _args(args: list[ast.Arg]) -> Group:
+    return Group("(", [_arg(a) for a in args], ")")
+
+
+def _arg(arg: ast.Arg) -> Doc:
+    value = expr_doc(arg.value)
+    return value if arg.name is None else [arg.name, ": ", value]
+
+
+def dict_key(entry: ast.DictEntry) -> str:
+    if entry.quoted or not _IDENTIFIER.match(entry.key):
+        return quote(entry.key)
+    return entry.key
+
+
+def _dict(node: ast.DictExpr) -> Doc:
+    items = [[dict_key(e), ": ", expr_doc(e.value)] for e in node.entries]
+    return Group("{", items, "}", pad=True, empty="{}")
+
+
+def _comprehension(node: ast.Comprehension) -> Doc:
+    items: list[Doc] = [expr_doc(node.element), ["for ", node.var, " in ", expr_doc(node.iterable, OR)]]
+    if node.condition is not None:
+        items.append(["if ", expr_doc(node.condition, OR)])
+    return Group("[", items, "]", joiner=" ", comma=False)
+
+
+def _pipe(node: ast.Pipe) -> Doc:
+    doc: list[Doc] = [expr_doc(node.value, PIPE), " | ", node.filter]
+    if node.args:
+        doc.append(_args(node.args))
+    return doc
+
+
+def _unary(node: ast.Unary) -> Doc:
+    if node.op == "not":
+        return ["not ", expr_doc(node.operand, NOT)]
+    return ["-", expr_doc(node.operand, NEG)]
+
+
+def _binary(node: ast.Binary) -> Doc:
+    left, right = _OPERANDS[_BINARY_PREC[node.op]]
+    return [expr_doc(node.left, left), f" {node.op} ", expr_doc(node.right, right)]
+
+
+def _conditional(node: ast.Conditional) -> Doc:
+    return [expr_doc(node.then, OR), " if ", expr_doc(node.condition, OR), " else ",
+            expr_doc(node.otherwise, COND)]
+
+
+_EXPR_DOCS: dict[type, Callable[..., Doc]] = {
+    ast.Literal: _literal,
+    ast.BlockString: _block_string,
+    ast.Name: _name,
+    ast.ListExpr: lambda n: Group("[", [expr_doc(i) for i in n.items], "]"),
+    ast.DictExpr: _dict,
+    ast.Comprehension: _comprehension,
+    ast.Call: lambda n: [expr_doc(n.func, POSTFIX), _args(n.args)],
+    ast.Pipe: _pipe,
+    ast.Attribute: lambda n: [expr_doc(n.value, POSTFIX), ".", n.attr],
+    ast.Index: lambda n: [expr_doc(n.value, POSTFIX), "[", expr_doc(n.index), "]"],
+    ast.Unary: _unary,
+    ast.Binary: _binary,
+    ast.Conditional: _conditional,
+}
+
+
+def type_text(ref: ast.TypeRef | None) -> str:
+    if ref is None:
+        return "json"
+    text = ref.name if ref.arg is None else f"{ref.name}[{type_text(ref.arg)}]"
+    return text + "?" if ref.optional else text
+
+
+def _signature(decl: ast.Decl) -> list[Doc]:
+    """``kind name@N(params) -> Type`` of prompts, agents, tools, filters, flows."""
+    name = decl.name
+    if isinstance(decl, ast.PromptDecl) and decl.version is not None:
+        name += f"@{decl.version}"
+    params = Group("(", [f"{p.name}: {type_text(p.type)}" for p in decl.params], ")")
+    return [f"{decl.kind} {name}", params, f" -> {type_text(decl.returns)}"]
+
+
+# ------------------------------------------------------------------ comments
+
+Pos = tuple[int, int]
+_END: Pos = (1 << 30, 0)
+
+
+def _start(node: ast.Node) -> Pos:
+    return (node.span.line, node.span.col)
+
+
+def _last_char(span) -> Pos:
+    return (span.end_line, max(span.end_col - 1, 1))
+
+
+class _Emitter:
+    """Output lines plus the comments still waiting for a place."""
+
+    def __init__(self, comments: list[ast.Comment]) -> None:
+        self.pending = deque(sorted(comments, key=lambda c: (c.line, c.col)))
+        self.lines: list[str] = []
+        self.commented: set[int] = set()  # indexes of lines with a trailing comment
+        # Source line of the last item printed in the current block; None at a
+        # block's start, where no blank line is ever printed.
+        self.last_end: int | None = None
+
+    def gap(self, line: int) -> None:
+        """One blank line before an item at source ``line`` if the source had one."""
+        if self.last_end is not None and line > self.last_end + 1:
+            self.lines.append("")
+        self.last_end = line - 1
+
+    def comment_line(self, comment: ast.Comment, indent: int, clamp: int | None = None) -> None:
+        line = comment.line if clamp is None else min(comment.line, clamp)
+        self.gap(line)
+        self.lines.append(" " * indent + comment.text)
+        self.last_end = line if line == comment.line else line - 1
+
+    def flush(self, limit: int, indent: int, clamp: int | None = None) -> int:
+        """Print comments above source line ``limit`` on their own lines.
+
+        Those at or after ``clamp`` sit inside the node about to be printed
+        (which starts there): they go before it, with no blank line between.
+        """
+        count = 0
+        while self.pending and self.pending[0].line < limit:
+            self.comment_line(self.pending.popleft(), indent, clamp)
+            count += 1
+        return count
+
+    def pending_before(self, pos: Pos) -> bool:
+        return bool(self.pending) and (self.pending[0].line, self.pending[0].col) < pos
+
+    def take(self, last_line: int, before: Pos) -> list[ast.Comment]:
+        taken = []
+        while self.pending and self.pending[0].line <= last_line and self.pending_before(before):
+            taken.append(self.pending.popleft())
+        return taken
+
+    def claim(self, line: int, before: Pos) -> None:
+        """Put a trailing comment of source ``line`` (ahead of ``before``) on the last line."""
+        if not self.pending or len(self.lines) - 1 in self.commented:
+            return
+        comment = self.pending[0]
+        if comment.line == line and not comment.own_line and self.pending_before(before):
+            self.pending.popleft()
+            self.append_comment(comment)
+
+    def append_comment(self, comment: ast.Comment) -> None:
+        self.lines[-1] += "  " + comment.text
+        self.commented.add(len(self.lines) - 1)
+
+    def leaf(self, node: ast.Node, doc: Doc, indent: int, after: Pos) -> None:
+        """A node printed as one logical line (entry, field, statement…)."""
+        self.flush(node.span.end_line, indent, clamp=node.span.line)
+        self.gap(node.span.line)
+        self.lines.extend(layout(doc, indent))
+        self.last_end = node.span.end_line
+        self.claim(node.span.end_line, after)
+
+
+# ------------------------------------------------------------------- blocks
+
+EmitChild = Callable[[_Emitter, ast.Node, int, Pos], None]
+
+
+def _children(out: _Emitter, children: list, indent: int, close: Pos, emit: EmitChild) -> None:
+    out.last_end = None
+    for i, child in enumerate(children):
+        after = _start(children[i + 1]) if i + 1 < len(children) else close
+        out.flush(child.span.line, indent)
+        emit(out, child, indent, after)
+    out.flush(close[0], indent)
+
+
+def _braced(out: _Emitter, node: ast.Node, indent: int, header: list[Doc], header_line: int,
+            children: list, emit: EmitChild, close: Pos, after: Pos) -> None:
+    """``header {`` children ``}``; ``header {}`` when empty."""
+    out.flush(header_line, indent, clamp=node.span.line)
+    out.gap(node.span.line)
+    head = layout([*header, " {"], indent)
+    if not children and not out.pending_before(close):
+        head[-1] += "}"
+        out.lines.extend(head)
+    else:
+        out.lines.extend(head)
+        out.claim(header_line, _start(children[0]) if children else close)
+        _children(out, children, indent + INDENT, close, emit)
+        out.lines.append(" " * indent + "}")
+    out.last_end = node.span.end_line
+    out.claim(close[0], after)
+
+
+def _entry(out: _Emitter, entry: ast.Entry, indent: int, after: Pos) -> None:
+    out.leaf(entry, [entry.key, ": ", expr_doc(entry.value)], indent, after)
+
+
+def _field(out: _Emitter, node: ast.Field, indent: int, after: Pos) -> None:
+    out.leaf(node, f"{node.name}: {type_text(node.type)}", indent, after)
+
+
+def _member(out: _Emitter, node: ast.EnumMember, indent: int, after: Pos) -> None:
+    out.leaf(node, node.name, indent, after)
+
+
+# --------------------------------------------------------------- statements
+
+def _statement(out: _Emitter, stmt: ast.Node, indent: int, after: Pos) -> None:
+    if isinstance(stmt, ast.If):
+        _if(out, stmt, indent, after)
+    elif isinstance(stmt, ast.Return):
+        out.leaf(stmt, ["return ", expr_doc(stmt.value)], indent, after)
+    else:
+        out.leaf(stmt, [stmt.name, " = ", expr_doc(stmt.value)], indent, after)
+
+
+def _arms(stmt: ast.If) -> list[tuple[list[Doc], int, list, Pos]]:
+    """(header, header's source line, body, closing brace) of each if/elif/else arm."""
+    arms = []
+    for i, branch in enumerate(stmt.branches):
+        keyword = "if " if i == 0 else "} elif "
+        close = (branch.end_span.line, branch.end_span.col)
+        arms.append(([keyword, expr_doc(branch.condition), " {"], branch.condition.span.end_line,
+                     branch.body, close))
+    if stmt.orelse is not None:
+        previous_close = arms[-1][3]
+        arms.append((["} else {"], previous_close[0], stmt.orelse, _last_char(stmt.span)))
+    return arms
+
+
+def _if(out: _Emitter, stmt: ast.If, indent: int, after: Pos) -> None:
+    inner = indent + INDENT
+    arms = _arms(stmt)
+    for i, (header, header_line, body, close) in enumerate(arms):
+        first = _start(body[0]) if body else close
+        if i == 0:
+            out.flush(header_line, indent, clamp=stmt.span.line)
+            out.gap(stmt.span.line)
+            out.lines.extend(layout(header, indent))
+            out.claim(header_line, first)
+        else:
+            _joint(out, layout(header, indent), arms[i - 1][3][0], header_line, first, inner)
+        _children(out, body, inner, close, _statement)
+    out.lines.append(" " * indent + "}")
+    out.last_end = stmt.span.end_line
+    out.claim(stmt.span.end_line, after)
+
+
+def _joint(out: _Emitter, lines: list[str], close_line: int, header_line: int, first: Pos,
+           inner: int) -> None:
+    """``} elif c {`` or ``} else {``: one trailing comment may stay on it."""
+    comments = out.take(header_line, first)
+    trailing = next((c for c in comments if not c.own_line and c.line >= close_line), None)
+    if len(lines) > 1:
+        trailing = None
+    for comment in comments:
+        if comment is not trailing:
+            out.comment_line(comment, inner)
+    out.lines.extend(lines)
+    if trailing is not None:
+        out.append_comment(trailing)
+
+
+# ------------------------------------------------------------- declarations
+
+def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
+    close = _last_char(decl.span)
+    if isinstance(decl, ast.ToolDecl):
+        out.leaf(decl, [*_signature(decl), " = ", expr_doc(decl.impl)], 0, after)
+    elif isinstance(decl, ast.TypeDecl):
+        _braced(out, decl, 0, [f"type {decl.name}"], decl.name_span.line, decl.fields, _field,
+                close, after)
+    elif isinstance(decl, ast.EnumDecl):
+        _enum(out, decl, close, after)
+    elif isinstance(decl, ast.FlowDecl):
+        end = decl.end_span or decl.span
+        _braced(out, decl, 0, _signature(decl), decl.returns.span.end_line, decl.body, _statement,
+                (end.line, end.col), after)
+    elif isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
+        _braced(out, decl, 0, _signature(decl), decl.returns.span.end_line, decl.entries, _entry,
+                close, after)
+    else:
+        _braced(out, decl, 0, [f"{decl.kind} {decl.name}"], decl.name_span.line, decl.entries,
+                _entry, close, after)
+
+
+def _enum(out: _Emitter, decl: ast.EnumDecl, close: Pos, after: Pos) -> None:
+    names = ", ".join(m.name for m in decl.members)
+    one_line = f"enum {decl.name} {{ {names} }}" if names else f"enum {decl.name} {{}}"
+    if _fits(one_line) and not out.pending_before(close):
+        out.leaf(decl, one_line, 0, after)
+    else:
+        _braced(out, decl, 0, [f"enum {decl.name}"], decl.name_span.line, decl.members, _member,
+                close, after)
+
+
+def _emit_module(out: _Emitter, module: ast.Module) -> None:
+    items: list[ast.Node] = [*module.imports, *module.decls]
+    previous: ast.Node | None = None
+    for i, item in enumerate(items):
+        after = _start(items[i + 1]) if i + 1 < len(items) else _END
+        if isinstance(previous, ast.Decl) or (previous is not None and isinstance(item, ast.Decl)):
+            out.lines.append("")  # exactly one blank line between declarations
+            out.last_end = None
+        flushed = out.flush(item.span.line, 0)
+        if isinstance(item, ast.Import):
+            if isinstance(previous, ast.Import) and not flushed:
+                out.last_end = None  # consecutive imports: no blank line
+            out.leaf(item, f"import {quote(item.path)}", 0, after)
+        else:
+            _decl(out, item, after)
+        previous = item
+    out.flush(_END[0], 0)
