@@ -7,7 +7,8 @@ lines (models, types, enums, prompts with block-string templates that use
 only their parameters, retrievers, tools, filters, flows with assignments,
 if/elif, comprehensions and pipes; every declaration is used), then prints
 
-- lines/second for parse only (``fmflow.parser.parse_text``) and for
+- lines/second for parse only (``fmflow.parser.parse_text``; also with the
+  cyclic garbage collector off, to show its share) and for
   parse + check (``fmflow.api.check_text``), asserting the source checks
   clean (no diagnostic whose code starts with "E");
 - the start-up time of ``python -m fmflow check FILE`` on a small file,
@@ -23,6 +24,7 @@ machine. Finishes in well under two minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -152,6 +154,18 @@ def best_time(function: Callable[[], object], budget: float = 1.0, max_runs: int
     return min(times)
 
 
+def without_gc(function: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return function()
+        finally:
+            if enabled:
+                gc.enable()
+    return run
+
+
 def parse_only(text: str, path: str) -> None:
     from fmflow.parser import parse_text
 
@@ -184,13 +198,16 @@ def throughput_table(sizes: list[int]) -> None:
     check_text = load_check_text()
     if check_text is not None:
         parse_and_check(check_text, generate_source(100), "warmup.fmflow")
-    print(f"  {'lines':>8}  {'parse s':>8}  {'parse l/s':>10}  {'check s':>8}  {'check l/s':>10}")
+    print(f"  {'lines':>8}  {'parse s':>8}  {'parse l/s':>10}  {'no-gc l/s':>10}  {'check s':>8}  {'check l/s':>10}")
     for size in sizes:
         text = generate_source(size)
         lines = line_count(text)
         path = f"bench_{size}.fmflow"
         parse_seconds = best_time(lambda: parse_only(text, path))
-        row = f"  {lines:>8}  {parse_seconds:>8.3f}  {lines / parse_seconds:>10,.0f}"
+        # The same parse with the cyclic garbage collector off: how much of the
+        # time (and of any growth with size) is collector overhead.
+        no_gc_seconds = best_time(without_gc(lambda: parse_only(text, path)))
+        row = f"  {lines:>8}  {parse_seconds:>8.3f}  {lines / parse_seconds:>10,.0f}  {lines / no_gc_seconds:>10,.0f}"
         if check_text is not None:
             check_seconds = best_time(lambda: parse_and_check(check_text, text, path))
             row += f"  {check_seconds:>8.3f}  {lines / check_seconds:>10,.0f}"

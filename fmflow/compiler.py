@@ -49,9 +49,6 @@ CALLABLE_KINDS = frozenset({"prompt", "agent", "tool", "filter", "retriever", "f
 BUILTIN_TYPES = frozenset({"Doc"})
 MAX_LABEL = 80
 
-# A gate: None (always), or (branch id, "then"|"else") pairs of which one must be taken.
-Gate = "tuple[tuple[str, str], ...] | None"
-
 
 # ---------------------------------------------------------------- building
 

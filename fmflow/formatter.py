@@ -62,11 +62,14 @@ class Group:
     joiner: str = ", "  # between items in the flat form
     comma: bool = True  # broken form ends every item with a comma
     empty: str = field(default="")
+    bare: bool = False  # flat form has no brackets (pipe chains)
 
     def flat(self) -> str:
         if not self.items:
             return self.empty or self.open + self.close
         inner = self.joiner.join(flat(item) for item in self.items)
+        if self.bare:
+            return inner
         space = " " if self.pad else ""
         return f"{self.open}{space}{inner}{space}{self.close}"
 
@@ -104,7 +107,8 @@ def layout(doc: Doc, indent: int) -> list[str]:
     groups = _outer_groups(doc)
     if not groups:
         return [text]
-    for group in reversed(groups):
+    # Break the widest group whose first and last lines then fit (the last on ties).
+    for group in sorted(reversed(groups), key=lambda g: -len(g.flat())):
         lines = _render(doc, indent, {id(group)})
         if _fits(lines[0]) and _fits(lines[-1]):
             return lines
@@ -225,10 +229,13 @@ def _comprehension(node: ast.Comprehension) -> Doc:
 
 
 def _pipe(node: ast.Pipe) -> Doc:
-    doc: list[Doc] = [expr_doc(node.value, PIPE), " | ", node.filter]
-    if node.args:
-        doc.append(_args(node.args))
-    return doc
+    """``x | f | g(1)``; when too long, one stage per line inside parentheses."""
+    stages: list[Doc] = []
+    while isinstance(node, ast.Pipe):
+        stages.append(["| ", node.filter, _args(node.args)] if node.args else "| " + node.filter)
+        node = node.value
+    stages.append(expr_doc(node, PIPE))
+    return Group("(", stages[::-1], ")", joiner=" ", comma=False, bare=True)
 
 
 def _unary(node: ast.Unary) -> Doc:

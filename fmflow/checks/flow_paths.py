@@ -29,7 +29,7 @@ def check_flow_paths(ctx: CheckContext) -> None:
 
 def _check_flow(ctx: CheckContext, flow: ast.FlowDecl) -> None:
     params = {p.name for p in flow.params}
-    locals_ = {n.name for n in flow.walk() if isinstance(n, ast.Assign)}
+    locals_ = {n.name for n in flow.walk() if isinstance(n, ast.Assign)} - params
     path = _walk(ctx, flow, flow.body, _Path({}), params, locals_)
     if not path.returned:
         ctx.diagnostics.add(
