@@ -37,9 +37,11 @@ class SourceFile:
 
     def __post_init__(self) -> None:
         starts = [0]
-        for i, ch in enumerate(self.text):
-            if ch == "\n":
-                starts.append(i + 1)
+        find, text = self.text.find, self.text
+        i = find("\n")
+        while i != -1:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
         self._line_starts = starts
 
     @classmethod

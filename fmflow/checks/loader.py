@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..diagnostics import Diagnostic, Diagnostics
-from ..parser import parse_source
+from ..parser import collector_paused, parse_source
 from ..source import SourceFile
 from .context import CheckContext
 
@@ -46,7 +46,8 @@ class ModuleLoader:
         self.contexts[key] = ctx
         self._loading.append(key)
         try:
-            run_passes(ctx)
+            with collector_paused():  # the passes allocate much and free little, like the parser
+                run_passes(ctx)
         finally:
             self._loading.pop()
         return ctx
