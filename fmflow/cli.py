@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fmflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fmflow graph … | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except OSError as error:
         print(f"fmflow: error: {error.strerror or error}: {getattr(error, 'filename', '') or ''}".rstrip(": "),
               file=sys.stderr)
