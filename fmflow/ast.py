@@ -371,6 +371,8 @@ class Module(Node):
     imports: list[Import]
     decls: list[Decl]
     comments: list[Comment] = field(compare=False, default_factory=list)
+    # True when the parser had to set broken declarations aside (see parser.py).
+    recovered: bool = field(compare=False, default=False)
     span: Span = _span()
 
     def items(self) -> list[Node]:

@@ -29,7 +29,6 @@ class Builtin:
 
 
 def _is_sized(t: Type) -> bool:
-    t = strip_optional(t)
     return is_dynamic(t) or t == STR or isinstance(t, (ListType, DictType, StructType))
 
 

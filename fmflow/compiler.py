@@ -35,12 +35,12 @@ enough to describe a path); ``()`` means unreachable (after a return).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from . import ast
+from .formatter import expr_doc, flat, type_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -246,124 +246,13 @@ def expression_reads(expr: ast.Node) -> list[str]:
 
 # ------------------------------------------------------------ flow calls
 
-def flow_call_graph(module_decls: "Iterable[ast.Decl] | Mapping[str, ast.Decl] | ast.Module") -> "nx.DiGraph":
-    """Flow → flow calls: one node per flow, an edge per caller/callee pair.
-
-    Edges carry ``lines``, the source lines of the calls. Unlike a flow
-    graph this one may have cycles: they are the recursions E301 reports.
-    """
-    import networkx as nx
-
-    if isinstance(module_decls, ast.Module):
-        decls = list(module_decls.decls)
-    elif isinstance(module_decls, Mapping):
-        decls = list(module_decls.values())
-    else:
-        decls = list(module_decls)
-    declarations: dict[str, ast.Decl] = {}
-    for decl in decls:
-        declarations.setdefault(decl.name, decl)
-    graph = nx.DiGraph()
-    flows = [d for d in decls if isinstance(d, ast.FlowDecl)]
-    for flow in flows:
-        graph.add_node(flow.name, line=flow.span.line, decl=flow)
-    for flow in flows:
-        for node in flow.walk():
-            callee = None
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                callee = node.func.id
-            elif isinstance(node, ast.Pipe):
-                callee = node.filter
-            if callee is not None and isinstance(declarations.get(callee), ast.FlowDecl):
-                if graph.has_edge(flow.name, callee):
-                    graph.edges[flow.name, callee]["lines"].append(node.span.line)
-                else:
-                    graph.add_edge(flow.name, callee, lines=[node.span.line])
-    return graph
-
-
 # --------------------------------------------------------------- labels
 
-_PRECEDENCE = {"or": 2, "and": 3, "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "in": 5,
-               "not in": 5, "+": 7, "-": 7, "*": 8, "/": 8, "%": 8}
-
-
-def _precedence(expr: ast.Node) -> int:
-    if isinstance(expr, ast.Conditional):
-        return 1
-    if isinstance(expr, ast.Binary):
-        return _PRECEDENCE.get(expr.op, 5)
-    if isinstance(expr, ast.Unary):
-        return 4 if expr.op == "not" else 9
-    if isinstance(expr, ast.Pipe):
-        return 6
-    if isinstance(expr, (ast.Call, ast.Attribute, ast.Index)):
-        return 10
-    return 11
-
-
-def _wrap(expr: ast.Node, minimum: int) -> str:
-    text = expr_text(expr)
-    return f"({text})" if _precedence(expr) < minimum else text
-
-
-def _args_text(args: list[ast.Arg]) -> str:
-    return ", ".join(f"{a.name}: {expr_text(a.value)}" if a.name else expr_text(a.value) for a in args)
-
-
 def expr_text(expr: ast.Node) -> str:
-    """Source-like text of an expression, with the parentheses precedence needs."""
-    if isinstance(expr, ast.Literal):
-        return expr.raw or _literal_text(expr)
+    """One-line source text of an expression, as `fmflow fmt` writes it."""
     if isinstance(expr, ast.BlockString):
         return '"""…"""'
-    if isinstance(expr, ast.Name):
-        return expr.id if expr.version is None else f"{expr.id}@{expr.version}"
-    if isinstance(expr, ast.ListExpr):
-        return "[" + ", ".join(expr_text(i) for i in expr.items) + "]"
-    if isinstance(expr, ast.DictExpr):
-        entries = (f"{json.dumps(e.key) if e.quoted else e.key}: {expr_text(e.value)}" for e in expr.entries)
-        return "{" + ", ".join(entries) + "}"
-    if isinstance(expr, ast.Comprehension):
-        text = f"[{expr_text(expr.element)} for {expr.var} in {_wrap(expr.iterable, 2)}"
-        if expr.condition is not None:
-            text += f" if {_wrap(expr.condition, 2)}"
-        return text + "]"
-    if isinstance(expr, ast.Call):
-        return f"{_wrap(expr.func, 10)}({_args_text(expr.args)})"
-    if isinstance(expr, ast.Pipe):
-        args = f"({_args_text(expr.args)})" if expr.args else ""
-        return f"{_wrap(expr.value, 6)} | {expr.filter}{args}"
-    if isinstance(expr, ast.Attribute):
-        return f"{_wrap(expr.value, 10)}.{expr.attr}"
-    if isinstance(expr, ast.Index):
-        return f"{_wrap(expr.value, 10)}[{expr_text(expr.index)}]"
-    if isinstance(expr, ast.Unary):
-        return f"not {_wrap(expr.operand, 4)}" if expr.op == "not" else f"-{_wrap(expr.operand, 9)}"
-    if isinstance(expr, ast.Binary):
-        prec = _PRECEDENCE.get(expr.op, 5)
-        left_min = prec + 1 if prec == 5 else prec  # comparisons do not chain
-        return f"{_wrap(expr.left, left_min)} {expr.op} {_wrap(expr.right, prec + 1)}"
-    if isinstance(expr, ast.Conditional):
-        return f"{_wrap(expr.then, 2)} if {_wrap(expr.condition, 2)} else {_wrap(expr.otherwise, 1)}"
-    return type(expr).__name__
-
-
-def _literal_text(literal: ast.Literal) -> str:
-    if literal.kind == "str":
-        return json.dumps(literal.value, ensure_ascii=False)
-    if literal.kind == "bool":
-        return "true" if literal.value else "false"
-    if literal.kind == "null":
-        return "null"
-    return str(literal.value)
-
-
-def type_text(ref: ast.TypeRef | None) -> str:
-    if ref is None:
-        return "?"
-    text = ref.name if ref.arg is None else f"{ref.name}[{type_text(ref.arg)}]"
-    return text + ("?" if ref.optional else "")
+    return flat(expr_doc(expr))
 
 
 def shorten(text: str, limit: int = MAX_LABEL) -> str:
@@ -452,5 +341,5 @@ def to_dot(graph: "nx.DiGraph") -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["build_flow_graph", "flow_call_graph", "to_mermaid", "to_dot", "expr_text",
+__all__ = ["build_flow_graph", "to_mermaid", "to_dot", "expr_text",
            "expression_calls", "expression_reads", "CALLABLE_KINDS"]

@@ -70,9 +70,13 @@ class Diagnostic:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate to a misspelt name, if one is close enough."""
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    """The closest candidate to a misspelt name, if one is close enough (case aside)."""
+    by_lower: dict[str, str] = {}
+    for candidate in sorted(set(candidates)):
+        if candidate != name:
+            by_lower.setdefault(candidate.lower(), candidate)
+    matches = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[matches[0]] if matches else None
 
 
 def suggestion_help(name: str, candidates: Iterable[str]) -> str | None:

@@ -99,8 +99,13 @@ def _outer_groups(doc: Doc) -> list[Group]:
     return []
 
 
-def layout(doc: Doc, indent: int) -> list[str]:
-    """Lines of ``doc`` at ``indent``, breaking groups only where needed."""
+def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
+    """Lines of ``doc`` at ``indent``, breaking groups only where needed.
+
+    ``memo`` keeps the layout of group items already tried, so that trying
+    each outer group in turn stays cheap on deeply nested expressions.
+    """
+    memo = {} if memo is None else memo
     text = " " * indent + flat(doc)
     if _fits(text):
         return [text]
@@ -109,13 +114,13 @@ def layout(doc: Doc, indent: int) -> list[str]:
         return [text]
     # Break the widest group whose first and last lines then fit (the last on ties).
     for group in sorted(reversed(groups), key=lambda g: -len(g.flat())):
-        lines = _render(doc, indent, {id(group)})
+        lines = _render(doc, indent, {id(group)}, memo)
         if _fits(lines[0]) and _fits(lines[-1]):
             return lines
-    return _render(doc, indent, {id(g) for g in groups})
+    return _render(doc, indent, {id(g) for g in groups}, memo)
 
 
-def _render(doc: Doc, indent: int, broken: set[int]) -> list[str]:
+def _render(doc: Doc, indent: int, broken: set[int], memo: dict) -> list[str]:
     lines = [" " * indent]
 
     def emit(part: Doc) -> None:
@@ -127,7 +132,10 @@ def _render(doc: Doc, indent: int, broken: set[int]) -> list[str]:
         elif id(part) in broken:
             lines[-1] += part.open
             for item in part.items:
-                lines.extend(layout([item, ","] if part.comma else item, indent + INDENT))
+                key = (id(item), part.comma, indent)
+                if key not in memo:
+                    memo[key] = layout([item, ","] if part.comma else item, indent + INDENT, memo)
+                lines.extend(memo[key])
             lines.append(" " * indent + part.close)
         else:
             lines[-1] += part.flat()
@@ -218,7 +226,9 @@ def dict_key(entry: ast.DictEntry) -> str:
 
 def _dict(node: ast.DictExpr) -> Doc:
     items = [[dict_key(e), ": ", expr_doc(e.value)] for e in node.entries]
-    return Group("{", items, "}", pad=True, empty="{}")
+    # Inside braces a newline separates entries, so a broken dict needs no commas
+    # (the style of LANGUAGE.md's `mock:` blocks).
+    return Group("{", items, "}", pad=True, empty="{}", comma=False)
 
 
 def _comprehension(node: ast.Comprehension) -> Doc:
@@ -372,11 +382,19 @@ class _Emitter:
 EmitChild = Callable[[_Emitter, ast.Node, int, Pos], None]
 
 
-def _children(out: _Emitter, children: list, indent: int, close: Pos, emit: EmitChild) -> None:
+def _children(out: _Emitter, children: list, indent: int, close: Pos, emit: EmitChild,
+              header_unknown: bool = False) -> None:
+    """Children one per line, then the comments left before the closing brace.
+
+    ``header_unknown``: the line of the opening brace is not known (``else``),
+    so a gap before the first child may be that line rather than a blank one.
+    """
     out.last_end = None
     for i, child in enumerate(children):
         after = _start(children[i + 1]) if i + 1 < len(children) else close
         out.flush(child.span.line, indent)
+        if i == 0 and header_unknown:
+            out.last_end = None
         emit(out, child, indent, after)
     out.flush(close[0], indent)
 
@@ -447,20 +465,20 @@ def _if(out: _Emitter, stmt: ast.If, indent: int, after: Pos) -> None:
             out.lines.extend(layout(header, indent))
             out.claim(header_line, first)
         else:
-            _joint(out, layout(header, indent), arms[i - 1][3][0], header_line, first, inner)
-        _children(out, body, inner, close, _statement)
+            _joint(out, layout(header, indent), header_line, first, inner)
+        _children(out, body, inner, close, _statement, header_unknown=header[0] == "} else {")
     out.lines.append(" " * indent + "}")
     out.last_end = stmt.span.end_line
     out.claim(stmt.span.end_line, after)
 
 
-def _joint(out: _Emitter, lines: list[str], close_line: int, header_line: int, first: Pos,
-           inner: int) -> None:
+def _joint(out: _Emitter, lines: list[str], header_line: int, first: Pos, inner: int) -> None:
     """``} elif c {`` or ``} else {``: one trailing comment may stay on it."""
     comments = out.take(header_line, first)
-    trailing = next((c for c in comments if not c.own_line and c.line >= close_line), None)
+    trailing = next((c for c in reversed(comments) if not c.own_line), None)
     if len(lines) > 1:
         trailing = None
+    out.last_end = None  # the closing brace's line lies between: no blank line
     for comment in comments:
         if comment is not trailing:
             out.comment_line(comment, inner)
@@ -481,15 +499,21 @@ def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
     elif isinstance(decl, ast.EnumDecl):
         _enum(out, decl, close, after)
     elif isinstance(decl, ast.FlowDecl):
-        end = decl.end_span or decl.span
-        _braced(out, decl, 0, _signature(decl), decl.returns.span.end_line, decl.body, _statement,
-                (end.line, end.col), after)
+        end = (decl.end_span.line, decl.end_span.col) if decl.end_span else close
+        _braced(out, decl, 0, _signature(decl), _header_line(decl), decl.body, _statement, end,
+                after)
     elif isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
-        _braced(out, decl, 0, _signature(decl), decl.returns.span.end_line, decl.entries, _entry,
-                close, after)
+        _braced(out, decl, 0, _signature(decl), _header_line(decl), decl.entries, _entry, close,
+                after)
     else:
         _braced(out, decl, 0, [f"{decl.kind} {decl.name}"], decl.name_span.line, decl.entries,
                 _entry, close, after)
+
+
+def _header_line(decl: ast.Decl) -> int:
+    """Source line where a signature ends (and its ``{`` normally is)."""
+    returns = getattr(decl, "returns", None)
+    return returns.span.end_line if returns is not None else decl.name_span.line
 
 
 def _enum(out: _Emitter, decl: ast.EnumDecl, close: Pos, after: Pos) -> None:
@@ -504,9 +528,11 @@ def _enum(out: _Emitter, decl: ast.EnumDecl, close: Pos, after: Pos) -> None:
 
 def _emit_module(out: _Emitter, module: ast.Module) -> None:
     items: list[ast.Node] = [*module.imports, *module.decls]
+    starts = sorted(_start(item) for item in items) + [_END]
     previous: ast.Node | None = None
-    for i, item in enumerate(items):
-        after = _start(items[i + 1]) if i + 1 < len(items) else _END
+    for item in items:
+        # Imports move to the top: a trailing comment ends where the source's next item starts.
+        after = next(pos for pos in starts if pos > _start(item))
         if isinstance(previous, ast.Decl) or (previous is not None and isinstance(item, ast.Decl)):
             out.lines.append("")  # exactly one blank line between declarations
             out.last_end = None

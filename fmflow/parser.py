@@ -60,14 +60,21 @@ class NewlineFilter:
         stack: list[str] = []
         previous: Token | None = None
         pending_newline: Token | None = None
-        for token in stream:
+        tokens = _Lookahead(stream)
+        for token in tokens:
             if token.type == "_NL":
                 if stack and stack[-1] == "{" and pending_newline is None:
                     if previous is not None and previous.value not in _CONTINUE_AFTER:
                         pending_newline = token
                 continue
+            if stack and _opens_declaration(token, tokens.peek()):
+                # `model`/`flow`/… at column 1 and not a `key:`: a new declaration,
+                # so the one above is unclosed. A token type the grammar does not
+                # know makes the parser stop right here, with a clear message.
+                token = Token.new_borrow_pos(DECLARATION_START, token.value, token)
+                stack.clear()
             if pending_newline is not None:
-                if token.type in _STARTS_LINE and token.value not in _CLOSERS:
+                if token.type in _STARTS_LINE:
                     yield pending_newline
                 pending_newline = None
             value = token.value
@@ -78,6 +85,38 @@ class NewlineFilter:
                     stack.pop()
             previous = token
             yield token
+
+
+DECLARATION_START = "DECLARATION_START"
+
+
+def _opens_declaration(token: Token, following: Token | None) -> bool:
+    return (token.column == 1 and token.value in DECLARATION_KEYWORDS and token.type == token.value.upper()
+            and (following is None or following.value != ":"))
+
+
+class _Lookahead:
+    """An iterator over tokens that can show the next one without taking it."""
+
+    def __init__(self, stream: Iterator[Token]) -> None:
+        self._stream = iter(stream)
+        self._next: list[Token] = []
+
+    def __iter__(self) -> "_Lookahead":
+        return self
+
+    def __next__(self) -> Token:
+        if self._next:
+            return self._next.pop()
+        return next(self._stream)
+
+    def peek(self) -> Token | None:
+        if not self._next:
+            try:
+                self._next.append(next(self._stream))
+            except StopIteration:
+                return None
+        return self._next[0]
 
 
 class _CommentSink(threading.local):
@@ -140,11 +179,13 @@ def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
             errors += 1
             blanked = _blank_broken_declaration(working, _error_offset(error, working))
             if blanked == working or errors >= MAX_SYNTAX_ERRORS:
-                return ast.Module(source.path, [], [], [], span=source.span(0, len(source.text)))
+                return ast.Module(source.path, [], [], [], recovered=True, span=source.span(0, len(source.text)))
             working = blanked
     comments = [_comment(tok, source) for tok in _comments.tokens]
     _comments.tokens = []
-    return build_module(tree, source, diagnostics, comments)
+    module = build_module(tree, source, diagnostics, comments)
+    module.recovered = errors > 0
+    return module
 
 
 def _comment(token: Token, source: SourceFile) -> ast.Comment:

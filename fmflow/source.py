@@ -26,6 +26,11 @@ class Span:
     def __repr__(self) -> str:
         return f"Span({self.path}:{self.line}:{self.col}-{self.end_line}:{self.end_col})"
 
+    def head(self, length: int) -> "Span":
+        """The first ``length`` characters of a one-line start (a name at the front of a node)."""
+        length = min(length, self.end - self.start)
+        return Span(self.path, self.start, self.start + length, self.line, self.col, self.line, self.col + length)
+
 
 @dataclass
 class SourceFile:

@@ -14,6 +14,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 EXAMPLES: dict[str, list[str]] = {
     "block entries are written 'key: value'": [
         'model m { provider "openai" }',
+        'model m { name: "x"\n provider "openai" }',
+        'retriever r { k: 2, collection "docs" }',
         'retriever kb { collection "docs" }',
         'test t { flow f }',
     ],
@@ -126,7 +128,7 @@ def _found_text(error: UnexpectedInput, text: str) -> str:
     if isinstance(error, UnexpectedToken):
         token = error.token
         if token.type == "$END":
-            return "the end of the file"
+            return "end of file"
         if token.type == "_NL":
             return "a new line"
         value = str(token).split("\n")[0]
@@ -139,7 +141,7 @@ def _found_text(error: UnexpectedInput, text: str) -> str:
         if value.isidentifier():
             return f"keyword '{value}'"
         return f"'{value}'"
-    return "the end of the file"
+    return "end of file"
 
 
 def expected_text(expected: set[str]) -> str:
@@ -188,8 +190,10 @@ def _starts_declaration(error: UnexpectedInput) -> bool:
     from .parser import DECLARATION_KEYWORDS
 
     token = getattr(error, "token", None)
+    from .parser import DECLARATION_START
+
     return (isinstance(error, UnexpectedToken) and token is not None and token.column == 1
-            and str(token) in DECLARATION_KEYWORDS and token.type == str(token).upper())
+            and str(token) in DECLARATION_KEYWORDS and token.type in (str(token).upper(), DECLARATION_START))
 
 
 def _match_help(error: UnexpectedInput) -> str | None:

@@ -1,8 +1,9 @@
 """The checker: a flat, ordered list of small passes, one concern each.
 
 Every pass takes the CheckContext, adds diagnostics, and never raises on bad
-input. Semantic passes run only when the file parsed cleanly: on a syntax
-error the rest of the file is not what the user meant yet.
+input. Semantic passes run only when the whole file parsed: when the parser
+had to set a broken declaration aside, the rest is not what the user meant
+yet. (A bad escape or `@0` is an E001 too, but the file still parsed.)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PASSES = (
 
 
 def run_passes(ctx: CheckContext) -> None:
-    if ctx.diagnostics.has_errors:  # syntax errors
+    if ctx.module.recovered:
         return
     for check in PASSES:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .. import ast
 from ..builtins import BUILTINS, IMPLEMENTATION_FUNCTIONS
-from ..diagnostics import suggestion_help
+from ..diagnostics import did_you_mean, suggestion_help
 from ..types import (BOOL, DOC, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
                      EnumType, ListType, OptionalType, StructType, Type, Unknown, is_assignable, is_dynamic,
                      is_numeric, join, strip_optional)
@@ -74,10 +74,7 @@ class ExprChecker:
             return target
         actual = self.infer(expr, scope)
         if not is_assignable(actual, target):
-            help = None
-            if isinstance(actual, OptionalType) and is_assignable(actual.inner, target):
-                help = "the value may be null; check it first or give a default with `x if x != null else …`"
-            self.error("E201", f"{what} expects {target}, got {actual}", expr.span, help)
+            self.error("E201", f"{what} expects {target}, got {actual}", expr.span, _mismatch_help(actual, target))
         return target
 
     def signature(self, decl: ast.Decl) -> tuple[list[Param], Type] | None:
@@ -119,19 +116,26 @@ class ExprChecker:
 
     def _struct_literal(self, node: ast.DictExpr, struct: StructType, scope: Scope, what: str) -> Type:
         fields = self.types.fields(struct)
+        given: set[str] = set()
         for entry in node.entries:
             if entry.key not in fields:
-                self.error("E104", f"unknown field '{entry.key}' of type {struct}", entry.span,
-                           suggestion_help(entry.key, fields))
+                given |= self._unknown_field(struct, fields, entry.key, entry.span)
                 self.infer(entry.value, scope)
                 continue
+            given.add(entry.key)
             self.expect(entry.value, fields[entry.key], scope, f"field '{entry.key}' of {struct}")
-        given = {e.key for e in node.entries}
         missing = [f for f in fields if f not in given and f not in struct.defaults]
         if missing:
             self.error("E103", f"missing field{'s' if len(missing) > 1 else ''} "
                        f"{', '.join(repr(m) for m in missing)} for {struct} in {what}", node.span)
         return struct
+
+    def _unknown_field(self, struct: StructType, fields: dict, name: str, span) -> set[str]:
+        """E104 for a field the type lacks; returns the field it probably meant, if any."""
+        help = suggestion_help(name, fields) or f"fields of {struct}: {', '.join(fields)}"
+        self.error("E104", f"unknown field '{name}' of type {struct}", span, help)
+        meant = did_you_mean(name, fields)
+        return {meant} if meant else set()
 
     # ---------------------------------------------------------------- names
     def _infer_Name(self, node: ast.Name, scope: Scope) -> Type:
@@ -230,8 +234,7 @@ class ExprChecker:
                            arg.span)
                 self.infer(arg.value, scope)
             elif arg.name not in fields:
-                self.error("E104", f"unknown field '{arg.name}' of type {struct}", arg.span,
-                           suggestion_help(arg.name, fields))
+                given |= self._unknown_field(struct, fields, arg.name, arg.span)
                 self.infer(arg.value, scope)
             elif arg.name in given:
                 self.error("E103", f"field '{arg.name}' is given twice", arg.span)
@@ -249,6 +252,7 @@ class ExprChecker:
              piped: ast.Node | None = None) -> None:
         """Match arguments to parameters (E103) and check their types (E201)."""
         bound: set[str] = set()
+        rejected = False  # after a rejected argument, "missing" reports would only add noise
         offset = 0
         if piped is not None and params:
             bound.add(params[0].name)
@@ -262,12 +266,14 @@ class ExprChecker:
                     self.error("E103", f"a positional argument cannot follow named ones in a call to {desc}",
                                arg.span)
                     self.infer(arg.value, scope)
+                    rejected = True
                     continue
                 position = i + offset
                 if position >= len(params):
                     self.error("E103", f"too many arguments: {desc} takes {len(params)}, got "
                                f"{len(args) + offset}", arg.span)
                     self.infer(arg.value, scope)
+                    rejected = True
                     continue
                 param = params[position]
             else:
@@ -277,14 +283,16 @@ class ExprChecker:
                     self.error("E103", f"unknown argument '{arg.name}' for {desc}", arg.span,
                                suggestion_help(arg.name, names) or f"parameters: {', '.join(names) or 'none'}")
                     self.infer(arg.value, scope)
+                    rejected = True
                     continue
             if param.name in bound:
                 self.error("E103", f"argument '{param.name}' of {desc} is given twice", arg.span)
+                rejected = True
                 continue
             bound.add(param.name)
             self.expect(arg.value, param.type, scope, f"argument '{param.name}' of {desc}")
         missing = [p.name for p in params if p.required and p.name not in bound]
-        if missing:
+        if missing and not rejected:
             listed = ", ".join(f"'{m}'" for m in missing)
             self.error("E103", f"missing argument{'s' if len(missing) > 1 else ''} {listed} in call to {desc}",
                        node.span)
@@ -442,6 +450,19 @@ class ExprChecker:
 
 
 _BOOLEAN_OPS = {"and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+
+
+def _mismatch_help(actual: Type, target: Type) -> str | None:
+    plain = strip_optional(target)
+    if isinstance(actual, OptionalType) and is_assignable(actual.inner, target):
+        return "the value may be null; check it first or give a default with `x if x != null else …`"
+    if plain == DURATION and is_numeric(actual):
+        return "write a duration with its unit: 500ms, 30s, 2m, 1h"
+    if plain == RATE and is_numeric(actual):
+        return "write a rate with its period: 60/min, 5/s, 1000/h"
+    if isinstance(plain, EnumType) and actual == STR:
+        return f"write {plain}.member or a string literal naming one: {', '.join(plain.members)}"
+    return None
 
 
 def _count(low: int, high: int) -> str:

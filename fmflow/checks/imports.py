@@ -23,10 +23,15 @@ def check_imports(ctx: CheckContext) -> None:
     loader = ctx.loader
     for imp in ctx.module.imports:
         target = resolve_import(imp.path, ctx.path)
+        if imp.path in ctx.imported:
+            ctx.diagnostics.add("E102", f"'{imp.path}' is imported twice", imp.span, "remove this import")
+            continue
         if loader.is_loading(target):
             chain = " → ".join(os.path.basename(p) for p in [*loader.chain_to(target), target])
             ctx.diagnostics.add("E002", f"import cycle: {chain}", imp.span,
                                 "move the shared declarations into a file that both can import")
+            # Its names are still visible, so the cycle is the only error reported.
+            ctx.imported[imp.path] = (target, loader.context(target).module)
             continue
         if not os.path.isfile(target):
             hint = "standard library modules: " + ", ".join(sorted(_stdlib_modules())) \

@@ -74,9 +74,9 @@ def _check_members(ctx: CheckContext, decl: ast.Decl) -> None:
     """Duplicate parameters, fields, enum members and block keys inside one declaration."""
     groups: list[tuple[str, list[tuple[str, object]]]] = []
     if hasattr(decl, "params"):
-        groups.append(("parameter", [(p.name, p.span) for p in decl.params]))
+        groups.append(("parameter", [(p.name, p.span.head(len(p.name))) for p in decl.params]))
     if isinstance(decl, ast.TypeDecl):
-        groups.append(("field", [(f.name, f.span) for f in decl.fields]))
+        groups.append(("field", [(f.name, f.span.head(len(f.name))) for f in decl.fields]))
     if isinstance(decl, ast.EnumDecl):
         groups.append(("member", [(m.name, m.span) for m in decl.members]))
     if hasattr(decl, "entries"):
@@ -98,6 +98,7 @@ def _check_dict_keys(ctx: CheckContext, node: ast.DictExpr) -> None:
     seen: set[str] = set()
     for entry in node.entries:
         if entry.key in seen:
-            ctx.diagnostics.add("E102", f"key '{entry.key}' appears twice in this dict", entry.span,
+            key_span = entry.span if entry.quoted else entry.span.head(len(entry.key))
+            ctx.diagnostics.add("E102", f"key '{entry.key}' appears twice in this dict", key_span,
                                 f"remove or rename the second '{entry.key}'")
         seen.add(entry.key)

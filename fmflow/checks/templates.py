@@ -72,8 +72,22 @@ def _line_span(ctx: CheckContext, node, template_line: int, name: str | None):
     if text.strip():
         start_col = len(text) - len(text.lstrip()) + 1
     if name:
-        match = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)
-        if match:
-            start_col, length = match.start() + 1, len(name)
+        match = _name_in_tag(text, name)
+        if match is not None:
+            start_col, length = match + 1, len(name)
     start = ctx.source.offset(line, start_col)
     return ctx.source.span(start, start + length)
+
+
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{\{.*|\{%.*")
+
+
+def _name_in_tag(text: str, name: str) -> int | None:
+    """Offset of ``name`` inside a ``{{ }}``/``{% %}`` tag on this line (or anywhere, failing that)."""
+    word = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+    for tag in _TAG.finditer(text):
+        match = word.search(text, tag.start(), tag.end())
+        if match:
+            return match.start()
+    match = word.search(text)
+    return match.start() if match else None

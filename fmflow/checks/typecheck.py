@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .. import ast
-from ..builtins import ON_FAIL_POLICIES
+from ..builtins import BUILTINS, ON_FAIL_POLICIES
 from ..diagnostics import suggestion_help
 from ..types import INT, JSON, STR, UNKNOWN, DictType, Type, join
 from .blocks import PROVIDERS, KeySpec, block_spec
@@ -184,10 +184,24 @@ def _check_statements(checker: ExprChecker, flow: ast.FlowDecl, body: list, scop
             for arm in arms:
                 arm_assigned = _check_statements(checker, flow, arm, scope.child(), returns)
                 for name, t in arm_assigned.items():
-                    merged[name] = (join(merged[name], t) or JSON) if name in merged else t
+                    merged[name] = _merge_branch_type(checker, arm, name, merged.get(name), t)
             scope.vars.update(merged)
             assigned.update(merged)
     return assigned
+
+
+def _merge_branch_type(checker: ExprChecker, arm: list, name: str, before: Type | None, t: Type) -> Type:
+    """The type of a name assigned in several arms of an if: they must agree."""
+    if before is None:
+        return t
+    joined = join(before, t)
+    if joined is None:
+        where = next((s.name_span for s in arm if isinstance(s, ast.Assign) and s.name == name), None)
+        if where is not None:
+            checker.error("E201", f"'{name}' is {before} in one branch and {t} in another", where,
+                          "give it the same type in every branch")
+        return UNKNOWN
+    return joined
 
 
 # ----------------------------------------------------------------- tests
@@ -199,14 +213,14 @@ def _check_test(checker: ExprChecker, decl: ast.TestDecl) -> None:
     params, returns = checker.signature(flow) if flow is not None else (None, UNKNOWN)
     for entry in decl.entries:
         if entry.key == "input":
-            _check_inputs(checker, decl, entry.value, params)
+            _check_inputs(checker, decl, flow, entry.value, params)
         elif entry.key == "mock":
             _check_mocks(checker, decl, entry.value)
         elif entry.key == "expect":
             check_entry(checker, decl, entry, KeySpec("expects"), Scope(), returns)
 
 
-def _check_inputs(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node, params) -> None:
+def _check_inputs(checker: ExprChecker, decl: ast.TestDecl, flow, value: ast.Node, params) -> None:
     if not isinstance(value, ast.DictExpr):
         checker.expect(value, DictType(JSON), Scope(), f"'input' of test '{decl.name}'")
         return
@@ -215,7 +229,7 @@ def _check_inputs(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node, par
             checker.infer(entry.value, Scope())
         return
     args = [ast.Arg(e.key, e.value, span=e.span) for e in value.entries]
-    checker.bind(f"the flow of test '{decl.name}'", params, args, value, Scope())
+    checker.bind(f"flow '{flow.name}' (the input of test '{decl.name}')", params, args, value, Scope())
 
 
 def _check_mocks(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node) -> None:
@@ -225,6 +239,9 @@ def _check_mocks(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node) -> N
     for entry in value.entries:
         target = checker.lookup(ast.Name(entry.key, None, span=entry.span), Scope(), kinds=CALLABLE_KINDS)
         if target is None:
+            if entry.key in BUILTINS:
+                checker.error("E201", f"'{entry.key}' is a built-in function; only declared calls can be mocked",
+                              entry.span)
             checker.infer(entry.value, Scope())
             continue
         signature = checker.signature(target)

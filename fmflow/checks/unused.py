@@ -14,6 +14,8 @@ def check_unused(ctx: CheckContext) -> None:
     for decl in ctx.module.decls:
         if isinstance(decl, (ast.FlowDecl, ast.TestDecl)) or decl.name in used:
             continue
+        if id(decl) not in ctx.symbols.origin:
+            continue  # rejected as a duplicate (E102): one report is enough
         ctx.diagnostics.add("W501", f"{decl.kind} '{decl.name}' is never used", decl.name_span,
                             "remove it, or use it from a flow")
 
