@@ -8,6 +8,8 @@ tested as a table in tests/diagnostics/test_syntax_errors.py.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 # label (the help text) → example inputs that fail in the same parser state.
@@ -18,6 +20,10 @@ EXAMPLES: dict[str, list[str]] = {
         'retriever r { k: 2, collection "docs" }',
         'retriever kb { collection "docs" }',
         'test t { flow f }',
+    ],
+    "type fields are written 'name: TYPE'": [
+        "type T { a str }",
+        "type T { a: str\n b int }",
     ],
     "a flow, prompt, agent, tool or filter needs a return type: '-> TYPE'": [
         "flow f(x: str) { return x }",
@@ -45,16 +51,14 @@ EXAMPLES: dict[str, list[str]] = {
     "statements in a flow are assignments 'name = value', 'if', or 'return'": [
         "flow f(x: str) -> str { x + 1 }",
         "flow f(x: str) -> str { g(x) }",
+        "flow f(x: str) -> str { 1 }",
+        'flow f(x: str) -> str { "text" }',
+        "flow f(x: str) -> str { [x] }",
     ],
     "declarations start with import, model, type, enum, prompt, retriever, tool, filter, agent, flow or test": [
         "function f() {}",
         "x = 1",
         "def f(): pass",
-    ],
-    "a keyword cannot be used as a name here; rename it": [
-        "flow model(x: str) -> str { return x }",
-        "flow f(x: str) -> str { flow = x }",
-        "flow f(type: str) -> str { return type }",
     ],
     "separate statements with a new line": [
         "flow f(x: str) -> str { y = x return y }",
@@ -84,8 +88,8 @@ _FRIENDLY = {
     "NAME": "a name",
     "STRING": "a string",
     "BLOCK_STRING": "a block string",
-    "INT": "a number",
-    "FLOAT": "a number",
+    "INT": "a whole number",
+    "FLOAT": "a decimal number",
     "DURATION": "a duration",
     "RATE": "a rate",
     "_NL": "a new line",
@@ -97,12 +101,14 @@ _FRIENDLY = {
     "OPTIONAL": "'?'",
     "_COMMA": "','",
 }
-_FOUND_KINDS = {"STRING": "string", "BLOCK_STRING": "block string", "INT": "number", "FLOAT": "number",
+_FOUND_KINDS = {"STRING": "string", "BLOCK_STRING": "block string", "INT": "number", "FLOAT": "decimal number",
                 "DURATION": "duration", "RATE": "rate"}
 # Tokens that can start an expression: when they are all expected, say so.
 _EXPRESSION_STARTS = {"NAME", "STRING", "INT", "FLOAT", "LSQB", "LBRACE", "LPAR", "TRUE", "FALSE", "NULL"}
 
 
+_DECLARATION_TERMINALS = ("IMPORT", "MODEL", "TYPE", "ENUM", "PROMPT", "RETRIEVER", "TOOL", "FILTER",
+                          "AGENT", "FLOW", "TEST")
 # Tokens that continue an expression: listed one by one they bury the message.
 _OPERATORS = {"PLUS", "MINUS", "MUL_OP", "COMP_OP", "DOT", "LPAR", "LSQB", "AT", "AND", "OR", "IF",
               "IN", "NOT", "VBAR"}
@@ -147,6 +153,9 @@ def _found_text(error: UnexpectedInput, text: str) -> str:
 def expected_text(expected: set[str]) -> str:
     names = set(expected)
     parts: list[str] = []
+    if set(_DECLARATION_TERMINALS) <= names:
+        parts.append("a declaration (" + ", ".join(_DECLARATION_TERMINALS).lower() + ")")
+        names -= set(_DECLARATION_TERMINALS)
     if _EXPRESSION_STARTS <= names:
         parts.append("an expression")
         names -= _EXPRESSION_STARTS | {"MINUS", "NOT", "BLOCK_STRING", "DURATION", "RATE"}
@@ -178,11 +187,37 @@ def describe_syntax_error(error: UnexpectedInput, text: str) -> tuple[str, str |
     if _starts_declaration(error):
         return (f"unexpected {found} at the start of a line; the declaration above is not finished",
                 "a closing '}' or ')' may be missing in the declaration above")
-    if isinstance(error, UnexpectedCharacters) and not expected:
-        message = f"unexpected {found}"
+    if isinstance(error, UnexpectedCharacters):
+        # The lexer runs ahead of the parser, so it cannot say what the parser expects.
+        return f"unexpected {found}", _character_help(text[error.pos_in_stream])
     else:
         message = f"unexpected {found}; expected {expected_text(expected)}"
+    if _keyword_for_name(error, expected):
+        return message, KEYWORD_AS_NAME_HELP
     return message, _match_help(error)
+
+
+KEYWORD_AS_NAME_HELP = "a keyword cannot be used as a name here; rename it"
+
+
+def _keyword_for_name(error: UnexpectedInput, expected: set[str]) -> bool:
+    """A keyword where a name was expected: `flow model(…)`, `type = …`."""
+    from .parser import KEYWORDS
+
+    token = getattr(error, "token", None)
+    return (isinstance(error, UnexpectedToken) and "NAME" in expected and not _EXPRESSION_STARTS <= expected
+            and token is not None
+            and str(token) in KEYWORDS and token.type == str(token).upper())
+
+
+def _character_help(char: str) -> str | None:
+    if char == '"':
+        return 'this string is not closed on its line; use """…""" for text over several lines'
+    if char in "'`":
+        return 'strings are written in double quotes: "text"'
+    if char == ";":
+        return "statements end at the end of the line; no ';' is needed"
+    return None
 
 
 def _starts_declaration(error: UnexpectedInput) -> bool:
@@ -197,11 +232,39 @@ def _starts_declaration(error: UnexpectedInput) -> bool:
 
 
 def _match_help(error: UnexpectedInput) -> str | None:
-    if not isinstance(error, (UnexpectedToken, UnexpectedCharacters)):
+    """The help of the example that failed in the same parser context.
+
+    Lark's ``match_examples`` compares whole parser stacks, so an example only
+    matches an error in a file's first declaration. fmflow compares the top
+    of the stack (the last few states, which say where in a declaration the
+    parser is), first together with the kind of token found, then alone,
+    then the top state with the token.
+    """
+    if not isinstance(error, UnexpectedToken):
         return None
+    stack = tuple(error.state.state_stack[-_CONTEXT:])
+    table = _example_contexts()
+    token = error.token.type
+    return table.get((stack, token)) or table.get((stack, None)) or table.get((stack[-1:], token))
+
+
+_CONTEXT = 3
+
+
+@lru_cache(maxsize=1)
+def _example_contexts() -> dict[tuple, str]:
     from .parser import lark_parser
 
-    try:
-        return error.match_examples(lark_parser().parse, EXAMPLES, use_accepts=True)
-    except Exception:  # a broken example must never turn into a traceback for users
-        return None
+    table: dict[tuple, str] = {}
+    for label, examples in EXAMPLES.items():
+        for example in examples:
+            try:
+                lark_parser().parse(example)
+            except UnexpectedToken as failure:
+                stack = tuple(failure.state.state_stack[-_CONTEXT:])
+                token = failure.token.type
+                for key in ((stack, token), (stack, None), (stack[-1:], token)):
+                    table.setdefault(key, label)
+            except UnexpectedInput:
+                continue
+    return table

@@ -288,16 +288,19 @@ class _ASTBuilder(Transformer):
         body = str(token)[1:-1]
 
         def replace(match: re.Match) -> str:
+            start = token.start_pos + 1 + match.start()
+            span = self.source.span(start, start + len(match.group(0)))
             if match.group(2) is not None:
                 code = int(match.group(2), 16)
                 if code <= 0x10FFFF:
                     return chr(code)
+                self.diagnostics.add("E001", f"'{match.group(0)}' is beyond the last Unicode code point",
+                                     span, "code points go up to \\u{10FFFF}")
+                return match.group(0)
             elif match.group(1) in _ESCAPES:
                 return _ESCAPES[match.group(1)]
-            start = token.start_pos + 1 + match.start()
             self.diagnostics.add(
-                "E001", f"unknown escape sequence '{match.group(0)}' in a string",
-                self.source.span(start, start + len(match.group(0))),
+                "E001", f"unknown escape sequence '{match.group(0)}' in a string", span,
                 'use \\" \\\\ \\n \\t or \\u{XXXX}',
             )
             return match.group(0)
