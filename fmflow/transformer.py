@@ -153,7 +153,9 @@ class _ASTBuilder(Transformer):
 
     def if_stmt(self, meta, items):
         condition, (body, end) = items[0], items[1]
-        branches = [ast.Branch(condition, body, end_span=end, span=self._span(meta))]
+        # The first arm runs from `if` to its own `}` (the If spans every arm).
+        first_end = end.end if end is not None else meta.end_pos
+        branches = [ast.Branch(condition, body, end_span=end, span=self.source.span(meta.start_pos, first_end))]
         orelse = None
         for clause in items[2:]:
             if isinstance(clause, ast.Branch):
