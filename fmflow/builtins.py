@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .types import (BOOL, FLOAT, INT, JSON, STR, DictType, EnumType, ListType, OptionalType, Prim,
+from .types import (BOOL, FLOAT, INT, JSON, STR, DictType, EnumType, ListType, Prim,
                     StructType, Type, Unknown, is_assignable, is_dynamic, is_numeric, join, strip_optional)
 
 TypingRule = Callable[[list[Type]], "Type | str"]

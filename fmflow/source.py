@@ -42,7 +42,7 @@ class SourceFile:
 
     def __post_init__(self) -> None:
         starts = [0]
-        find, text = self.text.find, self.text
+        find = self.text.find
         i = find("\n")
         while i != -1:
             starts.append(i + 1)
@@ -74,7 +74,3 @@ class SourceFile:
         start = self._line_starts[line - 1]
         end = self.text.find("\n", start)
         return self.text[start:] if end == -1 else self.text[start:end]
-
-    @property
-    def line_count(self) -> int:
-        return len(self._line_starts)

@@ -76,12 +76,6 @@ class CheckContext:
     def path(self) -> str:
         return self.source.path
 
-    def local_decls(self) -> list[ast.Decl]:
-        return self.module.decls
-
-    def is_local(self, decl: ast.Decl) -> bool:
-        return self.symbols.path_of(decl) == self.path
-
     def refer(self, span: Span, decl: ast.Decl) -> None:
         self.references.append(Reference(span, decl))
 

@@ -142,11 +142,7 @@ class ExprChecker:
         if node.version is None and node.id in scope.vars:
             return scope.vars[node.id]
         decl = self.lookup(node, scope)
-        if decl is None:
-            return UNKNOWN
-        if isinstance(decl, (ast.TypeDecl, ast.EnumDecl)):
-            return DeclRef(decl.kind, decl.name)
-        return DeclRef(decl.kind, decl.name)
+        return UNKNOWN if decl is None else DeclRef(decl.kind, decl.name)
 
     def lookup(self, node: ast.Name, scope: Scope, report: bool = True,
                kinds: tuple[str, ...] | None = None) -> ast.Decl | None:
