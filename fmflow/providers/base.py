@@ -1,0 +1,107 @@
+"""The provider interface: what the runtime sends to a model and gets back.
+
+A provider turns a ChatRequest into a ChatResponse for one model setting.
+Transport faults become ProviderError with ``retryable`` saying whether the
+runtime's retry policy may try again (429, 5xx, timeouts, dropped
+connections) or must give up at once (401/403, a bad request).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A `model` declaration with its values evaluated (env() read, durations in seconds)."""
+
+    name: str                      # the declaration's name in the flow file
+    provider: str                  # openai | ollama | hf | langchain | builtin | replay
+    model: str | None = None       # the provider's model name (`name:` key)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None   # seconds, per call
+    retry: int = 0                 # transport-level retries
+    rate: tuple[int, float] | None = None  # (requests, period in seconds)
+    concurrency: int | None = None
+    fallback: tuple[str, ...] = ()
+    cache: bool | None = None      # None: on when temperature is 0
+    options: dict[str, Any] = field(default_factory=dict)
+    source: str = ""               # path of the file that declares it (keys shared limits)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.name)
+
+    def caches(self) -> bool:
+        if self.cache is not None:
+            return self.cache
+        return self.temperature == 0
+
+
+@dataclass
+class ToolSpec:
+    """A callable an agent may use, described for the model."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]     # JSON schema of the arguments object
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict[str, Any]]          # {"role": "system"|"user"|"assistant"|"tool", "content": str, …}
+    temperature: float | None = None
+    max_tokens: int | None = None
+    json_schema: dict[str, Any] | None = None  # output schema when the prompt returns a non-str type
+    schema_name: str | None = None
+    tools: list[ToolSpec] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+
+
+@dataclass
+class ChatResponse:
+    text: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost: float | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    model: str | None = None                # the model that answered, as the provider names it
+
+
+class ProviderError(Exception):
+    """A failed call. ``retryable``: the retry policy may try again."""
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Provider(ABC):
+    """One provider kind; instances may be shared by every model of that kind."""
+
+    name: str = ""
+    # Whether the provider honours ChatRequest.json_schema natively (structured output).
+    supports_structured_output: bool = False
+
+    @abstractmethod
+    async def complete(self, config: ModelConfig, request: ChatRequest) -> ChatResponse:
+        """Answer one request, or raise ProviderError."""
+
+    async def aclose(self) -> None:
+        """Release connections and loaded models."""
