@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["parse", "check", "check_text", "__version__"]
+__all__ = ["parse", "check", "check_text", "load", "__version__"]
 
 
 def parse(text: str, path: str = "<string>"):
@@ -29,3 +29,10 @@ def check_text(text: str, path: str = "<string>"):
     from .api import check_text as _check_text
 
     return _check_text(text, path)
+
+
+def load(path, flow=None, **options):
+    """Check a ``.fmflow`` file and return a runnable Flow (``.run(**inputs)``, ``await .arun(…)``)."""
+    from .api import load as _load
+
+    return _load(path, flow, **options)

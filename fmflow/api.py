@@ -39,3 +39,63 @@ def check_text(text: str, path: str = "<string>", pins: dict[str, int] | None = 
     """Diagnostics of ``text`` checked as if it were the file at ``path``."""
     loader, _ctx = load_program(path, text=text, pins=pins)
     return loader.diagnostics()
+
+
+class Flow:
+    """A checked flow ready to run: ``flow.run(**inputs)`` or ``await flow.arun(**inputs)``.
+
+    Results are pydantic models for declared types and plain values otherwise.
+    ``last_run`` holds the run id and trace path of the latest run.
+    """
+
+    def __init__(self, program, name: str | None, options) -> None:
+        self.program = program
+        self.decl = program.flow(name)
+        self.options = options
+        self.last_run = None
+
+    @property
+    def name(self) -> str:
+        return self.decl.name
+
+    @property
+    def inputs(self) -> list[str]:
+        return [p.name for p in self.decl.params]
+
+    async def arun(self, **inputs):
+        from .runtime import run_flow
+
+        self.last_run = await run_flow(self.program, self.decl.name, inputs, self.options)
+        return self.last_run.value
+
+    def run(self, **inputs):
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(**inputs))
+        raise RuntimeError("flow.run() was called inside a running event loop; use `await flow.arun(…)`")
+
+    def __repr__(self) -> str:
+        return f"<fmflow.Flow {self.name}({', '.join(self.inputs)}) from {self.program.path}>"
+
+
+def load(path: str | Path, flow: str | None = None, *, pins: dict[str, int] | None = None,
+         model: str | None = None, cache: bool = True, trace: bool = True, workdir: str | Path = ".",
+         mocks: dict | None = None) -> Flow:
+    """Check a flow file and return one of its flows (the only one, or ``flow``).
+
+    Raises FmflowCheckError with every diagnostic when the file has errors.
+    """
+    from .errors import FmflowCheckError
+    from .runtime import Program, RunOptions
+
+    loader, ctx = load_program(path, pins=pins)
+    if ctx is None:
+        raise FileNotFoundError(f"cannot read {path}")
+    diagnostics = loader.diagnostics()
+    if any(d.is_error for d in diagnostics):
+        raise FmflowCheckError(diagnostics, loader.sources())
+    options = RunOptions(cache=cache, trace=trace, workdir=str(workdir), model=model, mocks=mocks)
+    return Flow(Program(loader, ctx), flow, options)

@@ -185,6 +185,137 @@ def cmd_lock(args) -> int:
     return status
 
 
+def _load_flow_program(path: str, pins: dict[str, int] | None = None):
+    """(Program, None) for a file without errors, else (None, exit status) after printing them."""
+    from .runtime import Program
+
+    ctx = _checked(path, pins=pins)
+    if ctx is None:
+        return None, EXIT_ERRORS
+    return Program(ctx.loader, ctx), None
+
+
+def _parse_model(spec: str | None) -> str | None:
+    if spec is None:
+        return None
+    provider, sep, name = spec.partition(":")
+    if not sep or not provider or not name:
+        raise UsageError(f"--model expects PROVIDER:NAME (e.g. ollama:llama3.2), got '{spec}'")
+    return spec
+
+
+def cmd_run(args) -> int:
+    import asyncio
+    import json
+
+    from .runtime import RunOptions, run_flow
+    from .runtime.errors import FlowRuntimeError
+    from .runtime.inputs import InputError, parse_inputs
+
+    if not os.path.isfile(args.file):
+        raise UsageError(f"cannot read '{args.file}': no such file")
+    program, status = _load_flow_program(args.file, _parse_pins(args.pin))
+    if program is None:
+        return status
+    try:
+        flow = program.flow(args.flow)
+    except FlowRuntimeError as error:
+        raise UsageError(error.cause) from None
+    try:
+        inputs = parse_inputs(args.input, args.input_json, program.signature(flow)[0])
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
+    options = RunOptions(cache=not args.no_cache, model=_parse_model(args.model),
+                         on_event=progress.event if progress else None)
+    try:
+        result = asyncio.run(run_flow(program, flow.name, inputs, options))
+    except FlowRuntimeError as error:
+        if progress:
+            progress.stop()
+        print(f"fmflow: error: {error}", file=sys.stderr)
+        return EXIT_ERRORS
+    if progress:
+        progress.stop()
+    if args.json:
+        print(json.dumps(result.data, ensure_ascii=False))
+    elif isinstance(result.data, str):
+        print(result.data)
+    else:
+        print(json.dumps(result.data, ensure_ascii=False, indent=2))
+    if result.trace_path and not args.json:
+        print(f"trace: {result.trace_path}", file=sys.stderr)
+    return EXIT_OK
+
+
+class _Progress:
+    """A one-line live display of what is running, on a terminal only."""
+
+    def __init__(self, status) -> None:
+        self.status = status
+        self.running: dict[str, int] = {}
+
+    @classmethod
+    def start(cls) -> "_Progress":
+        from rich.console import Console
+
+        status = Console(stderr=True).status("starting…")
+        status.start()
+        return cls(status)
+
+    def event(self, kind: str, name: str, _line) -> None:
+        if kind == "start":
+            self.running[name] = self.running.get(name, 0) + 1
+        elif self.running.get(name):
+            self.running[name] -= 1
+            if not self.running[name]:
+                del self.running[name]
+        shown = ", ".join(n for n in self.running if not n.startswith(("assign", "return", "branch")))
+        self.status.update(f"running: {shown}" if shown else "running…")
+
+    def stop(self) -> None:
+        self.status.stop()
+
+
+def cmd_test(args) -> int:
+    import asyncio
+
+    from .runtime.testing import run_tests
+
+    passed = failed = 0
+    for path in _flow_files(args.paths):
+        program, status = _load_flow_program(path)
+        if program is None:
+            failed += 1
+            continue
+        outcomes = asyncio.run(run_tests(program))
+        if not outcomes:
+            continue
+        print(path)
+        for outcome in outcomes:
+            mark = "PASS" if outcome.passed else "FAIL"
+            print(f"  {mark} {outcome.name} ({outcome.duration_ms:.0f} ms)")
+            if outcome.error:
+                print(f"    error: {outcome.error}")
+            for failure in outcome.failures:
+                print("    " + failure.replace("\n", "\n    "))
+            passed += outcome.passed
+            failed += not outcome.passed
+    print(f"{passed} passed, {failed} failed")
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def cmd_trace_show(args) -> int:
+    from .runtime.trace import TraceNotFound, find_run, read_trace, render_trace
+
+    try:
+        path = find_run(os.path.join(".fmflow", "runs"), args.run)
+    except TraceNotFound as error:
+        raise UsageError(str(error)) from None
+    print(render_trace(read_trace(path)))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +342,29 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--flow", help="the flow to draw (needed when the file has several)")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph.set_defaults(handler=cmd_graph)
+
+    run = commands.add_parser("run", help="run a flow")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--flow", help="the flow to run (needed when the file has several)")
+    run.add_argument("-i", "--input", action="append", metavar="KEY=VALUE",
+                     help="an input; KEY=@path reads the value from a file")
+    run.add_argument("--input-json", metavar="JSON", help="all inputs as a JSON object (or @file)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON and nothing else")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    run.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
+    run.add_argument("--model", metavar="PROVIDER:NAME", help="run every model of the flow on this one")
+    run.set_defaults(handler=cmd_run)
+
+    test = commands.add_parser("test", help="run the test blocks of flow files")
+    test.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    test.set_defaults(handler=cmd_test)
+
+    trace = commands.add_parser("trace", help="inspect run traces")
+    trace_commands = trace.add_subparsers(dest="trace_command", metavar="show", parser_class=_Parser,
+                                          required=True)
+    show = trace_commands.add_parser("show", help="print a run as a tree with timings")
+    show.add_argument("run", nargs="?", default="last", metavar="RUN", help="run id, prefix, path or 'last'")
+    show.set_defaults(handler=cmd_trace_show)
 
     lock = commands.add_parser("lock", help="record prompt versions in fmflow.lock")
     lock.add_argument("files", nargs="+", metavar="FILE")

@@ -111,6 +111,11 @@ DOC = StructType(
 )
 BUILTIN_TYPE_NAMES = (*PRIMITIVES, *GENERIC_TYPES, "Doc")
 
+# A retriever is called as kb(query, k: …, where: …) and gives list[Doc]:
+# (name, type, required) for the checker and the runtime alike.
+RETRIEVER_PARAMS = (("query", STR, True), ("k", INT, False), ("where", DictType(JSON), False))
+RETRIEVER_RESULT = ListType(DOC)
+
 
 def is_dynamic(t: Type) -> bool:
     return isinstance(t, Unknown) or t == JSON

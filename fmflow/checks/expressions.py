@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .. import ast
 from ..builtins import BUILTINS, IMPLEMENTATION_FUNCTIONS
 from ..diagnostics import did_you_mean, suggestion_help
-from ..types import (BOOL, DOC, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
+from ..types import (RETRIEVER_PARAMS, RETRIEVER_RESULT, BOOL, DOC, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
                      EnumType, ListType, OptionalType, StructType, Type, Unknown, is_assignable, is_dynamic,
                      is_numeric, join, strip_optional)
 from .context import CheckContext
@@ -80,8 +80,7 @@ class ExprChecker:
     def signature(self, decl: ast.Decl) -> tuple[list[Param], Type] | None:
         """Parameters and result type of a callable declaration."""
         if isinstance(decl, ast.RetrieverDecl):
-            return [Param("query", STR), Param("k", INT, False), Param("where", DictType(JSON), False)], \
-                ListType(DOC)
+            return [Param(*p) for p in RETRIEVER_PARAMS], RETRIEVER_RESULT
         if isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.ToolDecl, ast.FlowDecl)):
             owner = self.ctx.loader.context(self.ctx.symbols.path_of(decl)) or self.ctx
             resolver = self.types if owner is self.ctx else TypeResolver(owner, _quiet())

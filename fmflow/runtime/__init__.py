@@ -1,0 +1,74 @@
+"""The asyncio runtime: runs checked flows (see executor.py for the model of execution)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import FlowRuntimeError
+from .program import Program
+from .run import RunOptions, RunResult, RunState, secrets_of
+
+
+async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, Any],
+                   options: RunOptions | None = None) -> RunResult:
+    """Run one flow of a checked program with inputs given as Python or JSON values."""
+    options = options or RunOptions()
+    flow = program.flow(flow_name)
+    params, _returns = program.signature(flow)
+    _check_inputs(flow, params, inputs)
+    state = RunState(program, options, cache=_open_cache(options))
+    configs = [await state.model_config(m) for m in program.models()]
+    trace = _open_trace(program, flow, options, secrets_of(configs))
+    state.trace = trace
+    try:
+        args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params}
+        value = await state.run_flow(flow, args)
+    except BaseException as error:
+        if trace is not None:
+            trace.close("error", error=_describe(error))
+        raise
+    finally:
+        if state.cache is not None:
+            state.cache.close()
+    data = program.types.to_jsonable(value)
+    if trace is not None:
+        trace.close("ok")
+    return RunResult(value, trace.run_id if trace else None, str(trace.path) if trace else None, data)
+
+
+def _check_inputs(flow, params, inputs: dict[str, Any]) -> None:
+    names = [name for name, _ in params]
+    unknown = [k for k in inputs if k not in names]
+    missing = [n for n in names if n not in inputs]
+    if unknown:
+        raise FlowRuntimeError(f"flow '{flow.name}' has no input {', '.join(map(repr, unknown))} "
+                               f"(inputs: {', '.join(names) or 'none'})")
+    if missing:
+        raise FlowRuntimeError(f"flow '{flow.name}' needs input {', '.join(map(repr, missing))}")
+
+
+def _open_cache(options: RunOptions):
+    if not options.cache:
+        return None
+    from .cache import ResponseCache
+
+    return ResponseCache(os.path.join(options.workdir, ".fmflow", "cache", "responses.sqlite3"))
+
+
+def _open_trace(program: Program, flow, options: RunOptions, secrets: list[str]):
+    if not options.trace:
+        return None
+    from .trace import TraceWriter
+
+    return TraceWriter(os.path.join(options.workdir, ".fmflow", "runs"), secrets=secrets, flow=flow.name,
+                       file=program.path, to_jsonable=program.types.to_jsonable)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, FlowRuntimeError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "run_flow"]

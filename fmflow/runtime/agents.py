@@ -1,0 +1,77 @@
+"""Agents: a model that may call tools, retrievers, prompts and flows in rounds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import ast
+from ..providers import ToolSpec
+from .errors import CallFailed, FlowRuntimeError
+from .evaluate import gather_all
+from .prompts import ReplyRejected, _accept, _model_of, ask_model
+
+DEFAULT_MAX_STEPS = 6
+
+
+async def run_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns, messages, schema) -> Any:
+    tools = _tools_of(run, decl)
+    specs = [_spec(run, tool) for tool in tools.values()]
+    model = await _model_of(run, decl)
+    steps_entry = decl.entry("max_steps")
+    max_steps = steps_entry.value.value if steps_entry is not None else DEFAULT_MAX_STEPS
+    conversation = list(messages)
+    for _step in range(max_steps):
+        response, _commit = await ask_model(run, decl, [model], conversation, schema, specs or None,
+                                            use_cache=False)
+        if not response.tool_calls:
+            try:
+                return await _accept(run, decl, args, returns, response.text)
+            except ReplyRejected as rejected:
+                raise CallFailed(f"agent '{decl.name}': the model's answer was rejected: {rejected.reason}") \
+                    from None
+        conversation.append({"role": "assistant", "content": response.text,
+                             "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                                            for c in response.tool_calls]})
+        results = await gather_all(_use_tool(run, tools, call) for call in response.tool_calls)
+        conversation.extend(results)
+    raise CallFailed(f"agent '{decl.name}' did not finish within max_steps {max_steps}")
+
+
+def _tools_of(run, decl: ast.AgentDecl) -> dict[str, ast.Decl]:
+    entry = decl.entry("tools")
+    if entry is None:
+        return {}
+    found = {}
+    for item in entry.value.items:
+        target = run.program.lookup(item.id, item.version, within=decl)
+        if target is not None:
+            found[target.name] = target
+    return found
+
+
+def _spec(run, tool: ast.Decl) -> ToolSpec:
+    params, _returns = run.program.signature(tool) if not isinstance(tool, ast.RetrieverDecl) else \
+        ([("query", None)], None)
+    properties, required = {}, []
+    for name, t in params:
+        properties[name] = run.program.types.json_schema(t) if t is not None else {"type": "string"}
+        required.append(name)
+    return ToolSpec(name=tool.name, description=f"{tool.kind} {tool.name}",
+                    parameters={"type": "object", "properties": properties, "required": required,
+                                "additionalProperties": False})
+
+
+async def _use_tool(run, tools: dict[str, ast.Decl], call) -> dict[str, Any]:
+    """One tool call's message; a failing tool tells the model why instead of ending the run."""
+    target = tools.get(call.name)
+    if target is None:
+        content = f"error: there is no tool '{call.name}'; tools: {', '.join(tools) or 'none'}"
+    else:
+        try:
+            names = list(call.arguments)
+            result = await run.call(target, names, [call.arguments[n] for n in names], None)
+            content = json.dumps(run.program.types.to_jsonable(result), ensure_ascii=False)
+        except FlowRuntimeError as error:
+            content = f"error: {error.cause}"
+    return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}

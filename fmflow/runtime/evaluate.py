@@ -1,0 +1,254 @@
+"""Expressions at run time.
+
+Every sub-expression that contains a call is started as soon as the values
+it reads exist: the items of a list, the arguments of a call and the items
+of a comprehension over a call run concurrently, and results keep source
+order. Expressions without calls are evaluated inline (no task overhead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Awaitable, Iterable
+
+from .. import ast
+from ..builtins import BUILTINS
+from .errors import FlowRuntimeError
+
+if TYPE_CHECKING:
+    from .run import RunState
+
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+               "%": operator.mod, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_CALL_NODES = (ast.Call, ast.Pipe)
+
+
+async def gather_all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Run concurrently, keep order; on the first failure cancel the rest and wait for them.
+
+    asyncio.gather alone leaves the other tasks running after a failure; a
+    flow must leave no task behind.
+    """
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def contains_call(expr: ast.Node, memo: dict[int, bool] = {}) -> bool:  # noqa: B006 - a deliberate cache
+    """Whether evaluating ``expr`` may call something that takes time."""
+    key = id(expr)
+    if key not in memo:
+        memo[key] = isinstance(expr, _CALL_NODES) or any(contains_call(c) for c in expr.children())
+    return memo[key]
+
+
+class Unassigned(Exception):
+    """A name read where no path assigned it (the checker rules this out)."""
+
+
+class Evaluator:
+    """Evaluates expressions of one declaration (a flow body, a block entry, a test)."""
+
+    def __init__(self, run: "RunState", owner: ast.Decl, values: dict[str, Any] | None = None,
+                 futures: dict[str, asyncio.Future] | None = None) -> None:
+        self.run = run
+        self.owner = owner
+        self.values = values if values is not None else {}
+        self.futures = futures if futures is not None else {}
+
+    def child(self, **values: Any) -> "Evaluator":
+        return Evaluator(self.run, self.owner, {**self.values, **values}, self.futures)
+
+    async def eval(self, expr: ast.Node) -> Any:
+        return await _DISPATCH[type(expr)](self, expr)
+
+    async def eval_many(self, exprs: list[ast.Node]) -> list[Any]:
+        if sum(1 for e in exprs if contains_call(e)) > 1:
+            return await gather_all(self.eval(e) for e in exprs)
+        return [await self.eval(e) for e in exprs]
+
+    # ------------------------------------------------------------- atoms
+    async def _literal(self, node: ast.Literal) -> Any:
+        return node.value
+
+    async def _block_string(self, node: ast.BlockString) -> Any:
+        return node.value
+
+    async def _name(self, node: ast.Name) -> Any:
+        if node.version is None:
+            if node.id in self.values:
+                return self.values[node.id]
+            future = self.futures.get(node.id)
+            if future is not None:
+                try:
+                    return await asyncio.shield(future) if not future.done() else future.result()
+                except Unassigned:
+                    raise FlowRuntimeError(f"'{node.id}' has no value on this path") from None
+        decl = self.run.program.lookup(node.id, node.version, within=self.owner)
+        if decl is None:
+            raise FlowRuntimeError(f"unknown name '{node.id}'")
+        if isinstance(decl, ast.EnumDecl):
+            return self.run.enum_class(decl, self.owner)
+        return decl  # a bare declaration: a model, a tool in an agent's list, …
+
+    async def _list(self, node: ast.ListExpr) -> Any:
+        return await self.eval_many(node.items)
+
+    async def _dict(self, node: ast.DictExpr) -> Any:
+        values = await self.eval_many([e.value for e in node.entries])
+        return {e.key: v for e, v in zip(node.entries, values)}
+
+    async def _comprehension(self, node: ast.Comprehension) -> Any:
+        items = await self.eval(node.iterable)
+        if isinstance(items, dict):
+            items = list(items)
+        elif not isinstance(items, (list, tuple, str)):
+            raise FlowRuntimeError(f"cannot loop over {type(items).__name__}")
+
+        async def one(item: Any) -> tuple[bool, Any]:
+            inner = self.child(**{node.var: item})
+            if node.condition is not None and not truthy(await inner.eval(node.condition)):
+                return False, None
+            return True, await inner.eval(node.element)
+
+        if contains_call(node.element) or (node.condition is not None and contains_call(node.condition)):
+            results = await gather_all(one(item) for item in items)
+        else:
+            results = [await one(item) for item in items]
+        return [value for keep, value in results if keep]
+
+    # ------------------------------------------------------------- calls
+    async def _call(self, node: ast.Call) -> Any:
+        values = await self.eval_many([a.value for a in node.args])
+        names = [a.name for a in node.args]
+        func = node.func
+        if isinstance(func, ast.Name) and func.version is None and func.id == "Doc" \
+                and self.run.program.lookup("Doc", within=self.owner) is None:
+            return self.run.construct_doc(dict(zip(names, values)))
+        decl = self.run.program.lookup(func.id, func.version, within=self.owner) \
+            if isinstance(func, ast.Name) else None
+        if decl is None:
+            return self._builtin(func.id, values)
+        return await self.run.call(decl, names, values, self)
+
+    async def _pipe(self, node: ast.Pipe) -> Any:
+        values = await self.eval_many([node.value, *(a.value for a in node.args)])
+        decl = self.run.program.lookup(node.filter, within=self.owner)
+        if decl is None:
+            return self._builtin(node.filter, values)
+        return await self.run.call(decl, [None, *(a.name for a in node.args)], values, self)
+
+    def _builtin(self, name: str, values: list[Any]) -> Any:
+        builtin = BUILTINS.get(name)
+        if builtin is None:
+            raise FlowRuntimeError(f"unknown function '{name}'")
+        try:
+            return builtin.impl(*[plain(v) for v in values])
+        except Exception as error:
+            raise FlowRuntimeError(f"{name}() failed: {error}") from None
+
+    # ------------------------------------------------------ fields, items
+    async def _attribute(self, node: ast.Attribute) -> Any:
+        value = await self.eval(node.value)
+        if isinstance(value, type) and issubclass(value, Enum):
+            return value[node.attr]
+        if value is None:
+            raise FlowRuntimeError(f"cannot read field '{node.attr}' of null")
+        if isinstance(value, dict):
+            if node.attr not in value:
+                raise FlowRuntimeError(f"no field '{node.attr}' in {_short(value)}")
+            return value[node.attr]
+        try:
+            return getattr(value, node.attr)
+        except AttributeError:
+            raise FlowRuntimeError(f"{type(value).__name__} has no field '{node.attr}'") from None
+
+    async def _index(self, node: ast.Index) -> Any:
+        value, index = await self.eval_many([node.value, node.index])
+        try:
+            return value[plain(index)]
+        except IndexError:
+            raise FlowRuntimeError(f"index {index} is out of range for a list of {len(value)}") from None
+        except KeyError:
+            raise FlowRuntimeError(f"no key {index!r} in {_short(value)}") from None
+        except TypeError as error:
+            raise FlowRuntimeError(f"cannot index {type(value).__name__}: {error}") from None
+
+    # --------------------------------------------------------- operators
+    async def _unary(self, node: ast.Unary) -> Any:
+        value = await self.eval(node.operand)
+        return (not truthy(value)) if node.op == "not" else -value
+
+    async def _binary(self, node: ast.Binary) -> Any:
+        op = node.op
+        if op == "and":
+            return truthy(await self.eval(node.left)) and truthy(await self.eval(node.right))
+        if op == "or":
+            return truthy(await self.eval(node.left)) or truthy(await self.eval(node.right))
+        left, right = await self.eval_many([node.left, node.right])
+        if op == "==":
+            return equal(left, right)
+        if op == "!=":
+            return not equal(left, right)
+        if op in ("in", "not in"):
+            found = contains(right, left)
+            return found if op == "in" else not found
+        try:
+            return _ARITHMETIC[op](plain(left), plain(right))
+        except ZeroDivisionError:
+            raise FlowRuntimeError(f"division by zero in '{op}'") from None
+        except TypeError as error:
+            raise FlowRuntimeError(f"operator '{op}' failed: {error}") from None
+
+    async def _conditional(self, node: ast.Conditional) -> Any:
+        if truthy(await self.eval(node.condition)):
+            return await self.eval(node.then)
+        return await self.eval(node.otherwise)
+
+
+_DISPATCH = {
+    ast.Literal: Evaluator._literal, ast.BlockString: Evaluator._block_string, ast.Name: Evaluator._name,
+    ast.ListExpr: Evaluator._list, ast.DictExpr: Evaluator._dict, ast.Comprehension: Evaluator._comprehension,
+    ast.Call: Evaluator._call, ast.Pipe: Evaluator._pipe, ast.Attribute: Evaluator._attribute,
+    ast.Index: Evaluator._index, ast.Unary: Evaluator._unary, ast.Binary: Evaluator._binary,
+    ast.Conditional: Evaluator._conditional,
+}
+
+
+# ------------------------------------------------------------------ values
+
+def plain(value: Any) -> Any:
+    """Enum members as their names (an enum value is its name as a string)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def truthy(value: Any) -> bool:
+    return bool(plain(value))
+
+
+def equal(left: Any, right: Any) -> bool:
+    return plain(left) == plain(right)
+
+
+def contains(container: Any, item: Any) -> bool:
+    container, item = plain(container), plain(item)
+    if isinstance(container, (list, tuple)):
+        return any(equal(x, item) for x in container)
+    if hasattr(container, "model_fields"):  # a declared type: its field names
+        return item in type(container).model_fields
+    try:
+        return item in container
+    except TypeError as error:
+        raise FlowRuntimeError(f"'in' failed: {error}") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

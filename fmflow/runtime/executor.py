@@ -1,0 +1,123 @@
+"""Runs a flow body as a dataflow graph.
+
+Every statement of a block becomes a task at once; a statement waits only
+for the names it reads (each assigned name is a future), so independent
+calls run at the same time. Two things order statements beyond their data:
+
+- an ``if`` runs only its taken arm, and its arm's statements start when
+  the condition is known;
+- a statement after an ``if`` that may ``return`` waits for that ``if``'s
+  outcome, and does not run at all when the flow returned inside it.
+
+The checker guarantees the rest: every read name is assigned above on every
+path (E203), once (E204), and every path returns (E203).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .. import ast
+from .errors import FlowRuntimeError
+from .evaluate import Evaluator, Unassigned, gather_all, truthy
+
+if TYPE_CHECKING:
+    from .run import RunState
+
+_may_return: dict[int, bool] = {}
+
+
+def may_return(stmt: ast.Node) -> bool:
+    key = id(stmt)
+    if key not in _may_return:
+        _may_return[key] = any(isinstance(n, ast.Return) for n in stmt.walk())
+    return _may_return[key]
+
+
+class FlowExecution:
+    """One call of one flow."""
+
+    def __init__(self, run: "RunState", flow: ast.FlowDecl, inputs: dict[str, Any], span_id: str | None) -> None:
+        self.run = run
+        self.flow = flow
+        self.span_id = span_id
+        loop = asyncio.get_running_loop()
+        names = {n.name for n in flow.walk() if isinstance(n, ast.Assign)}
+        self.futures: dict[str, asyncio.Future] = {name: loop.create_future() for name in names}
+        self.evaluator = Evaluator(run, flow, dict(inputs), self.futures)
+        self.result: Any = None
+        self.returned = False
+
+    async def execute(self) -> Any:
+        try:
+            returned = await self._block(self.flow.body)
+        finally:
+            for future in self.futures.values():  # nobody may wait for a value that never comes
+                if not future.done():
+                    future.set_exception(Unassigned())
+                    future.exception()  # marks it retrieved: on a checked flow nobody reads it
+        if not returned:
+            raise FlowRuntimeError(f"flow '{self.flow.name}' ended without returning a value")
+        return self.result
+
+    async def _block(self, body: list) -> bool:
+        """Run a block; True when the flow returned inside it."""
+        gate: asyncio.Future | None = None  # outcome of the last `if` that may return
+        tasks = []
+        for stmt in body:
+            task = asyncio.ensure_future(self._statement(stmt, gate))
+            tasks.append(task)
+            if isinstance(stmt, ast.Return):
+                break
+            if isinstance(stmt, ast.If) and may_return(stmt):
+                gate = task
+        outcomes = await gather_all(tasks)
+        return any(outcomes)
+
+    async def _statement(self, stmt: ast.Node, gate: asyncio.Future | None) -> bool:
+        if gate is not None and await asyncio.shield(gate):
+            return False  # the flow returned before this statement
+        try:
+            if isinstance(stmt, ast.Assign):
+                await self._assign(stmt)
+                return False
+            if isinstance(stmt, ast.Return):
+                return await self._return(stmt)
+            return await self._if(stmt)
+        except FlowRuntimeError as error:
+            raise error.located(self.flow.name, stmt.span.line, self.run.program.context_of(self.flow).path)
+
+    async def _assign(self, stmt: ast.Assign) -> None:
+        span = self.run.trace_start("assign", stmt.name, self.span_id, stmt.span.line)
+        try:
+            value = await self.run.with_span(span, self.evaluator.eval(stmt.value))
+        except BaseException as error:
+            self.run.trace_end(span, error=error)
+            raise
+        self.run.trace_end(span, output=value)
+        self.futures[stmt.name].set_result(value)
+
+    async def _return(self, stmt: ast.Return) -> bool:
+        span = self.run.trace_start("return", "return", self.span_id, stmt.span.line)
+        try:
+            value = await self.run.with_span(span, self.evaluator.eval(stmt.value))
+        except BaseException as error:
+            self.run.trace_end(span, error=error)
+            raise
+        self.run.trace_end(span, output=value)
+        self.result, self.returned = value, True
+        return True
+
+    async def _if(self, stmt: ast.If) -> bool:
+        for branch in stmt.branches:
+            span = self.run.trace_start("branch", "if", self.span_id, branch.span.line)
+            try:
+                taken = truthy(await self.run.with_span(span, self.evaluator.eval(branch.condition)))
+            except BaseException as error:
+                self.run.trace_end(span, error=error)
+                raise
+            self.run.trace_end(span, output=taken)
+            if taken:
+                return await self._block(branch.body)
+        return await self._block(stmt.orelse or [])

@@ -1,0 +1,114 @@
+"""A checked program, as the runtime sees it: declarations, their types, their models."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from .. import ast
+from ..checks.context import CheckContext
+from ..checks.loader import ModuleLoader
+from ..checks.resolve import TypeResolver
+from ..diagnostics import Diagnostics
+from ..types import RETRIEVER_PARAMS, RETRIEVER_RESULT, Type
+from .errors import FlowRuntimeError
+
+
+class Program:
+    """The root file's checked context plus the loader holding its imports."""
+
+    def __init__(self, loader: ModuleLoader, ctx: CheckContext) -> None:
+        self.loader = loader
+        self.ctx = ctx
+        self._resolvers: dict[str, TypeResolver] = {}
+        self._signatures: dict[int, tuple[list[tuple[str, Type]], Type]] = {}
+        self._hashes: dict[int, str] = {}
+
+    @property
+    def path(self) -> str:
+        return self.ctx.path
+
+    def flows(self) -> list[ast.FlowDecl]:
+        return [d for d in self.ctx.module.decls if isinstance(d, ast.FlowDecl)]
+
+    def flow(self, name: str | None) -> ast.FlowDecl:
+        flows = self.flows()
+        if name is None:
+            if len(flows) == 1:
+                return flows[0]
+            if not flows:
+                raise FlowRuntimeError(f"{self.path} declares no flow")
+            raise FlowRuntimeError(f"{self.path} declares several flows ({', '.join(f.name for f in flows)}); "
+                                   "choose one")
+        for flow in flows:
+            if flow.name == name:
+                return flow
+        raise FlowRuntimeError(f"no flow '{name}' in {self.path} (flows: {', '.join(f.name for f in flows)})")
+
+    # ------------------------------------------------------- declarations
+    def context_of(self, decl: ast.Decl) -> CheckContext:
+        """The checked file that declares ``decl`` (names inside it resolve there)."""
+        path = self.ctx.symbols.path_of(decl) or self.ctx.path
+        return self.loader.context(path) or self.ctx
+
+    def folder_of(self, decl: ast.Decl) -> str:
+        return os.path.dirname(os.path.abspath(self.context_of(decl).path))
+
+    def lookup(self, name: str, version: int | None = None, within: ast.Decl | None = None) -> ast.Decl | None:
+        ctx = self.context_of(within) if within is not None else self.ctx
+        return ctx.lookup(name, version)
+
+    def resolver(self, decl: ast.Decl) -> TypeResolver:
+        return self._resolver_in(self.context_of(decl))
+
+    def _resolver_in(self, ctx: CheckContext) -> TypeResolver:
+        if ctx.path not in self._resolvers:
+            self._resolvers[ctx.path] = TypeResolver(ctx, Diagnostics())
+        return self._resolvers[ctx.path]
+
+    def signature(self, decl: ast.Decl) -> tuple[list[tuple[str, Type]], Type]:
+        """(parameter name, type) pairs and the result type of a callable declaration."""
+        key = id(decl)
+        if key not in self._signatures and isinstance(decl, ast.RetrieverDecl):
+            self._signatures[key] = ([(name, t) for name, t, _required in RETRIEVER_PARAMS], RETRIEVER_RESULT)
+        if key not in self._signatures:
+            resolver = self.resolver(decl)
+            params = [(p.name, resolver.resolve(p.type)) for p in getattr(decl, "params", [])]
+            self._signatures[key] = (params, resolver.resolve(getattr(decl, "returns", None)))
+        return self._signatures[key]
+
+    def prompt_hash(self, decl: ast.PromptDecl) -> str:
+        from ..lockfile import prompt_hash
+
+        key = id(decl)
+        if key not in self._hashes:
+            self._hashes[key] = prompt_hash(decl, self.context_of(decl))
+        return self._hashes[key]
+
+    @cached_property
+    def renderer(self):
+        from .templates import TemplateRenderer
+
+        return TemplateRenderer()
+
+    @cached_property
+    def types(self):
+        """Pydantic models and JSON schemas of the program's types."""
+        from .outputs import TypeModels
+
+        return TypeModels(self.resolver_for_fields)
+
+    def resolver_for_fields(self, struct) -> dict[str, Type]:
+        if struct.decl is None:
+            return dict(struct.fields)
+        return self._resolver_in(self.loader.context(struct.path) or self.ctx).fields(struct)
+
+    def models(self) -> list[ast.ModelDecl]:
+        """Every model declaration visible from the root file (local and imported)."""
+        seen, found = set(), []
+        for decls in self.ctx.symbols.decls.values():
+            for decl in decls:
+                if isinstance(decl, ast.ModelDecl) and id(decl) not in seen:
+                    seen.add(id(decl))
+                    found.append(decl)
+        return found

@@ -1,0 +1,237 @@
+"""Prompt and agent calls: render, ask the model, parse, check, apply on_fail.
+
+Layers, innermost first: a provider request under the model's limits
+(concurrency, rate); transport retries with backoff (the model's `retry`);
+the fallback models when those are spent; the cache around all of that;
+then the prompt's `on_fail` policy when the reply does not parse, validate
+or pass its checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ast
+from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
+from ..types import STR
+from .errors import CallFailed, FlowRuntimeError
+from .evaluate import Evaluator, truthy
+
+_REASK = ("Your previous answer could not be used: {error}\n"
+          "Answer again, following the instructions exactly.")
+
+
+@dataclass
+class Policy:
+    kind: str            # reask | retry | fallback | default | raise
+    count: int = 0
+    default: ast.Node | None = None
+
+
+def policy_of(decl: ast.Decl) -> Policy:
+    entry = decl.entry("on_fail")
+    if entry is None:
+        return Policy("raise")
+    value = entry.value
+    if isinstance(value, ast.Name):
+        return Policy(value.id)
+    name, arg = value.func.id, value.args[0].value
+    if name == "default":
+        return Policy("default", default=arg)
+    return Policy(name, count=arg.value if isinstance(arg, ast.Literal) else 1)
+
+
+class ReplyRejected(Exception):
+    """The reply did not parse, validate or pass a check; ``reason`` says why."""
+
+    def __init__(self, reason: str, reply: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reply = reply
+
+
+async def call_prompt(run, decl: ast.PromptDecl, args: dict[str, Any], returns) -> Any:
+    messages, schema = _render(run, decl, args, returns)
+    return await _ask_with_policy(run, decl, args, returns, messages, schema, tools=None)
+
+
+async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) -> Any:
+    from .agents import run_agent
+
+    messages, schema = _render(run, decl, args, returns)
+    return await run_agent(run, decl, args, returns, messages, schema)
+
+
+def _render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dict], dict | None]:
+    from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
+
+    renderer = run.program.renderer
+    variables = {k: v for k, v in args.items()}
+    texts: dict[str, str | None] = {"template": None, "system": None}
+    for key in texts:
+        entry = decl.entry(key)
+        if entry is not None:
+            source = entry.value.value if isinstance(entry.value, (ast.Literal, ast.BlockString)) else None
+            if source is None:
+                raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} must be a string")
+            try:
+                texts[key] = renderer.render(source, variables)
+            except TemplateRenderError as error:
+                raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} failed to render: {error}") from None
+    schema = None
+    user = texts["template"] or ""
+    if returns != STR:
+        schema = run.program.types.json_schema(returns)
+        user = f"{user.rstrip()}\n\n{OUTPUT_INSTRUCTIONS(schema)}"
+    return build_messages(texts["system"], user), schema
+
+
+async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) -> Any:
+    policy = policy_of(decl)
+    model = await _model_of(run, decl)
+    attempts_left = policy.count if policy.kind in ("reask", "retry") else 0
+    conversation = list(messages)
+    use_cache = True
+    models = [model]
+    while True:
+        response, commit = await ask_model(run, decl, models, conversation, schema, tools, use_cache)
+        try:
+            value = await _accept(run, decl, args, returns, response.text)
+        except ReplyRejected as rejected:
+            if attempts_left > 0:
+                attempts_left -= 1
+                if policy.kind == "reask":
+                    conversation = [*conversation, {"role": "assistant", "content": rejected.reply},
+                                    {"role": "user", "content": _REASK.format(error=rejected.reason)}]
+                else:
+                    use_cache = False  # asking again unchanged must not get the cached reply back
+                continue
+            if policy.kind == "fallback" and len(models) == 1:
+                models = [await run.model_config(run.program.lookup(name, within=decl)) for name in model.fallback]
+                if models:
+                    continue
+            if policy.kind == "default":
+                evaluator = Evaluator(run, decl, dict(args))
+                return run.validate(returns, await evaluator.eval(policy.default), f"the default of {decl.name}")
+            raise CallFailed(f"{decl.kind} '{decl.name}': the model's answer was rejected: {rejected.reason}") \
+                from None
+        commit()
+        return value
+
+
+async def _accept(run, decl, args, returns, text: str) -> Any:
+    from .outputs import OutputError, coerce_reply
+
+    try:
+        value = coerce_reply(returns, text, run.program.types)
+    except OutputError as error:
+        raise ReplyRejected(error.message, text) from None
+    checks = decl.entry("check")
+    if checks is not None:
+        evaluator = Evaluator(run, decl, {**args, "output": value})
+        items = checks.value.items if isinstance(checks.value, ast.ListExpr) else [checks.value]
+        for item in items:
+            if not truthy(await evaluator.eval(item)):
+                from ..formatter import expr_doc, flat
+
+                raise ReplyRejected(f"the check `{flat(expr_doc(item))}` failed", text)
+    return value
+
+
+async def _model_of(run, decl: ast.Decl):
+    entry = decl.entry("model")
+    model_decl = run.program.lookup(entry.value.id, within=decl) if entry is not None else None
+    if not isinstance(model_decl, ast.ModelDecl):
+        raise FlowRuntimeError(f"{decl.kind} '{decl.name}' has no model")
+    config = await run.model_config(model_decl)
+    overrides = {k: (await Evaluator(run, decl).eval(decl.entry(k).value))
+                 for k in ("temperature", "max_tokens", "timeout", "cache") if decl.entry(k) is not None}
+    if overrides:
+        from dataclasses import replace
+
+        config = replace(config, **overrides)
+    return config
+
+
+async def ask_model(run, decl, models, messages, schema, tools, use_cache: bool = True):
+    """Ask the first model that answers; returns the response and a function that caches it."""
+    failures: list[str] = []
+    chain = list(models)
+    if len(models) == 1:  # the model's own fallback chain, after its retries are spent
+        chain += [await run.model_config(run.program.lookup(n, within=decl)) for n in models[0].fallback]
+    for config in chain:
+        try:
+            return await _ask_one(run, decl, config, messages, schema, tools, use_cache)
+        except ProviderError as error:
+            failures.append(f"{config.name}: {error}")
+    raise CallFailed(f"{decl.kind} '{decl.name}': no model answered ({'; '.join(failures)})")
+
+
+async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
+    from .cache import cache_key
+    from .limits import limiter_for
+    from .run import CURRENT_SPAN
+    from .transport import call_with_retries
+
+    request = ChatRequest(messages=messages, temperature=config.temperature, max_tokens=config.max_tokens,
+                          json_schema=schema, schema_name=getattr(decl, "name", None), tools=tools,
+                          options=dict(config.options))
+    span = run.trace_start("model", config.name, CURRENT_SPAN.get(), None, model=config.model,
+                           provider=config.provider, prompt=_prompt_info(run, decl))
+    caching = run.cache is not None and config.caches() and tools is None
+    key = cache_key(config.provider, config.model, _settings(config), messages, schema) if caching else None
+    if key is not None and use_cache:
+        hit = run.cache.get(key)
+        if hit is not None:
+            response = ChatResponse(**hit)
+            _end_model_span(run, span, response, cache_hit=True, attempts=[])
+            return response, lambda: None
+    provider = get_provider(config.provider)
+    limiter = limiter_for(config)
+
+    async def attempt() -> ChatResponse:
+        async with limiter.slot():
+            return await provider.complete(config, request)
+
+    try:
+        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=config.timeout)
+    except ProviderError as error:
+        if span is not None:
+            span.set(attempts=getattr(error, "attempts", []))
+        run.trace_end(span, error=error)
+        raise
+    except BaseException as error:
+        run.trace_end(span, error=error)
+        raise
+    _end_model_span(run, span, response, cache_hit=False, attempts=attempts)
+
+    def commit() -> None:
+        if key is not None:
+            run.cache.put(key, _response_data(response))
+
+    return response, commit
+
+
+def _settings(config) -> dict:
+    return {"temperature": config.temperature, "max_tokens": config.max_tokens, "base_url": config.base_url,
+            "options": config.options}
+
+
+def _response_data(response: ChatResponse) -> dict:
+    return {"text": response.text, "tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
+            "cost": response.cost, "model": response.model}
+
+
+def _prompt_info(run, decl) -> dict | None:
+    if not isinstance(decl, ast.PromptDecl):
+        return None
+    return {"name": decl.name, "version": decl.effective_version, "hash": run.program.prompt_hash(decl)}
+
+
+def _end_model_span(run, span, response: ChatResponse, cache_hit: bool, attempts: list) -> None:
+    if span is None:
+        return
+    span.set(tokens_in=response.tokens_in, tokens_out=response.tokens_out, cost=response.cost,
+             cache_hit=cache_hit, retries=max(0, len(attempts) - 1) if attempts else 0, attempts=attempts)
+    run.trace_end(span, output=response.text)

@@ -1,0 +1,225 @@
+"""One run of a flow: its options, trace, cache and the dispatch of every call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import ast
+from ..types import DOC
+from .errors import CallFailed, FlowRuntimeError, NotMocked
+from .evaluate import Evaluator
+
+CURRENT_SPAN: contextvars.ContextVar[str | None] = contextvars.ContextVar("fmflow_span", default=None)
+
+
+@dataclass
+class RunOptions:
+    cache: bool = True
+    trace: bool = True
+    workdir: str = "."                       # where .fmflow/ (runs, cache) lives
+    model: str | None = None                 # --model PROVIDER:NAME: every model runs on this one
+    mocks: dict[str, Any] | None = None      # `fmflow test`: callee name → answer
+    on_event: Callable[[str, str, int | None], None] | None = None  # progress: (event, name, line)
+
+    @property
+    def testing(self) -> bool:
+        return self.mocks is not None
+
+
+@dataclass
+class RunResult:
+    value: Any
+    run_id: str | None
+    trace_path: str | None
+    data: Any = field(default=None)  # the value as plain JSON data
+
+
+class RunState:
+    """What every call of one run shares."""
+
+    def __init__(self, program, options: RunOptions, trace=None, cache=None) -> None:
+        self.program = program
+        self.options = options
+        self.trace = trace
+        self.cache = cache
+        self._model_configs: dict[int, Any] = {}
+        self._enums: dict[int, type] = {}
+
+    # -------------------------------------------------------------- traces
+    def trace_start(self, kind: str, name: str, parent: str | None, line: int | None, **attrs):
+        if self.options.on_event is not None:
+            self.options.on_event("start", f"{kind} {name}", line)
+        if self.trace is None:
+            return None
+        return self.trace.start_span(kind, name, parent=parent or CURRENT_SPAN.get(), line=line, **attrs)
+
+    def trace_end(self, span, output: Any = None, error: BaseException | None = None) -> None:
+        if self.options.on_event is not None and span is not None:
+            self.options.on_event("end", span.name, None)
+        if span is not None:
+            span.end(output=output, error=_error_text(error) if error is not None else None)
+
+    async def with_span(self, span, awaitable):
+        token = CURRENT_SPAN.set(span.id if span is not None else CURRENT_SPAN.get())
+        try:
+            return await awaitable
+        finally:
+            CURRENT_SPAN.reset(token)
+
+    # --------------------------------------------------------------- values
+    def enum_class(self, decl: ast.EnumDecl, owner: ast.Decl) -> type:
+        from ..checks.resolve import decl_type
+
+        key = id(decl)
+        if key not in self._enums:
+            path = self.program.context_of(decl).path
+            self._enums[key] = self.program.types.annotation(decl_type(decl, path))
+        return self._enums[key]
+
+    def construct_doc(self, fields: dict[str, Any]) -> Any:
+        return self.validate(DOC, fields, "Doc(…)")
+
+    def validate(self, t, value: Any, what: str) -> Any:
+        from .outputs import OutputError
+
+        try:
+            return self.program.types.validate(t, value)
+        except OutputError as error:
+            raise FlowRuntimeError(f"{what}: {error.message}") from None
+
+    # ---------------------------------------------------------------- calls
+    async def call(self, decl: ast.Decl, names: list[str | None], values: list[Any], caller: Evaluator) -> Any:
+        """Call a declaration with arguments as written (positional or named)."""
+        if isinstance(decl, ast.TypeDecl):
+            struct = self.program.resolver(decl).resolve(ast.TypeRef(decl.name, None, False, span=decl.span))
+            return self.validate(struct, dict(zip(names, values)), f"{decl.name}(…)")
+        params, returns = self.program.signature(decl)
+        args = _bind(decl, params, names, values)
+        if isinstance(decl, ast.FlowDecl) and not self._mocked(decl):
+            return await self.run_flow(decl, self._validate_args(decl, params, args))
+        span = self.trace_start(decl.kind, decl.name, None, None, inputs=args)
+        try:
+            result = await self.with_span(span, self._dispatch(decl, params, returns, args))
+        except BaseException as error:
+            self.trace_end(span, error=error)
+            raise
+        self.trace_end(span, output=result)
+        return result
+
+    async def _dispatch(self, decl: ast.Decl, params, returns, args: dict[str, Any]) -> Any:
+        what = f"{decl.kind} '{decl.name}'"
+        args = self._validate_args(decl, params, args)
+        mocks = self.options.mocks
+        if self._mocked(decl):
+            return self.validate(returns, mocks[decl.name], f"the mock of {what}")
+        if isinstance(decl, ast.ToolDecl):
+            return self.validate(returns, await self._call_python(decl, args), f"the result of {what}")
+        if mocks is not None and isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.RetrieverDecl)):
+            raise NotMocked(f"{what} is called but not mocked; add `{decl.name}: …` to the test's mock")
+        if isinstance(decl, ast.PromptDecl):
+            from .prompts import call_prompt
+
+            return await call_prompt(self, decl, args, returns)
+        if isinstance(decl, ast.AgentDecl):
+            from .prompts import call_agent
+
+            return await call_agent(self, decl, args, returns)
+        if isinstance(decl, ast.RetrieverDecl):
+            from .retrieval import call_retriever
+
+            return await call_retriever(self, decl, args)
+        raise FlowRuntimeError(f"{what} cannot be called")
+
+    def _mocked(self, decl: ast.Decl) -> bool:
+        return self.options.mocks is not None and decl.name in self.options.mocks
+
+    def _validate_args(self, decl: ast.Decl, params, args: dict[str, Any]) -> dict[str, Any]:
+        what = f"{decl.kind} '{decl.name}'"
+        return {name: self.validate(t, args[name], f"argument '{name}' of {what}") for name, t in params
+                if name in args}
+
+    async def run_flow(self, decl: ast.FlowDecl, args: dict[str, Any]) -> Any:
+        """Run a flow with validated arguments, in a span of its own."""
+        from .executor import FlowExecution
+
+        _params, returns = self.program.signature(decl)
+        span = self.trace_start("flow", decl.name, None, decl.span.line, inputs=args)
+        try:
+            execution = FlowExecution(self, decl, args, span.id if span is not None else CURRENT_SPAN.get())
+            result = self.validate(returns, await execution.execute(), f"the result of flow '{decl.name}'")
+        except BaseException as error:
+            self.trace_end(span, error=error)
+            raise
+        self.trace_end(span, output=result)
+        return result
+
+    async def _call_python(self, decl: ast.ToolDecl, args: dict[str, Any]) -> Any:
+        from .pyimport import load_callable
+
+        target = decl.impl.args[0].value.value
+        function = load_callable(target, self.program.folder_of(decl))
+        try:
+            if asyncio.iscoroutinefunction(function):
+                return await function(**args)
+            # A sync tool runs in a worker thread so the event loop keeps going.
+            return await asyncio.to_thread(function, **args)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise CallFailed(f"{decl.kind} '{decl.name}' ({target}) failed: {type(error).__name__}: {error}") \
+                from error
+
+    # --------------------------------------------------------------- models
+    async def model_config(self, decl: ast.ModelDecl):
+        """The evaluated settings of a model declaration (env() read once per run)."""
+        key = id(decl)
+        if key not in self._model_configs:
+            self._model_configs[key] = await self._evaluate_model(decl)
+        return self._model_configs[key]
+
+    async def _evaluate_model(self, decl: ast.ModelDecl):
+        from ..providers.base import ModelConfig
+
+        evaluator = Evaluator(self, decl)
+        values: dict[str, Any] = {}
+        for entry in decl.entries:
+            values[entry.key] = await evaluator.eval(entry.value)
+        fallback = tuple(v.name if isinstance(v, ast.Decl) else str(v) for v in values.pop("fallback", []))
+        provider, model = values.pop("provider"), values.pop("name", None)
+        if self.options.model:
+            provider, _, model = self.options.model.partition(":")
+            values.pop("base_url", None)
+        rate = values.pop("rate", None)
+        return ModelConfig(
+            name=decl.name, provider=provider, model=model, fallback=fallback,
+            rate=(int(rate[0]), float(rate[1])) if rate else None,
+            source=self.program.context_of(decl).path, **values)
+
+
+def _bind(decl: ast.Decl, params, names: list[str | None], values: list[Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    order = [name for name, _ in params]
+    for position, (name, value) in enumerate(zip(names, values)):
+        key = name if name is not None else (order[position] if position < len(order) else None)
+        if key is None:
+            raise FlowRuntimeError(f"too many arguments for {decl.kind} '{decl.name}'")
+        args[key] = value
+    return args
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(error, FlowRuntimeError):
+        return error.cause
+    return f"{type(error).__name__}: {error}"
+
+
+def secrets_of(configs) -> list[str]:
+    """Values of the environment variables that hold API keys (never written to traces)."""
+    names = {c.api_key_env for c in configs if c.api_key_env} | {"OPENAI_API_KEY"}
+    return [os.environ[n] for n in sorted(names) if os.environ.get(n)]

@@ -1,0 +1,169 @@
+"""The on-disk response cache: keys, persistence, threads, broken files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+import pytest
+
+from fmflow.runtime.cache import ResponseCache, cache_key
+
+BASE = dict(
+    provider="openai",
+    model="gpt-4o-mini",
+    settings={"temperature": 0, "max_tokens": 100},
+    messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+    schema={"type": "object", "properties": {"a": {"type": "string"}}},
+)
+
+
+def key(**changes):
+    return cache_key(**{**BASE, **changes})
+
+
+def test_key_is_stable_sha256_hex():
+    k = key()
+    assert k == key()
+    assert len(k) == 64 and all(c in "0123456789abcdef" for c in k)
+
+
+def test_key_ignores_dict_order():
+    settings = {"max_tokens": 100, "temperature": 0}
+    schema = {"properties": {"a": {"type": "string"}}, "type": "object"}
+    messages = [{"content": "Be brief.", "role": "system"}, {"content": "Hi", "role": "user"}]
+    assert key(settings=settings, schema=schema, messages=messages) == key()
+
+
+@pytest.mark.parametrize("change", [
+    {"provider": "ollama"},
+    {"model": "gpt-4o"},
+    {"model": None},
+    {"settings": {"temperature": 0.5, "max_tokens": 100}},
+    {"settings": {"temperature": 0}},
+    {"messages": [{"role": "user", "content": "Hi"}]},
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]},
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."}]},
+    {"schema": None},
+    {"schema": {"type": "object", "properties": {"a": {"type": "integer"}}}},
+])
+def test_key_changes_with_every_part(change):
+    assert key(**change) != key()
+
+
+def test_key_does_not_confuse_fields():
+    # The same text moved between fields must not collide.
+    assert cache_key("a", "b", {}, [], None) != cache_key("b", "a", {}, [], None)
+
+
+def test_get_put_and_persistence(tmp_path):
+    path = tmp_path / "deep" / "cache" / "responses.sqlite3"
+    cache = ResponseCache(path)
+    assert path.exists()
+    assert cache.get("k") is None
+    value = {"text": "héllo", "tokens_in": 3, "tokens_out": 1, "model": "m"}
+    cache.put("k", value)
+    assert cache.get("k") == value
+    cache.put("k", {"text": "replaced"})
+    assert cache.get("k") == {"text": "replaced"}
+    cache.close()
+
+    again = ResponseCache(path)
+    assert again.get("k") == {"text": "replaced"}
+    assert len(again) == 1
+    again.clear()
+    assert again.get("k") is None and len(again) == 0
+    again.close()
+
+
+def test_wal_mode(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    ResponseCache(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_async_wrappers(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite3")
+
+    async def main():
+        await cache.aput("k", {"text": "x"})
+        return await cache.aget("k"), await cache.aget("missing")
+
+    assert asyncio.run(main()) == ({"text": "x"}, None)
+
+
+def test_concurrent_puts_from_threads(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite3")
+    barrier = threading.Barrier(8)
+
+    def worker(n):
+        barrier.wait()
+        for i in range(50):
+            cache.put(f"{n}-{i}", {"n": n, "i": i})
+            assert cache.get(f"{n}-{i}") == {"n": n, "i": i}
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.last_error is None
+    assert len(cache) == 400
+    assert cache.get("7-49") == {"n": 7, "i": 49}
+
+
+def test_two_instances_share_one_file(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    a, b = ResponseCache(path), ResponseCache(path)
+    a.put("k", {"v": 1})
+    assert b.get("k") == {"v": 1}
+
+
+def test_corrupted_file_is_a_miss_and_writes_do_not_raise(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    path.write_bytes(b"this is not a sqlite database at all\x00" * 200)
+    cache = ResponseCache(path)
+    assert cache.get("k") is None
+    cache.put("k", {"v": 1})        # no exception
+    assert cache.get("k") is None
+    assert cache.last_error is not None
+    assert not cache.available
+    cache.clear()
+    cache.close()
+
+
+def test_unreadable_location_is_tolerated(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cache = ResponseCache(blocker / "sub" / "c.sqlite3")   # parent is a file
+    assert cache.get("k") is None
+    cache.put("k", {"v": 1})
+    assert cache.last_error is not None
+
+
+def test_damaged_row_is_a_miss(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    cache = ResponseCache(path)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO responses VALUES ('bad', '{not json', 0)")
+    conn.commit()
+    conn.close()
+    assert cache.get("bad") is None
+
+
+def test_unserialisable_value_is_recorded_not_raised(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite3")
+    cache.put("k", {"v": object()})
+    assert cache.get("k") is None
+    assert isinstance(cache.last_error, TypeError)
+
+
+def test_closed_cache_misses(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite3")
+    cache.put("k", {"v": 1})
+    cache.close()
+    assert cache.get("k") is None
+    cache.put("k", {"v": 2})        # no exception

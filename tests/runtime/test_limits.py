@@ -1,0 +1,235 @@
+"""ModelLimiter / limiter_for: concurrency and rate shared per model, per event loop. Fake clock only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fmflow.providers import ModelConfig
+from fmflow.runtime.limits import ModelLimiter, RateWindow, limiter_for
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps on it."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def clock(self):
+        return self.now
+
+    async def sleep(self, seconds):
+        self.waits.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still yield, as a real sleep would
+
+
+async def hold_slots(limiter, n, release, entered):
+    """n tasks that each take a slot and keep it until `release` is set."""
+    async def one():
+        async with limiter.slot():
+            entered.append(1)
+            await release.wait()
+    return [asyncio.create_task(one()) for _ in range(n)]
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_concurrency_never_exceeded_under_50_tasks():
+    async def go():
+        limiter, release, entered = ModelLimiter(concurrency=4), asyncio.Event(), []
+        tasks = await hold_slots(limiter, 50, release, entered)
+        await settle()
+        # Exactly the limit got in; the rest wait.
+        assert (limiter.in_flight, limiter.started, len(entered)) == (4, 4, 4)
+        release.set()
+        await asyncio.gather(*tasks)
+        return limiter
+
+    limiter = run(go())
+    assert (limiter.max_in_flight, limiter.started, limiter.in_flight) == (4, 50, 0)
+
+
+def test_all_tasks_start_when_limit_allows():
+    async def go():
+        limiter, release, entered = ModelLimiter(concurrency=50), asyncio.Event(), []
+        tasks = await hold_slots(limiter, 50, release, entered)
+        await settle()
+        assert limiter.in_flight == 50 == len(entered)
+        release.set()
+        await asyncio.gather(*tasks)
+        return limiter
+
+    assert run(go()).max_in_flight == 50
+
+
+def test_no_limits_is_a_counting_pass_through():
+    async def go():
+        limiter, release, entered = ModelLimiter(), asyncio.Event(), []
+        tasks = await hold_slots(limiter, 10, release, entered)
+        await settle()
+        assert limiter.in_flight == 10
+        release.set()
+        await asyncio.gather(*tasks)
+
+    run(go())
+
+
+def test_slot_released_on_error_and_cancel():
+    async def go():
+        limiter = ModelLimiter(concurrency=1)
+        with pytest.raises(RuntimeError):
+            async with limiter.slot():
+                raise RuntimeError("call failed")
+        blocker_in, release = asyncio.Event(), asyncio.Event()
+
+        async def blocker():
+            async with limiter.slot():
+                blocker_in.set()
+                await release.wait()
+
+        b = asyncio.create_task(blocker())
+        await blocker_in.wait()
+        waiter = asyncio.create_task(blocker())  # queued behind b
+        await settle()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        await b
+        async with limiter.slot():  # free again: nothing leaked
+            assert limiter.in_flight == 1
+        assert limiter.in_flight == 0
+
+    run(go())
+
+
+def test_rate_with_fake_clock():
+    t = FakeTime()
+
+    async def go():
+        limiter = ModelLimiter(rate=(3, 10.0), clock=t.clock, sleep=t.sleep)
+        starts = []
+
+        async def one():
+            async with limiter.slot():
+                starts.append(t.now)
+
+        await asyncio.gather(*(one() for _ in range(7)))
+        return starts
+
+    starts = run(go())
+    assert starts == [0, 0, 0, 10, 10, 10, 20]
+    # No window of one period ever holds more than 3 starts.
+    assert all(sum(1 for s in starts if a <= s < a + 10.0) <= 3 for a in starts)
+    assert t.waits == [10.0, 10.0]  # computed, not polled
+
+
+def test_rate_window_frees_places_as_stamps_age():
+    t = FakeTime()
+
+    async def go():
+        window = RateWindow(2, 60.0, clock=t.clock, sleep=t.sleep)
+        await window.acquire()          # t=0
+        t.now = 45.0
+        await window.acquire()          # t=45
+        await window.acquire()          # full: waits until the t=0 stamp leaves, at t=60
+        assert t.now == 60.0
+        await window.acquire()          # then until the t=45 stamp leaves, at t=105
+        assert t.now == 105.0
+        return window.waits
+
+    assert run(go()) == [15.0, 45.0]
+
+
+def test_concurrency_then_rate():
+    t = FakeTime()
+
+    async def go():
+        limiter = ModelLimiter(concurrency=2, rate=(2, 1.0), clock=t.clock, sleep=t.sleep)
+        starts = []
+
+        async def one():
+            async with limiter.slot():
+                starts.append(t.now)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(one() for _ in range(6)))
+        return limiter, starts
+
+    limiter, starts = run(go())
+    assert limiter.max_in_flight <= 2 and limiter.started == 6
+    assert all(sum(1 for s in starts if a <= s < a + 1.0) <= 2 for a in starts)
+
+
+def test_invalid_limits():
+    with pytest.raises(ValueError):
+        ModelLimiter(concurrency=0)
+    with pytest.raises(ValueError):
+        ModelLimiter(rate=(0, 1.0))
+
+
+def cfg(name="fast", source="/flows/app.fmflow", **kw):
+    return ModelConfig(name=name, provider="replay", source=source, **kw)
+
+
+def test_limiter_shared_across_concurrent_runs_in_one_loop():
+    async def go():
+        a, b = cfg(concurrency=3), cfg(concurrency=3)  # two runs, each evaluating the declaration
+        assert limiter_for(a) is limiter_for(b)
+        assert limiter_for(cfg("other", concurrency=3)) is not limiter_for(a)
+        assert limiter_for(cfg(source="/x.fmflow", concurrency=3)) is not limiter_for(a)
+        release, entered = asyncio.Event(), []
+
+        async def flow_run(config, n):
+            async def step():
+                async with limiter_for(config).slot():
+                    entered.append(1)
+                    await release.wait()
+            await asyncio.gather(*(step() for _ in range(n)))
+
+        runs = [asyncio.create_task(flow_run(a, 10)), asyncio.create_task(flow_run(b, 10))]
+        await settle()
+        limiter = limiter_for(a)
+        assert limiter.in_flight == 3 == len(entered)  # the two runs share 3 slots, not 3 each
+        release.set()
+        await asyncio.gather(*runs)
+        assert (limiter.started, limiter.max_in_flight) == (20, 3)
+
+    run(go())
+
+
+def test_fresh_limiter_per_event_loop():
+    config = cfg(concurrency=2)
+
+    async def use():
+        limiter = limiter_for(config)
+        async with limiter.slot():
+            pass
+        return limiter
+
+    first, second = run(use()), run(use())
+    assert first is not second
+    assert (first.started, second.started) == (1, 1)
+
+
+def test_changed_limits_get_a_new_limiter():
+    async def go():
+        assert limiter_for(cfg(concurrency=2)) is not limiter_for(cfg(concurrency=4))
+        assert limiter_for(cfg(concurrency=4)).concurrency == 4
+
+    run(go())
+
+
+def test_limiter_for_needs_a_running_loop():
+    with pytest.raises(RuntimeError):
+        limiter_for(cfg())
+
+
+def run(coro):
+    return asyncio.run(coro)
