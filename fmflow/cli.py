@@ -306,13 +306,13 @@ def cmd_test(args) -> int:
 
 
 def cmd_trace_show(args) -> int:
-    from .runtime.trace import TraceNotFound, find_run, read_trace, render_trace
+    from .runtime.trace_view import TraceNotFound, find_run, read_trace, render_trace
 
     try:
         path = find_run(os.path.join(".fmflow", "runs"), args.run)
     except TraceNotFound as error:
         raise UsageError(str(error)) from None
-    print(render_trace(read_trace(path)))
+    print(render_trace(read_trace(path)).rstrip())
     return EXIT_OK
 
 

@@ -247,7 +247,9 @@ def _describe_one(error: dict) -> str:
         members = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
         text = f"expected one of {members}, got {_got(value, True)}"
     elif kind in _EXPECTED:
-        text = f"expected {_EXPECTED[kind]}, got {_got(value, kind.endswith('parsing'))}"
+        # The value helps when its type was plausible ("high" for a number, 2.5 for an int).
+        shown = kind.endswith("parsing") or kind == "int_from_float"
+        text = f"expected {_EXPECTED[kind]}, got {_got(value, shown)}"
     else:
         text = error["msg"][0].lower() + error["msg"][1:]
     return f"{path}: {text}" if path else text

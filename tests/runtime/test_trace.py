@@ -8,14 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fmflow.runtime.trace import (
-    MAX_DEPTH,
-    TraceNotFound,
-    TraceWriter,
-    find_run,
-    read_trace,
-    render_trace,
-)
+from fmflow.runtime.trace import MAX_DEPTH, TraceWriter
+from fmflow.runtime.trace_view import TraceNotFound, find_run, read_trace, render_trace
 
 SECRET = "sk-test-0123456789abcdef"
 

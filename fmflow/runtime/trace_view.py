@@ -1,0 +1,166 @@
+"""Reading run traces back: find a run, load its records, draw it as a tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import FmflowError
+
+
+# -- reading -------------------------------------------------------------------
+
+
+class TraceNotFound(FmflowError):
+    """No trace matches what the user asked for; the message lists recent runs."""
+
+
+def read_trace(path: str | Path) -> list[dict]:
+    """Every record of a trace file; a line cut short by a crash is skipped."""
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _started(path: Path) -> float:
+    """When a run began: its header's ``started``, else the file's mtime."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return float(json.loads(fh.readline())["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+
+def list_runs(runs_dir: str | Path) -> list[Path]:
+    """Trace files, newest first."""
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.jsonl"), key=_started, reverse=True)
+
+
+def find_run(runs_dir: str | Path, run: str) -> Path:
+    """The trace for a run id, a unique id prefix, a file path, or "last"."""
+    folder = Path(runs_dir)
+    if run != "last":
+        as_path = Path(run)
+        if (as_path.suffix == ".jsonl" or "/" in run or os.sep in run) and as_path.is_file():
+            return as_path
+        exact = folder / f"{run}.jsonl"
+        if exact.is_file():
+            return exact
+    runs = list_runs(folder)
+    if not runs:
+        raise TraceNotFound(f"no runs recorded in {folder} yet; `fmflow run` writes one per run")
+    if run == "last":
+        return runs[0]
+    matches = [p for p in runs if p.stem.startswith(run)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(p.stem for p in matches[:5]) + (", …" if len(matches) > 5 else "")
+        raise TraceNotFound(f"run '{run}' is ambiguous: it starts {len(matches)} run ids "
+                            f"({names}); give more of the id")
+    recent = "\n".join(f"  {p.stem}" for p in runs[:5])
+    raise TraceNotFound(f"no run '{run}' in {folder}; recent runs (newest first):\n{recent}\n"
+                        "give a run id, a unique prefix of one, a trace path, or 'last'")
+
+
+# -- rendering -------------------------------------------------------------------
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.1f} ms" if isinstance(value, (int, float)) else "? ms"
+
+
+def _one_line(text: Any, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _span_label(s: dict) -> str:
+    prompt = s.get("prompt") if isinstance(s.get("prompt"), dict) else {}
+    tokens = s.get("tokens_in") is not None or s.get("tokens_out") is not None
+    parts = [f"{s.get('kind', '?')} {s.get('name', '?')}"
+             + (f" (line {s['line']})" if s.get("line") is not None else ""),
+             _ms(s.get("duration_ms")),
+             prompt.get("name") and f"prompt {prompt['name']}"
+             + (f" v{prompt['version']}" if prompt.get("version") is not None else ""),
+             s.get("model") and f"model {s['model']}",
+             tokens and f"tokens {s.get('tokens_in', '?')} in / {s.get('tokens_out', '?')} out",
+             s.get("cache_hit") and "cache hit",
+             s.get("retries") and f"retries {s['retries']}",
+             s.get("unfinished") and "UNFINISHED",
+             s.get("error") is not None and f"ERROR {_one_line(s['error'])}"]
+    return "  ".join(p for p in parts if p)
+
+
+def _tree_lines(spans: list[dict]) -> list[str]:
+    """Children under their parent in start order; orphans at the top level."""
+    ids = {s.get("id") for s in spans}
+    children: dict[Any, list[dict]] = {}
+    for span in sorted(spans, key=lambda s: s.get("start") or 0.0):
+        parent = span.get("parent") if span.get("parent") in ids else None
+        children.setdefault(parent, []).append(span)
+    lines: list[str] = []
+    seen: set = set()
+
+    def walk(parent: Any, prefix: str) -> None:
+        group = [s for s in children.get(parent, []) if s.get("id") not in seen]
+        for i, span in enumerate(group):
+            seen.add(span.get("id"))
+            last = i == len(group) - 1
+            lines.append(prefix + ("└─ " if last else "├─ ") + _span_label(span))
+            walk(span.get("id"), prefix + ("   " if last else "│  "))
+
+    walk(None, "")
+    # Spans in a parent cycle (a malformed file) hang from no root: show them
+    # at the top rather than drop them.
+    children[stray := object()] = [s for s in spans if s.get("id") not in seen]
+    walk(stray, "")
+    return lines
+
+
+def _totals(spans: list[dict]) -> str:
+    def total(key: str) -> float:
+        return sum(v for s in spans if isinstance(v := s.get(key), (int, float)))
+    text = (f"{_plural(len(spans), 'span')}, tokens {total('tokens_in'):g} in / "
+            f"{total('tokens_out'):g} out, {_plural(sum(1 for s in spans if s.get('cache_hit')), 'cache hit')}, "
+            f"{_plural(sum(1 for s in spans if s.get('error') is not None), 'error')}")
+    return text + (f", cost ${total('cost'):.4f}" if total("cost") else "")
+
+
+def render_trace(records: list[dict]) -> str:
+    """A readable tree of a trace's records: header, spans by parent, totals."""
+    header = next((r for r in records if r.get("type") == "run"), {})
+    end = next((r for r in records if r.get("type") == "end"), None)
+    spans = [r for r in records if r.get("type") == "span"]
+    title = f"run {header.get('run_id', '?')}  flow {header.get('flow') or '?'}"
+    if header.get("file"):
+        title += f"  file {header['file']}"
+    if isinstance(header.get("started"), (int, float)):
+        title += "  started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(header["started"]))
+    if end is None:
+        status = "status unfinished (no end record: the run crashed or is still going)"
+    else:
+        status = f"status {end.get('status', '?')}  total {_ms(end.get('duration_ms'))}"
+        if end.get("error") is not None:
+            status += f"  error {_one_line(end['error'])}"
+    return "\n".join([title, status, *_tree_lines(spans), _totals(spans)]) + "\n"
