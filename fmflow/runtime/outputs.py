@@ -19,7 +19,7 @@ from typing import Any, Callable, ForwardRef, Optional
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from ..types import BOOL, FLOAT, INT, JSON, NULL, STR, DictType, EnumType, ListType, OptionalType, Prim, \
-    StructType, Type, strip_optional
+    StructType, Type, Unknown, strip_optional
 
 
 class OutputError(Exception):
@@ -65,6 +65,8 @@ class TypeModels:
     def annotation(self, t: Type) -> Any:
         if isinstance(t, Prim) and t in _PRIMS:
             return _PRIMS[t]
+        if isinstance(t, Unknown):  # the checker could not tell: accept anything, like json
+            return Any
         if isinstance(t, ListType):
             return list[self.annotation(t.item)]
         if isinstance(t, DictType):
