@@ -107,8 +107,8 @@ async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) ->
                 else:
                     use_cache = False  # asking again unchanged must not get the cached reply back
                 continue
-            if policy.kind == "fallback" and len(models) == 1:
-                models = [await run.model_config(run.program.lookup(name, within=decl)) for name in model.fallback]
+            if policy.kind == "fallback" and models == [model]:
+                models = await run.fallbacks(model)
                 if models:
                     continue
             if policy.kind == "default":
@@ -159,7 +159,7 @@ async def ask_model(run, decl, models, messages, schema, tools, use_cache: bool 
     failures: list[str] = []
     chain = list(models)
     if len(models) == 1:  # the model's own fallback chain, after its retries are spent
-        chain += [await run.model_config(run.program.lookup(n, within=decl)) for n in models[0].fallback]
+        chain += await run.fallbacks(models[0])
     for config in chain:
         try:
             return await _ask_one(run, decl, config, messages, schema, tools, use_cache)

@@ -47,6 +47,7 @@ class RunState:
         self.trace = trace
         self.cache = cache
         self._model_configs: dict[int, Any] = {}
+        self._model_decls: dict[tuple[str, str], ast.ModelDecl] = {}
         self._enums: dict[int, type] = {}
 
     # -------------------------------------------------------------- traces
@@ -178,8 +179,15 @@ class RunState:
         """The evaluated settings of a model declaration (env() read once per run)."""
         key = id(decl)
         if key not in self._model_configs:
-            self._model_configs[key] = await self._evaluate_model(decl)
+            config = await self._evaluate_model(decl)
+            self._model_configs[key] = config
+            self._model_decls[config.key] = decl
         return self._model_configs[key]
+
+    async def fallbacks(self, config) -> list:
+        """The evaluated fallback models of a model, named in its own file."""
+        decl = self._model_decls[config.key]
+        return [await self.model_config(self.program.lookup(name, within=decl)) for name in config.fallback]
 
     async def _evaluate_model(self, decl: ast.ModelDecl):
         from ..providers.base import ModelConfig
