@@ -233,6 +233,10 @@ def cmd_run(args) -> int:
     except FlowRuntimeError as error:
         if progress:
             progress.stop()
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"fmflow: error: {error}", file=sys.stderr)
         return EXIT_ERRORS
     if progress:
