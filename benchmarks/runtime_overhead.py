@@ -36,6 +36,10 @@ built-in providers are loaded), because the checker accepts only the
 provider names of the language; nothing of the real replay provider runs.
 Every .fmflow file and the .fmflow/ state (traces) go to a temporary folder.
 
+Timings of each part are interleaved in rounds across the contenders, and the
+objects alive before a part are frozen out of the cyclic GC (gc.freeze), so
+that neither side pays for the other's heap.
+
 Figures are printed beside their targets, never asserted. ``--profile``
 runs (a) on fmflow under cProfile afterwards and prints where the time goes
 (own time per function and per file, as % of the profiled total).
@@ -130,6 +134,11 @@ prompt ask(q: str) -> str {{
 flow chain(x: str) -> str {{
 {chain}
   return a{STEPS}
+}}
+
+flow single(x: str) -> str {{
+  a1 = step(x: x)
+  return a1
 }}
 
 flow typed(q: str) -> Answer {{
@@ -249,6 +258,24 @@ async def timings(run: Callable[[], Awaitable[Any]], warmup: int, runs: int) -> 
     return out
 
 
+async def interleaved(contenders: dict[str, Callable[[], Awaitable[Any]]], warmup: int, runs: int,
+                      rounds: int) -> dict[str, list[float]]:
+    """``runs`` timings of each contender, taken in ``rounds`` turns so that a slow
+    spell of the machine falls on all of them alike."""
+    out: dict[str, list[float]] = {name: [] for name in contenders}
+    # Everything built so far (both frameworks, earlier sections) is long-lived:
+    # freezing it keeps the cyclic GC from re-scanning it during the timings,
+    # which would tax whichever contender happens to trigger a collection.
+    gc.collect()
+    gc.freeze()
+    for name, run in contenders.items():
+        await timings(run, warmup, 0)
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            out[name] += await timings(run, 0, runs // rounds)
+    return out
+
+
 def sync_timings(run: Callable[[], Any], warmup: int, runs: int) -> list[float]:
     for _ in range(warmup):
         run()
@@ -299,12 +326,12 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
     Path(path).write_text(flow_source(), encoding="utf-8")
     load = lambda name, trace: fmflow.load(path, name, cache=False, trace=trace, workdir=workdir)  # noqa: E731
     chain_off, chain_on = load("chain", False), load("chain", True)
-    typed_flow = load("typed", False)
+    single_flow, typed_flow = load("single", False), load("typed", False)
     fan_flow, fan_flow_traced = load("fanout", False), load("fanout", True)
 
     FakeList, generic, AsyncFake = lcel_models()
-    warm, runs = (5, 30) if quick else (30, 300)
-    fan_reps = 1 if quick else 3
+    warm, runs, rounds = (5, 30, 2) if quick else (50, 600, 6)
+    fan_reps = 1 if quick else 7
     results: dict[str, Any] = {}
     t = Table()
 
@@ -314,20 +341,30 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
     assert (answer.text, answer.score) == ("ok", 0.5), answer
 
     # (a) ----------------------------------------------------------------
-    a = {}
-    a["fm_off"] = statistics.median(await timings(lambda: chain_off.arun(x="hello"), warm, runs)) / STEPS
-    a["fm_on"] = statistics.median(await timings(lambda: chain_on.arun(x="hello"), warm, runs // 2)) / STEPS
+    a: dict[str, float] = {}
     lcel = {
         "FakeListChatModel": lcel_chain(lambda: FakeList(responses=[REPLY])),
         "GenericFakeChatModel": lcel_chain(lambda: generic(REPLY)),
         "native-async fake": lcel_chain(lambda: AsyncFake()),
     }
-    for name, chain in lcel.items():
+    for chain in lcel.values():
         assert await chain.ainvoke("hello") == REPLY
-        a[name] = statistics.median(await timings(lambda c=chain: c.ainvoke("hello"), warm, runs)) / STEPS
     lam = lambda_chain()
+    contenders = {
+        "fm_off": lambda: chain_off.arun(x="hello"),
+        "fm_on": lambda: chain_on.arun(x="hello"),
+        **{name: (lambda c=chain: c.ainvoke("hello")) for name, chain in lcel.items()},
+        "lambda_async": lambda: lam.ainvoke("hello"),
+    }
+    for name, seconds in (await interleaved(contenders, warm, runs, rounds)).items():
+        a[name] = statistics.median(seconds) / STEPS
     a["lambda_sync"] = statistics.median(sync_timings(lambda: lam.invoke("hello"), warm, runs)) / STEPS
-    a["lambda_async"] = statistics.median(await timings(lambda: lam.ainvoke("hello"), warm, runs)) / STEPS
+    one_step = lcel_chain_one(FakeList(responses=[REPLY]), "Step: {x}")
+    assert await single_flow.arun(x="hello") == await one_step.ainvoke("hello") == REPLY
+    for name, seconds in (await interleaved({"fm_single": lambda: single_flow.arun(x="hello"),
+                                             "lcel_single": lambda: one_step.ainvoke("hello")},
+                                            warm, runs, rounds)).items():
+        a[name] = statistics.median(seconds)
     results["a"] = a
 
     base = a["FakeListChatModel"]
@@ -346,18 +383,28 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
     t.row(f"LCEL {STEPS} RunnableLambda, ainvoke", f"{us(a['lambda_async']):.1f} µs",
           f"fm/λ {a['fm_off'] / a['lambda_async']:.3f}", f"facts: {FACTS['lambda_async']:.0f} µs", "")
     t.row("fmflow traces-on vs LCEL (FakeList)", "", f"fm/LCEL {a['fm_on'] / base:.3f}", "", "")
+    t.row("one step alone: fmflow arun of a 1-call flow, µs per call", f"{us(a['fm_single']):.1f} µs",
+          "", "", "")
+    marginal = (a["fm_off"] * STEPS - a["fm_single"]) / (STEPS - 1)
+    t.row("fmflow split: marginal cost of one more step", f"{us(marginal):.1f} µs", "", "", "")
+    t.row("fmflow split: fixed cost of one arun (run set-up)", f"{us(a['fm_single'] - marginal):.1f} µs",
+          "", "", "")
+    t.row("one step alone: LCEL ainvoke prompt | FakeList | parser", f"{us(a['lcel_single']):.1f} µs",
+          f"fm/LCEL {a['fm_single'] / a['lcel_single']:.3f}", f"facts: {FACTS['lcel_call_async']:.0f} µs", "")
 
     # (b) ----------------------------------------------------------------
-    b = {}
-    b["fm"] = statistics.median(await timings(lambda: typed_flow.arun(q="hello"), warm, runs))
+    b: dict[str, float] = {}
     typed = {
         "FakeListChatModel": lcel_typed_chain(lambda: FakeList(responses=[JSON_REPLY])),
         "native-async fake": lcel_typed_chain(lambda: AsyncFake(reply=JSON_REPLY)),
     }
-    for name, chain in typed.items():
+    for chain in typed.values():
         got = await chain.ainvoke({"q": "hello"})
         assert (got.text, got.score) == ("ok", 0.5), got
-        b[name] = statistics.median(await timings(lambda c=chain: c.ainvoke({"q": "hello"}), warm, runs))
+    contenders = {"fm": lambda: typed_flow.arun(q="hello"),
+                  **{name: (lambda c=chain: c.ainvoke({"q": "hello"})) for name, chain in typed.items()}}
+    for name, seconds in (await interleaved(contenders, warm, runs, rounds)).items():
+        b[name] = statistics.median(seconds)
     results["b"] = b
     t.section("(b) prompt -> scripted model -> typed output (Answer {text, score} from JSON), async; "
               "µs per call (fmflow: a flow of that one call)")
@@ -368,6 +415,8 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
               f"fm/LCEL {ratio:.3f}", "", "")
 
     # (c) ----------------------------------------------------------------
+    from langchain_core.runnables import RunnableLambda
+
     qs = [f"question {i}" for i in range(FANOUT_CALLS)]
     slow_chain = lcel_chain_one(AsyncFake(delay=FANOUT_LATENCY))
 
@@ -377,6 +426,16 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
 
     async def lcel_fan():
         out = await slow_chain.abatch([{"q": q} for q in qs], config={"max_concurrency": FANOUT_CONCURRENCY})
+        assert len(out) == FANOUT_CALLS
+
+    async def sleepy(_value):
+        await asyncio.sleep(FANOUT_LATENCY)
+        return REPLY
+
+    sleepy_lambda = RunnableLambda(sleepy)
+
+    async def lambda_fan():
+        out = await sleepy_lambda.abatch(qs, config={"max_concurrency": FANOUT_CONCURRENCY})
         assert len(out) == FANOUT_CALLS
 
     async def plain_fan():
@@ -389,32 +448,35 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
         out = await asyncio.gather(*(one(q) for q in qs))
         assert len(out) == FANOUT_CALLS
 
-    c = {}
-    for key, fn in (("fm_off", lambda: fm_fan(fan_flow)), ("fm_on", lambda: fm_fan(fan_flow_traced)),
-                    ("lcel", lcel_fan), ("plain", plain_fan)):
-        c[key] = statistics.median(await timings(fn, 1, fan_reps))
+    rows = {
+        "fm_off": ("fmflow [ask(q: q) for q in qs], traces off", lambda: fm_fan(fan_flow)),
+        "fm_on": ("fmflow [ask(q: q) for q in qs], traces on", lambda: fm_fan(fan_flow_traced)),
+        "lcel": ("LCEL abatch, prompt | 50 ms model | parser", lcel_fan),
+        "lambda": ("LCEL abatch, RunnableLambda(asyncio.sleep)", lambda_fan),
+        "plain": ("plain asyncio + Semaphore(100)", plain_fan),
+    }
+    c = {key: statistics.median(seconds) for key, seconds in
+         (await interleaved({k: fn for k, (_label, fn) in rows.items()}, 1, fan_reps, fan_reps)).items()}
     results["c"] = c
     t.section(f"(c) {FANOUT_CALLS} calls × {FANOUT_LATENCY * 1000:.0f} ms latency at concurrency "
               f"{FANOUT_CONCURRENCY}; wall time (median of {fan_reps} after 1 warm-up), ideal {IDEAL_FANOUT:.2f} s")
-    for key, label in (("fm_off", "fmflow [ask(q: q) for q in qs], traces off"),
-                       ("fm_on", "fmflow [ask(q: q) for q in qs], traces on"),
-                       ("lcel", "LCEL abatch, max_concurrency 100"),
-                       ("plain", "plain asyncio + Semaphore(100)")):
+    facts = {"lambda": f"facts: abatch {FACTS['abatch']:.2f} s", "plain": f"facts: {FACTS['semaphore']:.2f} s"}
+    for key, (label, _fn) in rows.items():
         ratio = c[key] / IDEAL_FANOUT
-        target = f"≤ {TARGET_FANOUT_RATIO:.2f}× ideal" if key.startswith("fm") else \
-            f"facts: {FACTS['abatch' if key == 'lcel' else 'semaphore']:.2f} s"
-        t.row(label, f"{c[key]:.3f} s", f"{ratio:.3f}× ideal", target,
-              verdict(ratio <= TARGET_FANOUT_RATIO) if key.startswith("fm") else "")
-    t.row("fmflow (traces off) / LCEL abatch", "", f"{c['fm_off'] / c['lcel']:.3f}", "", "")
+        fm = key.startswith("fm")
+        t.row(label, f"{c[key]:.3f} s", f"{ratio:.3f}× ideal",
+              f"≤ {TARGET_FANOUT_RATIO:.2f}× ideal" if fm else facts.get(key, ""),
+              verdict(ratio <= TARGET_FANOUT_RATIO) if fm else "")
+    t.row("fmflow (traces off) / LCEL abatch of the chain", "", f"{c['fm_off'] / c['lcel']:.3f}", "", "")
     t.row("fmflow (traces off) / plain asyncio", "", f"{c['fm_off'] / c['plain']:.3f}", "", "")
     return t, results
 
 
-def lcel_chain_one(model):
+def lcel_chain_one(model, template: str = "Q: {q}"):
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    return ChatPromptTemplate.from_template("Q: {q}") | model | StrOutputParser()
+    return ChatPromptTemplate.from_template(template) | model | StrOutputParser()
 
 
 # ------------------------------------------------------------ profiling
@@ -454,6 +516,7 @@ def profile_chain(workdir: str, runs: int, top: int = 25) -> None:
             rel = "stdlib/" + rel.split("/lib/python", 1)[1].split("/", 1)[-1]
         return rel, line, func
 
+    print("(cProfile inflates many small calls; a coroutine counts one call per resume)")
     print(f"\nTop {top} functions by own time (% of profiled total):")
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
     for key, (cc, nc, tt, ct, _callers) in rows:

@@ -18,9 +18,10 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     params, _returns = program.signature(flow)
     _check_inputs(flow, params, inputs)
     state = RunState(program, options, cache=_open_cache(options))
-    configs = [await state.model_config(m) for m in program.models()]
-    trace = _open_trace(program, flow, options, secrets_of(configs))
-    state.trace = trace
+    trace = None
+    if options.trace:
+        configs = [await state.model_config(m) for m in program.models()]
+        trace = state.trace = _open_trace(program, flow, options, secrets_of(configs))
     try:
         args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params}
         value = await state.run_flow(flow, args)

@@ -9,15 +9,16 @@ from .. import ast
 from ..providers import ToolSpec
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import gather_all
-from .prompts import ReplyRejected, _accept, _model_of, ask_model
+from .prompts import ReplyRejected, accept, ask_model, model_of, render
 
 DEFAULT_MAX_STEPS = 6
 
 
-async def run_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns, messages, schema) -> Any:
+async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) -> Any:
+    messages, schema = render(run, decl, args, returns)
     tools = _tools_of(run, decl)
     specs = [_spec(run, tool) for tool in tools.values()]
-    model = await _model_of(run, decl)
+    model = await model_of(run, decl)
     steps_entry = decl.entry("max_steps")
     max_steps = steps_entry.value.value if steps_entry is not None else DEFAULT_MAX_STEPS
     conversation = list(messages)
@@ -26,7 +27,7 @@ async def run_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns, mes
                                             use_cache=False)
         if not response.tool_calls:
             try:
-                return await _accept(run, decl, args, returns, response.text)
+                return await accept(run, decl, args, returns, response.text)
             except ReplyRejected as rejected:
                 raise CallFailed(f"agent '{decl.name}': the model's answer was rejected: {rejected.reason}") \
                     from None

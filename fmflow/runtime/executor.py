@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from .run import RunState
 
 _may_return: dict[int, bool] = {}
+_assigned: dict[int, frozenset[str]] = {}
+
+
+def assigned_names(flow: ast.FlowDecl) -> frozenset[str]:
+    key = id(flow)
+    if key not in _assigned:
+        _assigned[key] = frozenset(n.name for n in flow.walk() if isinstance(n, ast.Assign))
+    return _assigned[key]
 
 
 def may_return(stmt: ast.Node) -> bool:
@@ -43,8 +51,7 @@ class FlowExecution:
         self.flow = flow
         self.span_id = span_id
         loop = asyncio.get_running_loop()
-        names = {n.name for n in flow.walk() if isinstance(n, ast.Assign)}
-        self.futures: dict[str, asyncio.Future] = {name: loop.create_future() for name in names}
+        self.futures: dict[str, asyncio.Future] = {name: loop.create_future() for name in assigned_names(flow)}
         self.evaluator = Evaluator(run, flow, dict(inputs), self.futures)
         self.result: Any = None
         self.returned = False

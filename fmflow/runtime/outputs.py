@@ -55,6 +55,7 @@ class TypeModels:
         self._models: dict[tuple[str, str], type[BaseModel]] = {}
         self._enums: dict[tuple[str, str], type[enum.Enum]] = {}
         self._adapters: dict[Type, TypeAdapter] = {}
+        self._schemas: dict[Type, dict] = {}
         # Structs whose model is being built: a field referring to one gets a forward ref.
         self._building: dict[tuple[str, str], str] = {}
         self._namespace: dict[str, type[BaseModel]] = {}
@@ -147,7 +148,9 @@ class TypeModels:
         ``list[T]`` wraps it (``coerce_reply`` unwraps a one-key object). ``dict[T]`` and
         ``json`` give free-form objects, which OpenAI's strict mode does not accept.
         """
-        return _inline_root(_strictify(self._adapter(t).json_schema()))
+        if t not in self._schemas:  # pydantic rebuilds a schema from scratch on every call
+            self._schemas[t] = _inline_root(_strictify(self._adapter(t).json_schema()))
+        return self._schemas[t]  # shared: callers must not change it
 
     def validate(self, t: Type, value: Any) -> Any:
         """Coerce a Python value (JSON data, models, lists…) to the runtime value of ``t``."""

@@ -23,6 +23,8 @@ class Program:
         self._resolvers: dict[str, TypeResolver] = {}
         self._signatures: dict[int, tuple[list[tuple[str, Type]], Type]] = {}
         self._hashes: dict[int, str] = {}
+        self._contexts: dict[int, CheckContext] = {}
+        self._lookups: dict[tuple, ast.Decl | None] = {}
 
     @property
     def path(self) -> str:
@@ -48,15 +50,21 @@ class Program:
     # ------------------------------------------------------- declarations
     def context_of(self, decl: ast.Decl) -> CheckContext:
         """The checked file that declares ``decl`` (names inside it resolve there)."""
-        path = self.ctx.symbols.path_of(decl) or self.ctx.path
-        return self.loader.context(path) or self.ctx
+        key = id(decl)
+        if key not in self._contexts:
+            path = self.ctx.symbols.path_of(decl) or self.ctx.path
+            self._contexts[key] = self.loader.context(path) or self.ctx
+        return self._contexts[key]
 
     def folder_of(self, decl: ast.Decl) -> str:
         return os.path.dirname(os.path.abspath(self.context_of(decl).path))
 
     def lookup(self, name: str, version: int | None = None, within: ast.Decl | None = None) -> ast.Decl | None:
         ctx = self.context_of(within) if within is not None else self.ctx
-        return ctx.lookup(name, version)
+        key = (id(ctx), name, version)
+        if key not in self._lookups:  # the program does not change once checked
+            self._lookups[key] = ctx.lookup(name, version)
+        return self._lookups[key]
 
     def resolver(self, decl: ast.Decl) -> TypeResolver:
         return self._resolver_in(self.context_of(decl))

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ast
+from ..formatter import expr_doc, flat
 from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
 from ..types import STR
+from .cache import cache_key
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import Evaluator, truthy
+from .limits import limiter_for
+from .outputs import OutputError, coerce_reply
+from .spans import CURRENT_SPAN
+from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
+from .transport import call_with_retries
 
 _REASK = ("Your previous answer could not be used: {error}\n"
           "Answer again, following the instructions exactly.")
@@ -52,20 +59,12 @@ class ReplyRejected(Exception):
 
 
 async def call_prompt(run, decl: ast.PromptDecl, args: dict[str, Any], returns) -> Any:
-    messages, schema = _render(run, decl, args, returns)
+    messages, schema = render(run, decl, args, returns)
     return await _ask_with_policy(run, decl, args, returns, messages, schema, tools=None)
 
 
-async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) -> Any:
-    from .agents import run_agent
-
-    messages, schema = _render(run, decl, args, returns)
-    return await run_agent(run, decl, args, returns, messages, schema)
-
-
-def _render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dict], dict | None]:
-    from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
-
+def render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dict], dict | None]:
+    """The chat messages of a prompt or agent call, and the output schema (None for `str`)."""
     renderer = run.program.renderer
     variables = {k: v for k, v in args.items()}
     texts: dict[str, str | None] = {"template": None, "system": None}
@@ -89,7 +88,7 @@ def _render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[di
 
 async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) -> Any:
     policy = policy_of(decl)
-    model = await _model_of(run, decl)
+    model = await model_of(run, decl)
     attempts_left = policy.count if policy.kind in ("reask", "retry") else 0
     conversation = list(messages)
     use_cache = True
@@ -97,7 +96,7 @@ async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) ->
     while True:
         response, commit = await ask_model(run, decl, models, conversation, schema, tools, use_cache)
         try:
-            value = await _accept(run, decl, args, returns, response.text)
+            value = await accept(run, decl, args, returns, response.text)
         except ReplyRejected as rejected:
             if attempts_left > 0:
                 attempts_left -= 1
@@ -120,9 +119,8 @@ async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) ->
         return value
 
 
-async def _accept(run, decl, args, returns, text: str) -> Any:
-    from .outputs import OutputError, coerce_reply
-
+async def accept(run, decl, args, returns, text: str) -> Any:
+    """The reply as a value of the output type, or ReplyRejected saying why not."""
     try:
         value = coerce_reply(returns, text, run.program.types)
     except OutputError as error:
@@ -133,13 +131,12 @@ async def _accept(run, decl, args, returns, text: str) -> Any:
         items = checks.value.items if isinstance(checks.value, ast.ListExpr) else [checks.value]
         for item in items:
             if not truthy(await evaluator.eval(item)):
-                from ..formatter import expr_doc, flat
-
                 raise ReplyRejected(f"the check `{flat(expr_doc(item))}` failed", text)
     return value
 
 
-async def _model_of(run, decl: ast.Decl):
+async def model_of(run, decl: ast.Decl):
+    """The evaluated model of a prompt or agent, with the prompt's own overrides."""
     entry = decl.entry("model")
     model_decl = run.program.lookup(entry.value.id, within=decl) if entry is not None else None
     if not isinstance(model_decl, ast.ModelDecl):
@@ -169,16 +166,11 @@ async def ask_model(run, decl, models, messages, schema, tools, use_cache: bool 
 
 
 async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
-    from .cache import cache_key
-    from .limits import limiter_for
-    from .run import CURRENT_SPAN
-    from .transport import call_with_retries
-
     request = ChatRequest(messages=messages, temperature=config.temperature, max_tokens=config.max_tokens,
                           json_schema=schema, schema_name=getattr(decl, "name", None), tools=tools,
                           options=dict(config.options))
     span = run.trace_start("model", config.name, CURRENT_SPAN.get(), None, model=config.model,
-                           provider=config.provider, prompt=_prompt_info(run, decl))
+                           provider=config.provider, prompt=_prompt_info(run, decl) if run.trace else None)
     caching = run.cache is not None and config.caches() and tools is None
     key = cache_key(config.provider, config.model, _settings(config), messages, schema) if caching else None
     if key is not None and use_cache:

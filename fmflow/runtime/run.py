@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import ast
+from ..checks.resolve import decl_type
+from ..providers.base import ModelConfig
 from ..types import DOC
+from .agents import call_agent
 from .errors import CallFailed, FlowRuntimeError, NotMocked
 from .evaluate import Evaluator
-
-CURRENT_SPAN: contextvars.ContextVar[str | None] = contextvars.ContextVar("fmflow_span", default=None)
+from .executor import FlowExecution
+from .outputs import OutputError
+from .prompts import call_prompt
+from .pyimport import load_callable
+from .retrieval import call_retriever
+from .spans import CURRENT_SPAN
 
 
 @dataclass
@@ -73,8 +79,6 @@ class RunState:
 
     # --------------------------------------------------------------- values
     def enum_class(self, decl: ast.EnumDecl, owner: ast.Decl) -> type:
-        from ..checks.resolve import decl_type
-
         key = id(decl)
         if key not in self._enums:
             path = self.program.context_of(decl).path
@@ -85,8 +89,6 @@ class RunState:
         return self.validate(DOC, fields, "Doc(…)")
 
     def validate(self, t, value: Any, what: str) -> Any:
-        from .outputs import OutputError
-
         try:
             return self.program.types.validate(t, value)
         except OutputError as error:
@@ -122,16 +124,10 @@ class RunState:
         if mocks is not None and isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.RetrieverDecl)):
             raise NotMocked(f"{what} is called but not mocked; add `{decl.name}: …` to the test's mock")
         if isinstance(decl, ast.PromptDecl):
-            from .prompts import call_prompt
-
             return await call_prompt(self, decl, args, returns)
         if isinstance(decl, ast.AgentDecl):
-            from .prompts import call_agent
-
             return await call_agent(self, decl, args, returns)
         if isinstance(decl, ast.RetrieverDecl):
-            from .retrieval import call_retriever
-
             return await call_retriever(self, decl, args)
         raise FlowRuntimeError(f"{what} cannot be called")
 
@@ -145,8 +141,6 @@ class RunState:
 
     async def run_flow(self, decl: ast.FlowDecl, args: dict[str, Any]) -> Any:
         """Run a flow with validated arguments, in a span of its own."""
-        from .executor import FlowExecution
-
         _params, returns = self.program.signature(decl)
         span = self.trace_start("flow", decl.name, None, decl.span.line, inputs=args)
         try:
@@ -159,8 +153,6 @@ class RunState:
         return result
 
     async def _call_python(self, decl: ast.ToolDecl, args: dict[str, Any]) -> Any:
-        from .pyimport import load_callable
-
         target = decl.impl.args[0].value.value
         function = load_callable(target, self.program.folder_of(decl))
         try:
@@ -190,8 +182,6 @@ class RunState:
         return [await self.model_config(self.program.lookup(name, within=decl)) for name in config.fallback]
 
     async def _evaluate_model(self, decl: ast.ModelDecl):
-        from ..providers.base import ModelConfig
-
         evaluator = Evaluator(self, decl)
         values: dict[str, Any] = {}
         for entry in decl.entries:

@@ -73,6 +73,8 @@ async def call_with_retries(
 
 async def _attempt(call: Callable[[], Awaitable[T]], timeout: float | None) -> T:
     try:
+        if timeout is None:
+            return await call()
         # asyncio.timeout turns only its *own* cancellation into TimeoutError;
         # a cancel from outside still arrives here as CancelledError and escapes.
         async with asyncio.timeout(timeout):
