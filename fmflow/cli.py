@@ -208,12 +208,13 @@ def cmd_run(args) -> int:
     import asyncio
     import json
 
-    from .runtime import RunOptions, run_flow
+    from .runtime import RunOptions, check_inputs, run_flow
     from .runtime.errors import FlowRuntimeError
     from .runtime.inputs import InputError, parse_inputs
 
     if not os.path.isfile(args.file):
         raise UsageError(f"cannot read '{args.file}': no such file")
+    model = _parse_model(args.model)
     program, status = _load_flow_program(args.file, _parse_pins(args.pin))
     if program is None:
         return status
@@ -221,12 +222,16 @@ def cmd_run(args) -> int:
         flow = program.flow(args.flow)
     except FlowRuntimeError as error:
         raise UsageError(error.cause) from None
+    params = program.signature(flow)[0]
     try:
-        inputs = parse_inputs(args.input, args.input_json, program.signature(flow)[0])
+        inputs = parse_inputs(args.input, args.input_json, params)
+        check_inputs(flow, params, inputs)
     except InputError as error:
         raise UsageError(str(error)) from None
+    except FlowRuntimeError as error:
+        raise UsageError(error.cause) from None
     progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
-    options = RunOptions(cache=not args.no_cache, model=_parse_model(args.model),
+    options = RunOptions(cache=not args.no_cache, model=model,
                          on_event=progress.event if progress else None)
     try:
         result = asyncio.run(run_flow(program, flow.name, inputs, options))

@@ -152,6 +152,8 @@ def join(a: Type, b: Type) -> Type | None:
     """The type that holds values of both ``a`` and ``b``, or None if none does."""
     if a == b:
         return a
+    if a == JSON or b == JSON:
+        return JSON  # json holds anything, and stays json
     if isinstance(a, Unknown) or isinstance(b, Unknown):
         return b if isinstance(a, Unknown) else a
     if a == NULL:

@@ -67,6 +67,14 @@ class ExprChecker:
             for item in expr.items:
                 self.expect(item, plain.item, scope, f"an item of {what}")
             return target
+        if isinstance(expr, ast.DictExpr) and isinstance(plain, DictType):
+            for entry in expr.entries:
+                self.expect(entry.value, plain.value, scope, f"entry '{entry.key}' of {what}")
+            return target
+        if plain == JSON and isinstance(expr, (ast.ListExpr, ast.DictExpr)):
+            for child in expr.children():  # json holds items of any type, mixed too
+                self.expect(child.value if isinstance(child, ast.DictEntry) else child, JSON, scope, what)
+            return target
         if isinstance(expr, ast.Literal) and expr.kind == "str" and isinstance(plain, EnumType):
             if expr.value not in plain.members:
                 return self.error("E201", f"{what} expects {plain}, got \"{expr.value}\"", expr.span,

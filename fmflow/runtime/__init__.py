@@ -16,7 +16,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     options = options or RunOptions()
     flow = program.flow(flow_name)
     params, _returns = program.signature(flow)
-    _check_inputs(flow, params, inputs)
+    check_inputs(flow, params, inputs)
     state = RunState(program, options, cache=_open_cache(options))
     trace = None
     if options.trace:
@@ -38,7 +38,8 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     return RunResult(value, trace.run_id if trace else None, str(trace.path) if trace else None, data)
 
 
-def _check_inputs(flow, params, inputs: dict[str, Any]) -> None:
+def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
+    """Every input the flow needs, and no other (FlowRuntimeError names the difference)."""
     names = [name for name, _ in params]
     unknown = [k for k in inputs if k not in names]
     missing = [n for n in names if n not in inputs]
@@ -72,4 +73,4 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "run_flow"]
+__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "check_inputs", "run_flow"]

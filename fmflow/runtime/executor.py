@@ -112,6 +112,12 @@ class FlowExecution:
         except BaseException as error:
             self.run.trace_end(span, error=error)
             raise
+        _params, returns = self.run.program.signature(self.flow)
+        try:
+            value = self.run.validate(returns, value, f"the result of flow '{self.flow.name}'")
+        except FlowRuntimeError as error:
+            self.run.trace_end(span, error=error)
+            raise
         self.run.trace_end(span, output=value)
         self.result, self.returned = value, True
         return True

@@ -225,5 +225,5 @@ def _end_model_span(run, span, response: ChatResponse, cache_hit: bool, attempts
     if span is None:
         return
     span.set(tokens_in=response.tokens_in, tokens_out=response.tokens_out, cost=response.cost,
-             cache_hit=cache_hit, retries=max(0, len(attempts) - 1) if attempts else 0, attempts=attempts)
+             cache_hit=cache_hit, retries=len(attempts), attempts=attempts)  # attempts lists the failed ones
     run.trace_end(span, output=response.text)

@@ -247,9 +247,6 @@ def test_usage_errors_exit_2(tmp_path, args, expected):
     assert not (tmp_path / ".fmflow" / "runs").exists() or not traces(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="cli.cmd_run: an unknown or missing input given through --input-json is "
-                   "only caught by run_flow's FlowRuntimeError, so it exits 1 (a runtime failure) instead of 2 "
-                   "(usage error) like an unknown `-i KEY`")
 @pytest.mark.parametrize("inputs", [{"text": "t", "n": 1, "tags": [], "nope": 1}, {"text": "t", "n": 1}])
 def test_unknown_or_missing_input_json_keys_are_usage_errors(tmp_path, inputs):
     path = write(tmp_path, ECHO)

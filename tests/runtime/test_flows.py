@@ -236,10 +236,6 @@ def test_comprehension_with_a_call_in_its_if(tmp_path, scripted):
     assert order == ["cc", "bb", "aa"]
 
 
-@pytest.mark.xfail(strict=True, reason="checker: a list literal mixing strings and objects inside a model's "
-                   "`options` (declared dict[json]) is rejected with E201 'list items have different types' "
-                   "(the expected json item type is not used), so replay `responses: [{text: …, delay: …}, "
-                   "\"plain\"]` as documented in providers/replay.py cannot be written")
 def test_replay_responses_may_mix_strings_and_objects(tmp_path):
     flow = load(tmp_path, '''
         model m {
@@ -404,10 +400,6 @@ def test_dict_list_index_attribute_conditional(tmp_path):
     assert flow.run(xs=[5], key="a")["size"] == "small"
 
 
-@pytest.mark.xfail(strict=True, reason="checker (checks/expressions.py _infer_DictExpr): a dict literal whose "
-                   "values do not join becomes dict[json], but a later value narrows it again because "
-                   "join(json, dict[str]) is dict[str]: `{ a: 1, b: [10, 20], c: { deep: \"yes\" } }` is typed "
-                   "dict[dict[str]], so returning `table[\"a\"]` as an int is rejected with E201")
 def test_dict_literal_with_mixed_values(tmp_path):
     flow = load(tmp_path, '''
         flow f() -> int {
@@ -1092,9 +1084,6 @@ def test_mocks_of_a_flow_and_a_tool(tmp_path):
     assert flow.run(x="a b") == "mocked99"
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/run.py RunState.run_flow validates a flow's result outside "
-                   "FlowExecution, so a wrong-typed return value (from a json value) raises a FlowRuntimeError "
-                   "with no line and no path: `fmflow run` prints no location for it")
 def test_a_wrong_typed_return_value_is_located(tmp_path):
     text = '''
         flow f(x: json) -> int {

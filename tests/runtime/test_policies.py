@@ -250,9 +250,6 @@ def test_transport_retries_429_then_succeeds(tmp_path, scripted):
     assert span["error"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/prompts.py _end_model_span: `retries` is len(attempts) - 1, but "
-                   "call_with_retries lists only the FAILED attempts, so two 429s then a success is traced "
-                   "(and shown by `trace show`) as 1 retry instead of 2; a single retry shows none")
 def test_trace_counts_the_transport_retries(tmp_path, scripted):
     slow_down = {"error": {"status": 429, "message": "slow down"}}
     scripted([slow_down, slow_down, GOOD])
