@@ -43,7 +43,8 @@ class RateWindow:
         # Held while waiting for room: asyncio.Lock queues waiters FIFO, so the
         # earliest caller gets the next free place and nobody starves.
         self._lock = asyncio.Lock()
-        self.waits: list[float] = []  # every sleep taken, for tests and traces
+        # The latest sleeps taken, for tests and traces (bounded: a server runs for days).
+        self.waits: deque[float] = deque(maxlen=1000)
 
     async def acquire(self) -> None:
         async with self._lock:

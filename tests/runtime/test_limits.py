@@ -142,7 +142,7 @@ def test_rate_window_frees_places_as_stamps_age():
         assert t.now == 60.0
         await window.acquire()          # then until the t=45 stamp leaves, at t=105
         assert t.now == 105.0
-        return window.waits
+        return list(window.waits)
 
     assert run(go()) == [15.0, 45.0]
 
