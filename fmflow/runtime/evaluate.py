@@ -41,11 +41,15 @@ async def gather_all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
         raise
 
 
-def contains_call(expr: ast.Node, memo: dict[int, bool] = {}) -> bool:  # noqa: B006 - a deliberate cache
-    """Whether evaluating ``expr`` may call something that takes time."""
-    key = id(expr)
+def contains_call(expr: ast.Node, memo: dict[int, bool]) -> bool:
+    """Whether evaluating ``expr`` may call something that takes time.
+
+    ``memo`` is keyed by node id, so it must live no longer than the AST
+    (the Program owns it).
+    """
+    key = ("calls", id(expr))
     if key not in memo:
-        memo[key] = isinstance(expr, _CALL_NODES) or any(contains_call(c) for c in expr.children())
+        memo[key] = isinstance(expr, _CALL_NODES) or any(contains_call(c, memo) for c in expr.children())
     return memo[key]
 
 
@@ -70,7 +74,8 @@ class Evaluator:
         return await _DISPATCH[type(expr)](self, expr)
 
     async def eval_many(self, exprs: list[ast.Node]) -> list[Any]:
-        if sum(1 for e in exprs if contains_call(e)) > 1:
+        memo = self.run.program.memo
+        if sum(1 for e in exprs if contains_call(e, memo)) > 1:
             return await gather_all(self.eval(e) for e in exprs)
         return [await self.eval(e) for e in exprs]
 
@@ -118,7 +123,8 @@ class Evaluator:
                 return False, None
             return True, await inner.eval(node.element)
 
-        if contains_call(node.element) or (node.condition is not None and contains_call(node.condition)):
+        memo = self.run.program.memo
+        if contains_call(node.element, memo) or (node.condition is not None and contains_call(node.condition, memo)):
             results = await gather_all(one(item) for item in items)
         else:
             results = [await one(item) for item in items]

@@ -25,22 +25,18 @@ from .evaluate import Evaluator, Unassigned, gather_all, truthy
 if TYPE_CHECKING:
     from .run import RunState
 
-_may_return: dict[int, bool] = {}
-_assigned: dict[int, frozenset[str]] = {}
+def assigned_names(flow: ast.FlowDecl, memo: dict) -> frozenset[str]:
+    key = ("assigned", id(flow))
+    if key not in memo:
+        memo[key] = frozenset(n.name for n in flow.walk() if isinstance(n, ast.Assign))
+    return memo[key]
 
 
-def assigned_names(flow: ast.FlowDecl) -> frozenset[str]:
-    key = id(flow)
-    if key not in _assigned:
-        _assigned[key] = frozenset(n.name for n in flow.walk() if isinstance(n, ast.Assign))
-    return _assigned[key]
-
-
-def may_return(stmt: ast.Node) -> bool:
-    key = id(stmt)
-    if key not in _may_return:
-        _may_return[key] = any(isinstance(n, ast.Return) for n in stmt.walk())
-    return _may_return[key]
+def may_return(stmt: ast.Node, memo: dict) -> bool:
+    key = ("returns", id(stmt))
+    if key not in memo:
+        memo[key] = any(isinstance(n, ast.Return) for n in stmt.walk())
+    return memo[key]
 
 
 class FlowExecution:
@@ -51,7 +47,8 @@ class FlowExecution:
         self.flow = flow
         self.span_id = span_id
         loop = asyncio.get_running_loop()
-        self.futures: dict[str, asyncio.Future] = {name: loop.create_future() for name in assigned_names(flow)}
+        self.futures: dict[str, asyncio.Future] = {name: loop.create_future()
+                                                   for name in assigned_names(flow, run.program.memo)}
         self.evaluator = Evaluator(run, flow, dict(inputs), self.futures)
         self.result: Any = None
         self.returned = False
@@ -77,7 +74,7 @@ class FlowExecution:
             tasks.append(task)
             if isinstance(stmt, ast.Return):
                 break
-            if isinstance(stmt, ast.If) and may_return(stmt):
+            if isinstance(stmt, ast.If) and may_return(stmt, self.run.program.memo):
                 gate = task
         outcomes = await gather_all(tasks)
         return any(outcomes)

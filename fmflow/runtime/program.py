@@ -25,6 +25,9 @@ class Program:
         self._hashes: dict[int, str] = {}
         self._contexts: dict[int, CheckContext] = {}
         self._lookups: dict[tuple, ast.Decl | None] = {}
+        # Facts about AST nodes the runtime derives once (keyed by node id: the
+        # program keeps its AST alive, so the ids stay valid as long as it does).
+        self.memo: dict = {}
 
     @property
     def path(self) -> str:

@@ -1139,13 +1139,6 @@ def test_an_early_return_in_the_second_of_two_ifs(tmp_path, scripted):
     assert provider.requests == []
 
 
-@pytest.mark.xfail(strict=True, reason="module-level memos keyed by id(node) outlive the AST they describe: "
-                   "executor.may_return (id(stmt)), executor.assigned_names (id(flow)) and evaluate.contains_call "
-                   "(id(expr)). After a loaded flow is garbage-collected, new nodes reuse its addresses and get "
-                   "stale answers: an `if` that returns is treated as not returning (statements after it run, "
-                   "the result is overwritten), a flow misses futures (KeyError: 'after'/'table'), and calls "
-                   "that should overlap run one after another. Any long-lived process that loads flows "
-                   "repeatedly is hit; in this test suite it makes unrelated tests fail at random")
 def test_reloading_flows_in_one_process_keeps_early_returns(tmp_path, scripted):
     import gc
 
