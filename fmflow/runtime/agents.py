@@ -9,7 +9,7 @@ from .. import ast
 from ..providers import ToolSpec
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import gather_all
-from .prompts import ReplyRejected, accept, ask_model, model_of, render
+from .prompts import OnFail, ReplyRejected, accept, ask_model, model_of, render
 
 DEFAULT_MAX_STEPS = 6
 
@@ -18,19 +18,21 @@ async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) ->
     messages, schema = render(run, decl, args, returns)
     tools = _tools_of(run, decl)
     specs = [_spec(run, tool) for tool in tools.values()]
-    model = await model_of(run, decl)
+    on_fail = OnFail(run, decl, args, returns, await model_of(run, decl))
     steps_entry = decl.entry("max_steps")
     max_steps = steps_entry.value.value if steps_entry is not None else DEFAULT_MAX_STEPS
     conversation = list(messages)
     for _step in range(max_steps):
-        response, _commit = await ask_model(run, decl, [model], conversation, schema, specs or None,
+        response, _commit = await ask_model(run, decl, on_fail.models, conversation, schema, specs or None,
                                             use_cache=False)
         if not response.tool_calls:
             try:
                 return await accept(run, decl, args, returns, response.text)
             except ReplyRejected as rejected:
-                raise CallFailed(f"agent '{decl.name}': the model's answer was rejected: {rejected.reason}") \
-                    from None
+                conversation, default = await on_fail.handle(rejected, conversation)
+                if conversation is None:
+                    return default
+                continue
         conversation.append({"role": "assistant", "content": response.text,
                              "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments}
                                             for c in response.tool_calls]})

@@ -80,8 +80,9 @@ class FlowExecution:
         return any(outcomes)
 
     async def _statement(self, stmt: ast.Node, gate: asyncio.Future | None) -> bool:
+        """Run one statement; True when the flow has returned (in it, or before it)."""
         if gate is not None and await asyncio.shield(gate):
-            return False  # the flow returned before this statement
+            return True  # skipped: the flow returned before it, and later statements must know
         try:
             if isinstance(stmt, ast.Assign):
                 await self._assign(stmt)

@@ -23,7 +23,7 @@ from .limits import limiter_for
 from .outputs import OutputError, coerce_reply
 from .spans import CURRENT_SPAN
 from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
-from .transport import call_with_retries
+from .transport import call_with_retries, with_timeout
 
 _REASK = ("Your previous answer could not be used: {error}\n"
           "Answer again, following the instructions exactly.")
@@ -86,35 +86,52 @@ def render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dic
     return build_messages(texts["system"], user), schema
 
 
+class OnFail:
+    """The `on_fail` policy of one prompt or agent call, applied to each rejected reply."""
+
+    def __init__(self, run, decl: ast.Decl, args: dict[str, Any], returns, model) -> None:
+        self.run, self.decl, self.args, self.returns = run, decl, args, returns
+        self.policy = policy_of(decl)
+        self.left = self.policy.count if self.policy.kind in ("reask", "retry") else 0
+        self.model = model
+        self.models = [model]      # the fallback policy swaps in the model's fallbacks
+        self.use_cache = True      # retry(N) must not get the cached reply back
+
+    async def handle(self, rejected: ReplyRejected, conversation: list[dict]) -> tuple[list[dict] | None, Any]:
+        """(conversation to ask again with, None) or (None, the default value); else CallFailed."""
+        kind = self.policy.kind
+        if self.left > 0:
+            self.left -= 1
+            if kind == "reask":
+                return [*conversation, {"role": "assistant", "content": rejected.reply},
+                        {"role": "user", "content": _REASK.format(error=rejected.reason)}], None
+            self.use_cache = False
+            return conversation, None
+        if kind == "fallback" and self.models == [self.model]:
+            self.models = await self.run.fallbacks(self.model)
+            if self.models:
+                return conversation, None
+        if kind == "default":
+            evaluator = Evaluator(self.run, self.decl, dict(self.args))
+            value = await evaluator.eval(self.policy.default)
+            return None, self.run.validate(self.returns, value, f"the default of {self.decl.name}")
+        raise CallFailed(f"{self.decl.kind} '{self.decl.name}': the model's answer was rejected: "
+                         f"{rejected.reason}") from None
+
+
 async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) -> Any:
-    policy = policy_of(decl)
-    model = await model_of(run, decl)
-    attempts_left = policy.count if policy.kind in ("reask", "retry") else 0
+    on_fail = OnFail(run, decl, args, returns, await model_of(run, decl))
     conversation = list(messages)
-    use_cache = True
-    models = [model]
     while True:
-        response, commit = await ask_model(run, decl, models, conversation, schema, tools, use_cache)
+        response, commit = await ask_model(run, decl, on_fail.models, conversation, schema, tools,
+                                           on_fail.use_cache)
         try:
             value = await accept(run, decl, args, returns, response.text)
         except ReplyRejected as rejected:
-            if attempts_left > 0:
-                attempts_left -= 1
-                if policy.kind == "reask":
-                    conversation = [*conversation, {"role": "assistant", "content": rejected.reply},
-                                    {"role": "user", "content": _REASK.format(error=rejected.reason)}]
-                else:
-                    use_cache = False  # asking again unchanged must not get the cached reply back
-                continue
-            if policy.kind == "fallback" and models == [model]:
-                models = await run.fallbacks(model)
-                if models:
-                    continue
-            if policy.kind == "default":
-                evaluator = Evaluator(run, decl, dict(args))
-                return run.validate(returns, await evaluator.eval(policy.default), f"the default of {decl.name}")
-            raise CallFailed(f"{decl.kind} '{decl.name}': the model's answer was rejected: {rejected.reason}") \
-                from None
+            conversation, default = await on_fail.handle(rejected, conversation)
+            if conversation is None:
+                return default
+            continue
         commit()
         return value
 
@@ -184,10 +201,12 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
 
     async def attempt() -> ChatResponse:
         async with limiter.slot():
-            return await provider.complete(config, request)
+            # The timeout covers the call itself: waiting for a slot or for the
+            # rate window is the flow's own doing, not a slow model.
+            return await with_timeout(provider.complete(config, request), config.timeout)
 
     try:
-        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=config.timeout)
+        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=None)
     except ProviderError as error:
         if span is not None:
             span.set(attempts=getattr(error, "attempts", []))

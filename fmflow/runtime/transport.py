@@ -21,7 +21,7 @@ from fmflow.providers.base import ProviderError
 
 T = TypeVar("T")
 
-__all__ = ["call_with_retries"]
+__all__ = ["call_with_retries", "with_timeout"]
 
 
 async def call_with_retries(
@@ -69,6 +69,11 @@ async def call_with_retries(
                     await result
             await sleep(waited)
     raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+async def with_timeout(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """Await with a time limit; running out is a retryable ProviderError."""
+    return await _attempt(lambda: awaitable, timeout)
 
 
 async def _attempt(call: Callable[[], Awaitable[T]], timeout: float | None) -> T:

@@ -184,6 +184,15 @@ def test_no_cache(tmp_path):
     assert hits == [[False], [True], [False]]
 
 
+def test_no_cache_neither_reads_nor_writes(tmp_path):
+    path = write(tmp_path, ECHO)
+    args = ["run", path, "--json", "--input-json", '{"text": "t", "n": 1, "tags": []}']
+    assert fmflow(tmp_path, *args, "--no-cache").returncode == 0
+    assert fmflow(tmp_path, *args).returncode == 0
+    hits = [[r["cache_hit"] for r in run if r.get("kind") == "model"] for run in traces(tmp_path)]
+    assert hits == [[False], [False]]
+
+
 RUNTIME_ERROR = '''
     tool explode(text: str) -> int = python("boom:explode")
     flow crash(x: str) -> int {
@@ -300,6 +309,30 @@ def test_trace_show_prints_the_tree(tmp_path):
         indent = lambda line: len(line) - len(line.lstrip(" │├└─"))  # noqa: E731
         assert indent(lines[model_line]) > indent(lines[flow_line])  # the model call is nested
         no_traceback(shown)
+
+
+def test_trace_show_marks_cache_hits_and_retries(tmp_path):
+    path = write(tmp_path, '''
+        model m {
+          provider: "replay"
+          temperature: 0
+          retry: 1
+          options: { responses: [{ error: { status: 503, message: "busy", retry_after: 0 } }, { text: "fine" }] }
+        }
+        prompt p(x: str) -> str {
+          model: m
+          template: "{{ x }}"
+        }
+        flow f(x: str) -> str {
+          return p(x)
+        }
+    ''')
+    assert fmflow(tmp_path, "run", path, "-i", "x=q").stdout == "fine\n"
+    shown = fmflow(tmp_path, "trace", "show").stdout
+    assert "retries 1" in shown and "cache hit" not in shown.split("\n", 2)[2].rsplit("\n", 2)[0]
+    assert fmflow(tmp_path, "run", path, "-i", "x=q").stdout == "fine\n"
+    shown = fmflow(tmp_path, "trace", "show").stdout
+    assert "cache hit" in shown and "1 cache hit" in shown
 
 
 def test_trace_show_of_an_unknown_run(tmp_path):

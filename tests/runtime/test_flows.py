@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 import fmflow
-from fmflow.providers import ChatResponse, get_provider, register_provider
+from fmflow.providers import get_provider, register_provider
 from fmflow.providers.replay import ScriptedProvider
 from fmflow.runtime.errors import FlowRuntimeError
 
@@ -476,7 +476,7 @@ ENV_MODEL = f'''
 def test_env_default_in_a_model_block(tmp_path, scripted, monkeypatch):
     monkeypatch.delenv("FMFLOW_TEST_MODEL_NAME", raising=False)
     monkeypatch.delenv("FMFLOW_TEST_TEMPERATURE", raising=False)
-    provider = scripted(lambda config, request: f"{config.model} {request.temperature}")
+    scripted(lambda config, request: f"{config.model} {request.temperature}")
     flow = load(tmp_path, ENV_MODEL)
     assert flow.run(x="q") == "default-model 0.5"
 
@@ -1180,3 +1180,49 @@ flow r{i}(flag: bool) -> str {{
         assert provider.requests == []
         del second
         gc.collect()
+
+
+def test_imported_file_declarations_and_its_own_tools(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "shared.fmflow").write_text(textwrap.dedent('''
+        model m { provider: "replay", options: { echo: true } }
+        tool count(text: str) -> int = python("lib_tools:count")
+        prompt say(x: str) -> str {
+          model: m
+          template: "said {{ x }}"
+        }
+        flow helper(x: str) -> str {
+          return say(x) + str(count(x))
+        }
+    '''), encoding="utf-8")
+    (lib / "lib_tools.py").write_text("def count(text):\n    return len(text)\n", encoding="utf-8")
+    flow = load(tmp_path, '''
+        import "./lib/shared.fmflow"
+        flow f(x: str) -> str {
+          return helper(x) + " / " + say(x) + " / " + str(count(x))
+        }
+    ''')
+    assert flow.run(x="abc") == "said abc3 / said abc / 3"
+
+
+def test_conditional_expression_and_boolean_operators_evaluate_only_what_they_need(tmp_path, scripted):
+    provider = scripted(lambda config, request: "yes")
+    flow = load(tmp_path, f'''
+        model m {{ provider: {SCRIPTED} }}
+        prompt ask(x: str) -> str {{
+          model: m
+          template: "{{{{ x }}}}"
+        }}
+        flow f(flag: bool) -> list[json] {{
+          picked = ask("then") if flag else ask("else")
+          both = flag and ask("and") == "yes"
+          either = flag or ask("or") == "yes"
+          return [picked, both, either]
+        }}
+    ''')
+    assert flow.run(flag=True) == ["yes", True, True]
+    assert sorted(user_text(r) for r in provider.requests) == ["and", "then"]
+    provider.requests.clear()
+    assert flow.run(flag=False) == ["yes", False, True]
+    assert sorted(user_text(r) for r in provider.requests) == ["else", "or"]
