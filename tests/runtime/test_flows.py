@@ -1117,11 +1117,6 @@ TWO_RETURNING_IFS = f'''
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/executor.py: a statement skipped because the flow already "
-                   "returned yields False, and the next statement gated on it reads that as 'did not return'. "
-                   "With two `if`s that may return, when the first returns, the statements after the second "
-                   "still run (the prompt is called) and the last `return` overwrites the result: x=1 gives "
-                   "'ZERO' instead of 'positive'")
 def test_an_early_return_skips_everything_after_two_returning_ifs(tmp_path, scripted):
     provider = scripted(lambda config, request: user_text(request).upper())
     flow = load(tmp_path, TWO_RETURNING_IFS)

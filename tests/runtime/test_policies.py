@@ -335,10 +335,6 @@ def test_replay_scripted_transport_errors_from_the_flow_file(tmp_path):
     assert [a["status"] for a in span["attempts"]] == [429, 500]
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/prompts.py _ask_one: the `timeout:` scope wraps "
-                   "limiter.slot() as well as the provider call, so time spent queued for a `concurrency`/`rate` "
-                   "slot counts against the per-call timeout: with concurrency 1, three 0.3 s calls under "
-                   "`timeout: 500ms` fail on the second one although no call took longer than 0.3 s")
 def test_waiting_for_a_concurrency_slot_does_not_count_against_the_timeout(tmp_path, scripted):
     provider = scripted(lambda config, request: {"text": request.messages[-1]["content"], "delay": 0.3})
     path = tmp_path / "flow.fmflow"
@@ -375,9 +371,6 @@ AGENT_FLOW = '''
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/agents.py run_agent ignores the agent's `on_fail` (which the "
-                   "checker accepts for agents): a final answer that fails its check raises CallFailed at once "
-                   "instead of reasking / retrying / using the default")
 @pytest.mark.parametrize("policy, expected, requests", [
     ("reask(1)", "ok", 2),
     ("retry(1)", "ok", 2),
