@@ -44,7 +44,7 @@ class Program:
             if not flows:
                 raise FlowRuntimeError(f"{self.path} declares no flow")
             raise FlowRuntimeError(f"{self.path} declares several flows ({', '.join(f.name for f in flows)}); "
-                                   "choose one")
+                                   "choose one (--flow NAME, or load(path, flow=NAME))")
         for flow in flows:
             if flow.name == name:
                 return flow
