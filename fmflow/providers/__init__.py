@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolSpec
@@ -15,20 +16,35 @@ def register_provider(name: str, factory: Callable[[], Provider]) -> None:
     _INSTANCES.pop(name, None)
 
 
+# The module of each built-in provider, imported on first use: `fmflow check`
+# never pays for providers, and a run pays only for the ones it uses (hf
+# imports torch and transformers).
+_BUILTIN_MODULES = {
+    "replay": "replay",
+    "openai": "openai",
+    "ollama": "openai",
+    "hf": "hf",
+    "langchain": "langchain",
+    "builtin": "builtin",
+}
+
+
 def get_provider(name: str) -> Provider:
     if name not in _INSTANCES:
-        _load_builtin_providers()
+        if name not in _FACTORIES and name in _BUILTIN_MODULES:
+            importlib.import_module(f"{__name__}.{_BUILTIN_MODULES[name]}")  # registers itself
         if name not in _FACTORIES:
-            known = ", ".join(sorted(_FACTORIES)) or "none"
+            known = ", ".join(sorted(set(_FACTORIES) | set(_BUILTIN_MODULES))) or "none"
             raise ProviderError(f"provider '{name}' is not available (available: {known})")
         _INSTANCES[name] = _FACTORIES[name]()
     return _INSTANCES[name]
 
 
-def _load_builtin_providers() -> None:
-    # Imported on first use so that `fmflow check` never pays for providers.
-    from . import replay  # noqa: F401
+async def close_providers() -> None:
+    """Release every provider's connections and models (end of a process or a test)."""
+    for provider in list(_INSTANCES.values()):
+        await provider.aclose()
 
 
 __all__ = ["ChatRequest", "ChatResponse", "ModelConfig", "Provider", "ProviderError", "ToolCall", "ToolSpec",
-           "get_provider", "register_provider"]
+           "close_providers", "get_provider", "register_provider"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,9 @@ class ChatRequest:
     schema_name: str | None = None
     tools: list[ToolSpec] | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    stream: bool = False
+    # When set, the provider streams and calls it with each piece of text as it
+    # arrives (`fmflow run` shows the final answer as it is written).
+    on_text: Callable[[str], None] | None = None
 
 
 @dataclass
