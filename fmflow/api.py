@@ -77,6 +77,12 @@ class Flow:
             return asyncio.run(self.arun(**inputs))
         raise RuntimeError("flow.run() was called inside a running event loop; use `await flow.arun(…)`")
 
+    def as_runnable(self):
+        """This flow as a LangChain Runnable: inputs dict (or the one input) in, JSON data out."""
+        from .integrations.langchain import flow_runnable
+
+        return flow_runnable(self)
+
     def __repr__(self) -> str:
         return f"<fmflow.Flow {self.name}({', '.join(self.inputs)}) from {self.program.path}>"
 

@@ -361,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result as JSON and nothing else")
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     run.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
-    run.add_argument("--model", metavar="PROVIDER:NAME", help="run every model of the flow on this one")
+    run.add_argument("--model", metavar="PROVIDER:NAME",
+                     help="the model of prompts that name none (when no model is declared as `default`)")
     run.set_defaults(handler=cmd_run)
 
     test = commands.add_parser("test", help="run the test blocks of flow files")

@@ -51,7 +51,7 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "options": KeySpec(DictType(JSON), doc="passed to the provider as is"),
     },
     "prompt": {
-        "model": KeySpec("model_ref", required=True, doc="the model that answers"),
+        "model": KeySpec("model_ref", doc="the model that answers (default: the model named `default`)"),
         "template": KeySpec("template", required=True, doc="Jinja2 template of the user message"),
         "system": KeySpec("template", doc="Jinja2 template of the system message"),
         "check": KeySpec("checks", doc="expressions over `output` that must hold"),
@@ -59,7 +59,7 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         **_GENERATION,
     },
     "agent": {
-        "model": KeySpec("model_ref", required=True, doc="the model that plans and answers"),
+        "model": KeySpec("model_ref", doc="the model that plans and answers (default: the model named `default`)"),
         "template": KeySpec("template", required=True, doc="Jinja2 template of the task"),
         "system": KeySpec("template", doc="Jinja2 template of the system message"),
         "tools": KeySpec("tool_refs", doc="tools, retrievers, prompts or flows the agent may call"),

@@ -16,6 +16,7 @@ from .blocks import PROVIDERS, KeySpec, block_spec
 from .context import CheckContext
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
 
+DEFAULT_MODEL = "default"  # the model of prompts and agents that name none
 _PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -46,6 +47,9 @@ def _check_block_decl(checker: ExprChecker, decl: ast.Decl) -> None:
     scope, returns = (Scope(), UNKNOWN)
     if isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
         scope, returns = _signature_scope(checker, decl)
+        default = checker.ctx.lookup(DEFAULT_MODEL)
+        if decl.entry("model") is None and isinstance(default, ast.ModelDecl):
+            checker.ctx.refer(decl.name_span, default)  # it answers this prompt
     spec = block_spec(decl) or {}
     for entry in decl.entries:
         key_spec = spec.get(entry.key)

@@ -10,7 +10,8 @@ A replay model answers from its `options`, one of:
 - ``file: "rec.jsonl"`` — recorded exchanges, one JSON object a line,
   ``{"request": {"messages": [...]}, "response": {...item...}}``; a request is
   answered by the first line whose messages are exactly equal.
-- ``echo: true`` — replies with the last user message.
+- ``echo: true`` — replies with the last user message (also the model name
+  ``echo`` with no options, so ``--model replay:echo`` works).
 
 Token counts not given in the item are whitespace-separated words of the
 request and the reply: an approximation, good enough to exercise budgets.
@@ -175,6 +176,8 @@ class ReplayProvider(Provider):
 
     async def complete(self, config: ModelConfig, request: ChatRequest) -> ChatResponse:
         opts = config.options
+        if not opts and config.model == "echo":  # `--model replay:echo`: a model with no block to hold options
+            opts = {"echo": True}
         modes = [k for k in ("responses", "file", "echo") if opts.get(k) is not None and opts.get(k) is not False]
         if len(modes) != 1:
             what = "has none of" if not modes else f"has {' and '.join(modes)}; give only one of"

@@ -155,10 +155,13 @@ async def accept(run, decl, args, returns, text: str) -> Any:
 async def model_of(run, decl: ast.Decl):
     """The evaluated model of a prompt or agent, with the prompt's own overrides."""
     entry = decl.entry("model")
-    model_decl = run.program.lookup(entry.value.id, within=decl) if entry is not None else None
-    if not isinstance(model_decl, ast.ModelDecl):
-        raise FlowRuntimeError(f"{decl.kind} '{decl.name}' has no model")
-    config = await run.model_config(model_decl)
+    if entry is None:
+        config = await run.default_model(decl)
+    else:
+        model_decl = run.program.lookup(entry.value.id, within=decl)
+        if not isinstance(model_decl, ast.ModelDecl):
+            raise FlowRuntimeError(f"{decl.kind} '{decl.name}': '{entry.value.id}' is not a model")
+        config = await run.model_config(model_decl)
     overrides = {k: (await Evaluator(run, decl).eval(decl.entry(k).value))
                  for k in ("temperature", "max_tokens", "timeout", "cache") if decl.entry(k) is not None}
     if overrides:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import ast
 from ..checks.resolve import decl_type
+from ..checks.typecheck import DEFAULT_MODEL
 from ..providers.base import ModelConfig
 from ..types import DOC
 from .agents import call_agent
@@ -27,7 +29,7 @@ class RunOptions:
     cache: bool = True
     trace: bool = True
     workdir: str = "."                       # where .fmflow/ (runs, cache) lives
-    model: str | None = None                 # --model PROVIDER:NAME: every model runs on this one
+    model: str | None = None                 # --model PROVIDER:NAME: the model of prompts that name none
     mocks: dict[str, Any] | None = None      # `fmflow test`: callee name → answer
     on_event: Callable[[str, str, int | None], None] | None = None  # progress: (event, name, line)
 
@@ -54,6 +56,7 @@ class RunState:
         self.cache = cache
         self._model_configs: dict[int, Any] = {}
         self._model_decls: dict[tuple[str, str], ast.ModelDecl] = {}
+        self._default: ModelConfig | None = None
         self._enums: dict[int, type] = {}
 
     # -------------------------------------------------------------- traces
@@ -153,7 +156,10 @@ class RunState:
 
     async def _call_python(self, decl: ast.ToolDecl, args: dict[str, Any]) -> Any:
         target = decl.impl.args[0].value.value
-        function = load_callable(target, self.program.folder_of(decl))
+        from ..integrations.langchain import langchain_tool  # a LangChain BaseTool: awaits tool.ainvoke(args)
+
+        folder = self.program.folder_of(decl)
+        function = langchain_tool(target, folder) or load_callable(target, folder)
         try:
             if asyncio.iscoroutinefunction(function):
                 return await function(**args)
@@ -175,9 +181,33 @@ class RunState:
             self._model_decls[config.key] = decl
         return self._model_configs[key]
 
+    async def default_model(self, decl: ast.Decl) -> ModelConfig:
+        """The model of a prompt or agent without `model:` (LANGUAGE.md is silent; issue 4 decides).
+
+        In order: a model declared as `default`; `--model PROVIDER:NAME`; the
+        FMFLOW_MODEL environment variable; the offline builtin:extractive.
+        """
+        declared = self.program.lookup(DEFAULT_MODEL, within=decl)
+        if isinstance(declared, ast.ModelDecl):
+            return await self.model_config(declared)
+        if self._default is None:
+            spec = self.options.model or os.environ.get("FMFLOW_MODEL")
+            if spec:
+                provider, sep, name = spec.partition(":")
+                if not sep or not provider or not name:
+                    raise FlowRuntimeError(f"FMFLOW_MODEL must be PROVIDER:NAME (e.g. ollama:llama3.2), got '{spec}'")
+            else:
+                provider, name = "builtin", "extractive"
+                print(f"fmflow: {decl.kind} '{decl.name}' names no model and none is set; using builtin:extractive "
+                      "(declare `model default {…}`, set FMFLOW_MODEL or pass --model)", file=sys.stderr)
+            self._default = ModelConfig(name=DEFAULT_MODEL, provider=provider, model=name, source=self.program.path)
+        return self._default
+
     async def fallbacks(self, config) -> list:
         """The evaluated fallback models of a model, named in its own file."""
-        decl = self._model_decls[config.key]
+        decl = self._model_decls.get(config.key)
+        if decl is None:  # the default model from --model / FMFLOW_MODEL has no fallbacks
+            return []
         return [await self.model_config(self.program.lookup(name, within=decl)) for name in config.fallback]
 
     async def _evaluate_model(self, decl: ast.ModelDecl):
@@ -187,9 +217,6 @@ class RunState:
             values[entry.key] = await evaluator.eval(entry.value)
         fallback = tuple(v.name if isinstance(v, ast.Decl) else str(v) for v in values.pop("fallback", []))
         provider, model = values.pop("provider"), values.pop("name", None)
-        if self.options.model:
-            provider, _, model = self.options.model.partition(":")
-            values.pop("base_url", None)
         rate = values.pop("rate", None)
         return ModelConfig(
             name=decl.name, provider=provider, model=model, fallback=fallback,

@@ -137,23 +137,26 @@ def test_pin_chooses_a_prompt_version(tmp_path):
     assert bad.returncode == 2 and "--pin" in bad.stderr
 
 
-def test_model_override(tmp_path):
+def test_model_option_answers_prompts_that_name_none(tmp_path):
     path = write(tmp_path, '''
-        model m {
-          provider: "openai"
-          name: "gpt-4o-mini"
-          options: { echo: true }
+        model pinned {
+          provider: "replay"
+          options: { responses: ["from pinned"] }
         }
         prompt p(x: str) -> str {
-          model: m
           template: "echo {{ x }}"
         }
+        prompt q(x: str) -> str {
+          model: pinned
+          template: "other {{ x }}"
+        }
         flow f(x: str) -> str {
-          return p(x)
+          return p(x) + " / " + q(x)
         }
     ''')
-    result = fmflow(tmp_path, "run", path, "--model", "replay:whatever", "-i", "x=1")
-    assert (result.returncode, result.stdout) == (0, "echo 1\n"), result.stderr
+    # --model is the default model: prompts that name a model keep it.
+    result = fmflow(tmp_path, "run", path, "--model", "replay:echo", "-i", "x=1")
+    assert (result.returncode, result.stdout) == (0, "echo 1 / from pinned\n"), result.stderr
 
 
 def test_flow_choice(tmp_path):

@@ -193,22 +193,26 @@ def test_json_inputs_become_declared_types(tmp_path):
         flow.run(tickets=[{"title": "a", "category": "nonsense"}])
 
 
-def test_model_override_runs_every_model_on_another_provider(tmp_path):
-    flow = load(tmp_path, '''
-        model m {
-          provider: "openai"
-          name: "gpt-4o-mini"
-          options: { echo: true }
-        }
+def test_default_model_answers_prompts_without_a_model(tmp_path, monkeypatch):
+    text = '''
         prompt p(x: str) -> str {
-          model: m
           template: "echo {{ x }}"
         }
         flow f(x: str) -> str {
           return p(x)
         }
-    ''', model="replay:anything")
-    assert flow.run(x="hi") == "echo hi"
+    '''
+    assert load(tmp_path, text, model="replay:echo").run(x="hi") == "echo hi"
+    monkeypatch.setenv("FMFLOW_MODEL", "replay:echo")
+    assert load(tmp_path, text).run(x="env") == "echo env"
+    declared = text + '''
+        model default {
+          provider: "replay"
+          options: { responses: ["declared"] }
+        }
+    '''
+    # A model declared as `default` comes before --model and FMFLOW_MODEL.
+    assert load(tmp_path, declared, model="replay:echo").run(x="x") == "declared"
 
 
 def test_mocks_answer_calls_without_a_model(tmp_path, scripted):
