@@ -231,8 +231,9 @@ def cmd_run(args) -> int:
     except FlowRuntimeError as error:
         raise UsageError(error.cause) from None
     progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
-    options = RunOptions(cache=not args.no_cache, model=model,
-                         on_event=progress.event if progress else None)
+    stream = _Stream(progress) if not args.json and sys.stdout.isatty() else None
+    options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
+                         on_text=stream.write if stream else None)
     try:
         result = asyncio.run(run_flow(program, flow.name, inputs, options))
     except FlowRuntimeError as error:
@@ -248,6 +249,8 @@ def cmd_run(args) -> int:
         progress.stop()
     if args.json:
         print(json.dumps(result.data, ensure_ascii=False))
+    elif stream is not None and stream.text and stream.text.strip() == str(result.data).strip():
+        print()  # the answer is on the screen already
     elif isinstance(result.data, str):
         print(result.data)
     else:
@@ -255,6 +258,22 @@ def cmd_run(args) -> int:
     if result.trace_path and not args.json:
         print(f"trace: {result.trace_path}", file=sys.stderr)
     return EXIT_OK
+
+
+class _Stream:
+    """Writes the final answer to the terminal as the model produces it."""
+
+    def __init__(self, progress: "_Progress | None") -> None:
+        self.progress = progress
+        self.text = ""
+
+    def write(self, piece: str) -> None:
+        if self.progress is not None:  # the spinner and the text share the screen
+            self.progress.stop()
+            self.progress = None
+        self.text += piece
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
 
 class _Progress:

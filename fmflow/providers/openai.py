@@ -14,6 +14,7 @@ never appears in an error message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import os
@@ -72,7 +73,7 @@ class OpenAIProvider(Provider):
         if structured:
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": _schema_name(request.schema_name), "schema": request.json_schema, "strict": True}}
-        call = _Call(self._client(base_url), config, base_url, headers, key, key_env, request.on_text)
+        call = _Call(self._client(base_url), config, base_url, headers, key, key_env, request)
         try:
             return await call.send(body)
         except ProviderError as error:
@@ -152,13 +153,19 @@ def _body(config: ModelConfig, request: ChatRequest) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [{"type": "function", "function": {
             "name": t.name, "description": t.description, "parameters": t.parameters}} for t in request.tools]
-    for key, value in request.options.items():
+    for key, value in _options(config, request).items():
         if key not in _OWN_OPTIONS and key not in _RESERVED:
             body[key] = value  # provider extras as written: top_p, seed, stop, extra vLLM fields…
     if request.on_text is not None:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # else a stream reports no tokens
     return body
+
+
+def _options(config: ModelConfig, request: ChatRequest) -> dict[str, Any]:
+    # The runtime copies the model's options into each request; a request built
+    # by hand may carry none, so the model block's own still count.
+    return {**config.options, **request.options}
 
 
 def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
@@ -188,9 +195,10 @@ class _Call:
     """One request to one server, sent once or twice (the structured-output fallback)."""
 
     def __init__(self, client: httpx.AsyncClient, config: ModelConfig, base_url: str, headers: dict[str, str],
-                 key: str | None, key_env: str | None, on_text: Callable[[str], None] | None) -> None:
+                 key: str | None, key_env: str | None, request: ChatRequest) -> None:
         self.client, self.config, self.base_url, self.headers = client, config, base_url, headers
-        self.key, self.key_env, self.on_text = key, key_env, on_text
+        self.key, self.key_env, self.on_text = key, key_env, request.on_text
+        self.options = _options(config, request)
 
     async def send(self, body: dict[str, Any]) -> ChatResponse:
         url = f"{self.base_url}/chat/completions"
@@ -224,19 +232,20 @@ class _Call:
         if not choices or not isinstance(choices[0], dict):
             raise ProviderError(f"{self.base_url} answered without choices: {self._clip(json.dumps(data))}",
                                 retryable=True)
-        message = choices[0].get("message") or {}
+        message = _dict(choices[0].get("message"))
         content = message.get("content")
         if isinstance(content, list):  # some servers send content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        usage = data.get("usage") or {}
-        tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        usage = _dict(data.get("usage"))
+        tokens_in, tokens_out = (v if isinstance(v, int) else None
+                                 for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")))
         answered = data.get("model") or asked
         try:
-            cost = cost_of(self.config.options, [asked, answered], tokens_in, tokens_out,
+            cost = cost_of(self.options, [asked, answered], tokens_in, tokens_out,
                            f"model '{self.config.name}'")
         except CostError as error:
             raise ProviderError(str(error)) from None
-        return ChatResponse(text=content or "", tokens_in=tokens_in, tokens_out=tokens_out, cost=cost,
+        return ChatResponse(text=content if isinstance(content, str) else "", tokens_in=tokens_in, tokens_out=tokens_out, cost=cost,
                             tool_calls=self._tool_calls(message.get("tool_calls") or []), model=answered)
 
     def _tool_calls(self, calls: list[Any]) -> list[ToolCall]:
@@ -276,6 +285,10 @@ class _Call:
             text = text.replace(self.key, "***")
         text = " ".join(text.split())
         return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 1] + "…"
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}  # odd servers: a wrong shape reads as absent
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -330,21 +343,24 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
 async def _read_stream(response: httpx.Response, on_text: Callable[[str], None], base_url: str) -> dict:
     """A streamed reply as the body a non-streamed one would have had; on_text sees each piece."""
     merged = _StreamMerge()
-    async for data in _sse_data(response):
-        if data.strip() == "[DONE]":
-            return merged.body()
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise ProviderError(f"malformed stream chunk from {base_url}: {data[:_MAX_MESSAGE]!r}",
-                                retryable=True) from None
-        if isinstance(chunk, dict) and chunk.get("error"):  # a server failing mid-stream says so in-band
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise ProviderError(f"{base_url} failed mid-stream: {str(message)[:_MAX_MESSAGE]}", retryable=True)
-        text = merged.add(chunk)
-        if text:
-            on_text(text)
+    # aclosing: leaving at [DONE] finalizes the generator now, not whenever it is collected.
+    async with contextlib.aclosing(_sse_data(response)) as events:
+        async for data in events:
+            if data.strip() == "[DONE]":
+                return merged.body()
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                raise ProviderError(f"malformed stream chunk from {base_url}: {data[:_MAX_MESSAGE]!r}",
+                                    retryable=True) from None
+            if isinstance(chunk, dict) and chunk.get("error"):  # a server failing mid-stream says so in-band
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else error
+                raise ProviderError(f"{base_url} failed mid-stream: {str(message)[:_MAX_MESSAGE]}",
+                                    retryable=True)
+            text = merged.add(chunk)
+            if text:
+                on_text(text)
     # Without [DONE] we cannot tell a finished answer from a cut one.
     raise ProviderError(f"truncated stream from {base_url}: it ended before [DONE]", retryable=True)
 
@@ -365,9 +381,9 @@ class _StreamMerge:
         self.model = chunk.get("model") or self.model
         self.usage = chunk.get("usage") or self.usage  # include_usage puts it on the last chunk
         choices = chunk.get("choices") or []
-        delta = (choices[0].get("delta") or {}) if choices and isinstance(choices[0], dict) else {}
+        delta = _dict(choices[0].get("delta")) if choices and isinstance(choices[0], dict) else {}
         self.choices += bool(choices)
-        for piece in delta.get("tool_calls") or []:
+        for piece in filter(lambda p: isinstance(p, dict), delta.get("tool_calls") or []):
             call = self.calls.setdefault(piece.get("index", len(self.calls)), {"id": None, "name": "", "args": ""})
             call["id"] = call["id"] or piece.get("id")
             function = piece.get("function") or {}

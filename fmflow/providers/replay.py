@@ -23,6 +23,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import threading
 from typing import Any, Awaitable, Callable
 
@@ -192,7 +193,11 @@ class ReplayProvider(Provider):
         else:
             users = [m for m in request.messages if m.get("role") == "user"]
             item, where = str(users[-1].get("content") or "") if users else "", f"replay model '{config.name}'"
-        return await build_response(item, config, request, where=where, sleep=self._sleep)
+        response = await build_response(item, config, request, where=where, sleep=self._sleep)
+        if request.on_text is not None:  # stream word by word, like a server would
+            for piece in re.findall(r"\s*\S+", response.text):
+                request.on_text(piece)
+        return response
 
     def _next(self, config: ModelConfig) -> tuple[Any, str]:
         items = config.options["responses"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Iterable
 from .. import ast
 from ..builtins import BUILTINS
 from .errors import FlowRuntimeError
+from .spans import STREAM_TO
 
 if TYPE_CHECKING:
     from .run import RunState
@@ -132,7 +133,15 @@ class Evaluator:
 
     # ------------------------------------------------------------- calls
     async def _call(self, node: ast.Call) -> Any:
-        values = await self.eval_many([a.value for a in node.args])
+        stream = STREAM_TO.get()
+        if stream is not None:  # the answer streams from this call, not from those in its arguments
+            token = STREAM_TO.set(None)
+            try:
+                values = await self.eval_many([a.value for a in node.args])
+            finally:
+                STREAM_TO.reset(token)
+        else:
+            values = await self.eval_many([a.value for a in node.args])
         names = [a.name for a in node.args]
         func = node.func
         if isinstance(func, ast.Name) and func.version is None and func.id == "Doc" \

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import ast
 from .errors import FlowRuntimeError
 from .evaluate import Evaluator, Unassigned, gather_all, truthy
+from .spans import STREAM_TO
 
 if TYPE_CHECKING:
     from .run import RunState
@@ -29,6 +30,19 @@ def assigned_names(flow: ast.FlowDecl, memo: dict) -> frozenset[str]:
     key = ("assigned", id(flow))
     if key not in memo:
         memo[key] = frozenset(n.name for n in flow.walk() if isinstance(n, ast.Assign))
+    return memo[key]
+
+
+def final_statements(flow: ast.FlowDecl, memo: dict) -> frozenset[int]:
+    """Ids of the statements that compute a flow's answer directly with one call."""
+    key = ("final", id(flow))
+    if key not in memo:
+        returns = [n for n in flow.walk() if isinstance(n, ast.Return)]
+        names = {r.value.id for r in returns if isinstance(r.value, ast.Name)}
+        found = {id(r) for r in returns if isinstance(r.value, (ast.Call, ast.Pipe))}
+        found |= {id(a) for a in flow.walk() if isinstance(a, ast.Assign) and a.name in names
+                  and isinstance(a.value, ast.Call)}
+        memo[key] = frozenset(found)
     return memo[key]
 
 
@@ -42,10 +56,15 @@ def may_return(stmt: ast.Node, memo: dict) -> bool:
 class FlowExecution:
     """One call of one flow."""
 
-    def __init__(self, run: "RunState", flow: ast.FlowDecl, inputs: dict[str, Any], span_id: str | None) -> None:
+    def __init__(self, run: "RunState", flow: ast.FlowDecl, inputs: dict[str, Any], span_id: str | None,
+                 stream_to=None) -> None:
         self.run = run
         self.flow = flow
         self.span_id = span_id
+        # The statements whose prompt call gives the final answer: a `return p(…)`,
+        # or the assignments of the name a `return x` gives back.
+        self.stream_to = stream_to
+        self.streamed = final_statements(flow, run.program.memo) if stream_to is not None else frozenset()
         loop = asyncio.get_running_loop()
         self.futures: dict[str, asyncio.Future] = {name: loop.create_future()
                                                    for name in assigned_names(flow, run.program.memo)}
@@ -83,6 +102,8 @@ class FlowExecution:
         """Run one statement; True when the flow has returned (in it, or before it)."""
         if gate is not None and await asyncio.shield(gate):
             return True  # skipped: the flow returned before it, and later statements must know
+        if id(stmt) in self.streamed:
+            STREAM_TO.set(self.stream_to)  # this task's own context: only this statement streams
         try:
             if isinstance(stmt, ast.Assign):
                 await self._assign(stmt)

@@ -21,7 +21,7 @@ from .errors import CallFailed, FlowRuntimeError
 from .evaluate import Evaluator, truthy
 from .limits import limiter_for
 from .outputs import OutputError, coerce_reply
-from .spans import CURRENT_SPAN
+from .spans import CURRENT_SPAN, STREAM_TO
 from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
 from .transport import call_with_retries, with_timeout
 
@@ -186,9 +186,11 @@ async def ask_model(run, decl, models, messages, schema, tools, use_cache: bool 
 
 
 async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
+    # Only plain text streams: a typed reply is not worth showing before it is parsed.
+    stream_to = STREAM_TO.get() if schema is None and tools is None else None
     request = ChatRequest(messages=messages, temperature=config.temperature, max_tokens=config.max_tokens,
                           json_schema=schema, schema_name=getattr(decl, "name", None), tools=tools,
-                          options=dict(config.options))
+                          options=dict(config.options), on_text=stream_to)
     span = run.trace_start("model", config.name, CURRENT_SPAN.get(), None, model=config.model,
                            provider=config.provider, prompt=_prompt_info(run, decl) if run.trace else None)
     caching = run.cache is not None and config.caches() and tools is None

@@ -32,6 +32,7 @@ class RunOptions:
     model: str | None = None                 # --model PROVIDER:NAME: the model of prompts that name none
     mocks: dict[str, Any] | None = None      # `fmflow test`: callee name → answer
     on_event: Callable[[str, str, int | None], None] | None = None  # progress: (event, name, line)
+    on_text: Callable[[str], None] | None = None  # streams the text of the prompt that gives the final answer
 
     @property
     def testing(self) -> bool:
@@ -57,6 +58,7 @@ class RunState:
         self._model_configs: dict[int, Any] = {}
         self._model_decls: dict[tuple[str, str], ast.ModelDecl] = {}
         self._default: ModelConfig | None = None
+        self._flows_started = False
         self._enums: dict[int, type] = {}
 
     # -------------------------------------------------------------- traces
@@ -134,6 +136,12 @@ class RunState:
             return await call_retriever(self, decl, args)
         raise FlowRuntimeError(f"{what} cannot be called")
 
+    def _top_level(self) -> bool:
+        """Whether the flow about to run is the run's own (not one it calls)."""
+        started = not self._flows_started
+        self._flows_started = True
+        return started
+
     def _mocked(self, decl: ast.Decl) -> bool:
         return self.options.mocks is not None and decl.name in self.options.mocks
 
@@ -146,7 +154,8 @@ class RunState:
         """Run a flow with validated arguments, in a span of its own."""
         span = self.trace_start("flow", decl.name, None, decl.span.line, inputs=args)
         try:
-            execution = FlowExecution(self, decl, args, span.id if span is not None else CURRENT_SPAN.get())
+            execution = FlowExecution(self, decl, args, span.id if span is not None else CURRENT_SPAN.get(),
+                                      stream_to=self.options.on_text if self._top_level() else None)
             result = await execution.execute()  # validated against the output type at its `return`
         except BaseException as error:
             self.trace_end(span, error=error)

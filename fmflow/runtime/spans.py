@@ -5,3 +5,7 @@ from __future__ import annotations
 import contextvars
 
 CURRENT_SPAN: contextvars.ContextVar[str | None] = contextvars.ContextVar("fmflow_span", default=None)
+
+# Where the text of the call being evaluated streams to, if anywhere: set while
+# the statements that produce a run's final answer are evaluated.
+STREAM_TO: contextvars.ContextVar = contextvars.ContextVar("fmflow_stream", default=None)

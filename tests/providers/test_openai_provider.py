@@ -328,7 +328,7 @@ def test_streamed_tool_calls_accumulate_by_index(server):
 @pytest.mark.parametrize("reply, words", [
     (truncated(["par", "tial"]), "truncated stream"),
     (Reply(events=[chunk({"content": "a"}), "{not json"]), "malformed stream chunk"),
-    (stream(["a"], drop=True), "could not reach"),
+    (stream(["a"], done=False, drop=True), "could not reach"),  # cut mid-body
 ])
 def test_broken_streams_are_retryable_failed_attempts(server, reply, words):
     server.script(reply, stream(["fine"]))
