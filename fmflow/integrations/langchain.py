@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import os
 import sys
 from typing import Any, Callable
 
@@ -60,14 +59,13 @@ def langchain_tool(target: str, folder: str) -> Callable[..., Any] | None:
     Importing the module fails as for any python("…") tool; a missing
     attribute returns None so that the ordinary loader reports it.
     """
-    from ..runtime.pyimport import _import
+    from ..runtime.errors import FlowRuntimeError
+    from ..runtime.pyimport import load_object
 
-    module_name, _, attr_path = target.partition(":")
-    value: Any = _import(module_name, os.path.abspath(folder))
-    for part in attr_path.split("."):
-        value = getattr(value, part, None)
-        if value is None:
-            return None
+    try:
+        value = load_object(target, folder)
+    except FlowRuntimeError:
+        return None  # the ordinary loader reports it
     if not _is_langchain_tool(value):
         return None
     tool = value

@@ -109,16 +109,13 @@ def provider_error(error: BaseException, config: ModelConfig) -> ProviderError:
 
 def _load_attribute(target: str, folder: str) -> Any:
     """``module:attr`` from ``folder`` first, like python("…") tools, but not necessarily a callable."""
-    from ..runtime.pyimport import _import
+    from ..runtime.errors import FlowRuntimeError
+    from ..runtime.pyimport import load_object
 
-    module_name, _, attr_path = target.partition(":")
-    value: Any = _import(module_name, os.path.abspath(folder))
-    for part in attr_path.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise ProviderError(f"\"{target}\": module '{module_name}' has no attribute '{attr_path}'") from None
-    return value
+    try:
+        return load_object(target, folder)
+    except FlowRuntimeError as error:
+        raise ProviderError(error.cause) from None
 
 
 def _text(content: Any) -> str:

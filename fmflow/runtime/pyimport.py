@@ -21,17 +21,22 @@ _lock = threading.Lock()
 _loaded: dict[tuple[str, str], Any] = {}
 
 
-def load_callable(target: str, folder: str) -> Callable[..., Any]:
-    """The callable named by ``module:attr``, importing ``module`` from ``folder`` first."""
+def load_object(target: str, folder: str) -> Any:
+    """The object named by ``module:attr``, importing ``module`` from ``folder`` first."""
     module_name, _, attr_path = target.partition(":")
-    module = _import(module_name, os.path.abspath(folder))
-    value: Any = module
+    value: Any = _import(module_name, os.path.abspath(folder))
     for part in attr_path.split("."):
         try:
             value = getattr(value, part)
         except AttributeError:
             raise FlowRuntimeError(f"python(\"{target}\"): module '{module_name}' has no attribute "
                                    f"'{attr_path}'") from None
+    return value
+
+
+def load_callable(target: str, folder: str) -> Callable[..., Any]:
+    """The callable named by ``module:attr`` (see load_object)."""
+    value = load_object(target, folder)
     if not callable(value):
         raise FlowRuntimeError(f"python(\"{target}\") is a {type(value).__name__}, not a function")
     return value
