@@ -8,7 +8,8 @@ rendered prompt that are most relevant to its question:
   ``Question:`` is ignored for ranking.
 - The candidates are the other sentences of all the messages (system
   included): the text is split at newlines and after ``.``, ``!`` or ``?``
-  followed by a space. Sentences with fewer than 3 words, repeats and the
+  followed by a space, and list markers (``-``, ``*``, ``1.``) that start a
+  line are dropped. Sentences with fewer than 3 words, repeats and the
   question itself are dropped.
 - Ranking is lexical, BM25 (k1 = 1.2, b = 0.75) over lowercase word tokens
   with English stop words removed and a light suffix folding of plurals and
@@ -54,6 +55,7 @@ were what when where which while who whom why will with would you your yours you
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,3}[.)])\s+")
 _LABEL = re.compile(r"^\s*[A-Za-z][\w ]{0,24}:\s+")
 
 
@@ -82,9 +84,13 @@ def tokens(text: str) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``: split at newlines and after a sentence end followed by a space."""
+    """Sentences of ``text``: split at newlines and after a sentence end followed by a space.
+
+    A list marker that starts a line (``-``, ``*``, ``•``, ``1.``, ``1)``) is not part of its sentence.
+    """
     out = []
     for line in text.splitlines():
+        line = _BULLET.sub("", line, count=1)
         out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
     return out
 
@@ -146,8 +152,8 @@ def _extractive(config: ModelConfig, request: ChatRequest) -> str:
     if request.json_schema is not None:
         what = f"prompt '{request.schema_name}'" if request.schema_name else "this prompt"
         raise ProviderError(
-            f"builtin model '{config.name}' (builtin:extractive) cannot produce structured output, and {what} "
-            f"returns a typed value: make it a `-> str` prompt, or give it another model")
+            f"builtin:extractive cannot produce structured output, and {what} returns a typed value "
+            f"(model '{config.name}'): make it a `-> str` prompt, or give it another model")
     count = {**config.options, **request.options}.get("sentences", DEFAULT_SENTENCES)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ProviderError(f"builtin model '{config.name}': options.sentences must be a whole number "

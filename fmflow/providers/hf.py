@@ -130,11 +130,13 @@ class HFProvider(Provider):
         if request.on_text is not None:
             loop, on_text = asyncio.get_running_loop(), request.on_text
 
-            def emit(piece: str) -> None:
+            def forward(piece: str) -> None:
                 try:
                     loop.call_soon_threadsafe(on_text, piece)
                 except RuntimeError:  # the loop closed while the thread finished: nobody listens
                     pass
+
+            emit = forward
 
         stop = threading.Event()
         try:

@@ -302,6 +302,47 @@ def test_generate_calls_are_serialised(provider, tiny_gpt2_dir):
     assert len({r.text for r in responses}) == 1
 
 
+def test_a_cancelled_call_stops_generating(provider, tiny_gpt2_dir):
+    config = cfg(tiny_gpt2_dir, max_tokens=100)
+    asyncio.run(provider.complete(cfg(tiny_gpt2_dir), req()))
+    model = provider._models[(str(tiny_gpt2_dir), "cpu", "float32")].model
+    forward, generate = model.forward, model.generate
+    steps, cancelled, finished = [0], threading.Event(), threading.Event()
+    generated: list[int] = []
+
+    def held_forward(*args, **kwargs):
+        steps[0] += 1
+        if steps[0] == 2:  # the second token waits until the call has been cancelled
+            cancelled.wait(WAIT)
+        return forward(*args, **kwargs)
+
+    def recording_generate(*args, **kwargs):
+        try:
+            out = generate(*args, **kwargs)
+            generated.append(out.shape[1] - kwargs["input_ids"].shape[1])
+            return out
+        finally:
+            finished.set()
+
+    model.forward, model.generate = held_forward, recording_generate
+    try:
+        async def go():
+            call = asyncio.create_task(provider.complete(config, req()))
+            while steps[0] < 2:
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            cancelled.set()
+            assert await asyncio.to_thread(finished.wait, WAIT)
+
+        asyncio.run(go())
+    finally:
+        del model.forward, model.generate
+    assert generated == [2]  # stopped at the token after the cancel, not after 100
+    assert asyncio.run(provider.complete(cfg(tiny_gpt2_dir), req())).text  # the model is free again
+
+
 def test_aclose_frees_the_models(provider, tiny_gpt2_dir):
     asyncio.run(provider.complete(cfg(tiny_gpt2_dir), req()))
     assert provider._models
