@@ -245,8 +245,9 @@ class _Call:
                            f"model '{self.config.name}'")
         except CostError as error:
             raise ProviderError(str(error)) from None
-        return ChatResponse(text=content if isinstance(content, str) else "", tokens_in=tokens_in, tokens_out=tokens_out, cost=cost,
-                            tool_calls=self._tool_calls(message.get("tool_calls") or []), model=answered)
+        calls = self._tool_calls(message.get("tool_calls") or [])
+        return ChatResponse(text=content if isinstance(content, str) else "", tokens_in=tokens_in,
+                            tokens_out=tokens_out, cost=cost, tool_calls=calls, model=answered)
 
     def _tool_calls(self, calls: list[Any]) -> list[ToolCall]:
         parsed = []

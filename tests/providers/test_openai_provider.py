@@ -19,11 +19,13 @@ import httpx
 import pytest
 
 import fmflow
+from fmflow.api import load_program
 from fmflow.providers import (ChatRequest, ModelConfig, ProviderError, ToolSpec, close_providers, get_provider,
                               register_provider)
 from fmflow.providers.costs import PRICES, cost_of, price_of
 from fmflow.providers.openai import (OLLAMA_BASE_URL, OPENAI_BASE_URL, OllamaProvider, OpenAIProvider,
                                      _retry_after, _wire_message)
+from fmflow.runtime import Program, RunOptions, run_flow
 from fmflow.runtime.errors import FlowRuntimeError
 from fmflow.runtime.transport import call_with_retries, with_timeout
 
@@ -289,6 +291,41 @@ def test_flow_malformed_json_counts_as_a_failed_attempt(tmp_path, server):
     assert run(load(tmp_path, model_block(server.base_url) + ASK), q="x") == "fine"
     [span] = model_spans(tmp_path)
     assert len(span["attempts"]) == 1 and "not JSON" in span["attempts"][0]["error"]
+
+
+def stream_run(tmp_path, text: str, **inputs) -> tuple[object, list[str]]:
+    """A run with a listener on the final answer, as `fmflow run` streams it."""
+    path = tmp_path / "flow.fmflow"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    loader, ctx = load_program(str(path))
+    pieces: list[str] = []
+    options = RunOptions(cache=False, workdir=str(tmp_path), on_text=pieces.append)
+
+    async def go():
+        try:
+            return await run_flow(Program(loader, ctx), None, inputs, options)
+        finally:
+            await close_providers()
+    return asyncio.run(go()), pieces
+
+
+def test_flow_streams_the_answer_in_order(tmp_path, server):
+    server.script(stream(["The ", "answer ", "is 42."], usage=(12, 4)))
+    result, pieces = stream_run(tmp_path, model_block(server.base_url) + ASK, q="x")
+    assert result.value == "The answer is 42." and pieces == ["The ", "answer ", "is 42."]
+    assert server.bodies[0]["stream"] is True
+    [span] = model_spans(tmp_path)
+    assert (span["tokens_in"], span["tokens_out"]) == (12, 4)
+
+
+def test_flow_truncated_stream_counts_as_a_failed_attempt(tmp_path, server):
+    server.script(truncated(["cut ", "short"]), stream(["whole answer"]))
+    result, pieces = stream_run(tmp_path, model_block(server.base_url) + ASK, q="x")
+    assert result.value == "whole answer"
+    assert pieces[-1] == "whole answer"  # the cut attempt's pieces were shown before it failed
+    [span] = model_spans(tmp_path)
+    [attempt] = span["attempts"]
+    assert "truncated stream" in attempt["error"] and len(server.requests) == 2
 
 
 def test_flow_ollama_sends_no_authorization(tmp_path, server):
