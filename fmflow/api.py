@@ -71,10 +71,13 @@ class Flow:
     def run(self, **inputs):
         import asyncio
 
+        from .runtime import run_flow_once
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.arun(**inputs))
+            self.last_run = asyncio.run(run_flow_once(self.program, self.decl.name, inputs, self.options))
+            return self.last_run.value
         raise RuntimeError("flow.run() was called inside a running event loop; use `await flow.arun(…)`")
 
     def as_runnable(self):

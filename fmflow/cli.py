@@ -208,7 +208,7 @@ def cmd_run(args) -> int:
     import asyncio
     import json
 
-    from .runtime import RunOptions, check_inputs, run_flow
+    from .runtime import RunOptions, check_inputs, run_flow_once
     from .runtime.errors import FlowRuntimeError
     from .runtime.inputs import InputError, parse_inputs
 
@@ -235,7 +235,7 @@ def cmd_run(args) -> int:
     options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
                          on_text=stream.write if stream else None)
     try:
-        result = asyncio.run(run_flow(program, flow.name, inputs, options))
+        result = asyncio.run(run_flow_once(program, flow.name, inputs, options))
     except FlowRuntimeError as error:
         if progress:
             progress.stop()

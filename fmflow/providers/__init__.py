@@ -40,6 +40,12 @@ def get_provider(name: str) -> Provider:
     return _INSTANCES[name]
 
 
+async def release_loop_resources() -> None:
+    """Close what the providers bound to the running loop (before a one-run loop ends)."""
+    for provider in list(_INSTANCES.values()):
+        await provider.release_loop()
+
+
 async def close_providers() -> None:
     """Release every provider's connections and models (end of a process or a test)."""
     for provider in list(_INSTANCES.values()):
@@ -47,4 +53,4 @@ async def close_providers() -> None:
 
 
 __all__ = ["ChatRequest", "ChatResponse", "ModelConfig", "Provider", "ProviderError", "ToolCall", "ToolSpec",
-           "close_providers", "get_provider", "register_provider"]
+           "close_providers", "get_provider", "register_provider", "release_loop_resources"]

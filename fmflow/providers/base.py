@@ -107,3 +107,7 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release connections and loaded models."""
+
+    async def release_loop(self) -> None:
+        """Release what is bound to the running event loop (HTTP clients), keeping the rest
+        (loaded models): called when a loop made for one run is about to end."""

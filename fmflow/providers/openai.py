@@ -126,6 +126,14 @@ class OpenAIProvider(Provider):
                 # A closed loop's sockets cannot be awaited any more; they go with the loop.
 
 
+    async def release_loop(self) -> None:
+        current = asyncio.get_running_loop()
+        with self._lock:
+            clients = self._clients.pop(current, {})
+        for client in clients.values():
+            await client.aclose()
+
+
 class OllamaProvider(OpenAIProvider):
     name = "ollama"
     supports_structured_output = True  # Ollama's /v1 honours json_schema; the 400 fallback covers older ones

@@ -38,6 +38,18 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     return RunResult(value, trace.run_id if trace else None, str(trace.path) if trace else None, data)
 
 
+async def run_flow_once(program: Program, flow_name: str | None, inputs: dict[str, Any],
+                        options: RunOptions | None = None) -> RunResult:
+    """run_flow in an event loop made for this one run (``asyncio.run``): the
+    providers' connections bound to that loop are closed before it ends."""
+    from ..providers import release_loop_resources
+
+    try:
+        return await run_flow(program, flow_name, inputs, options)
+    finally:
+        await release_loop_resources()
+
+
 def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
     """Every input the flow needs, and no other (FlowRuntimeError names the difference)."""
     names = [name for name, _ in params]
@@ -73,4 +85,4 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "check_inputs", "run_flow"]
+__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "check_inputs", "run_flow", "run_flow_once"]
