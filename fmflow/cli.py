@@ -275,6 +275,13 @@ class _Stream:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
+    def restart(self) -> None:
+        """The call failed part-way and is tried again: what was shown is not the answer."""
+        if self.text:
+            sys.stdout.write("\n")
+            print("fmflow: the model's answer broke off; trying again", file=sys.stderr)
+            self.text = ""
+
 
 class _Progress:
     """A one-line live display of what is running, on a terminal only."""

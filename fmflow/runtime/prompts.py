@@ -211,7 +211,8 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
             return await with_timeout(provider.complete(config, request), config.timeout)
 
     try:
-        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=None)
+        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=None,
+                                                     on_retry=_restart_stream(stream_to))
     except ProviderError as error:
         if span is not None:
             span.set(attempts=getattr(error, "attempts", []))
@@ -227,6 +228,13 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
             run.cache.put(key, _response_data(response))
 
     return response, commit
+
+
+def _restart_stream(stream_to):
+    """Tell a streaming listener that the text so far is void: the call is tried again."""
+    restart = getattr(stream_to, "__self__", None)
+    restart = getattr(restart, "restart", None)
+    return (lambda _attempt: restart()) if restart is not None else None
 
 
 def _settings(config) -> dict:
