@@ -81,6 +81,7 @@ class ChatResponse:
     cost: float | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     model: str | None = None                # the model that answered, as the provider names it
+    truncated: bool = False                 # the reply stopped at max_tokens (or the context's end)
 
 
 class ProviderError(Exception):

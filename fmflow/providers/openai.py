@@ -255,7 +255,8 @@ class _Call:
             raise ProviderError(str(error)) from None
         calls = self._tool_calls(message.get("tool_calls") or [])
         return ChatResponse(text=content if isinstance(content, str) else "", tokens_in=tokens_in,
-                            tokens_out=tokens_out, cost=cost, tool_calls=calls, model=answered)
+                            tokens_out=tokens_out, cost=cost, tool_calls=calls, model=answered,
+                            truncated=choices[0].get("finish_reason") == "length")
 
     def _tool_calls(self, calls: list[Any]) -> list[ToolCall]:
         parsed = []
@@ -383,6 +384,7 @@ class _StreamMerge:
         self.usage: dict | None = None
         self.model: str | None = None
         self.choices = 0
+        self.finish_reason: str | None = None
 
     def add(self, chunk: Any) -> str:
         if not isinstance(chunk, dict):
@@ -390,6 +392,8 @@ class _StreamMerge:
         self.model = chunk.get("model") or self.model
         self.usage = chunk.get("usage") or self.usage  # include_usage puts it on the last chunk
         choices = chunk.get("choices") or []
+        if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+            self.finish_reason = choices[0]["finish_reason"]
         delta = _dict(choices[0].get("delta")) if choices and isinstance(choices[0], dict) else {}
         self.choices += bool(choices)
         for piece in filter(lambda p: isinstance(p, dict), delta.get("tool_calls") or []):
@@ -411,7 +415,7 @@ class _StreamMerge:
                  for _, c in sorted(self.calls.items())]
         message = {"role": "assistant", "content": "".join(self.text), "tool_calls": calls}
         body: dict[str, Any] = {"model": self.model, "usage": self.usage}
-        body["choices"] = [{"message": message}] if self.choices else []
+        body["choices"] = [{"message": message, "finish_reason": self.finish_reason}] if self.choices else []
         return body
 
 

@@ -128,6 +128,8 @@ async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) ->
         try:
             value = await accept(run, decl, args, returns, response.text)
         except ReplyRejected as rejected:
+            if response.truncated:
+                rejected.reason += " (the reply stopped at the token limit: raise max_tokens)"
             conversation, default = await on_fail.handle(rejected, conversation)
             if conversation is None:
                 return default

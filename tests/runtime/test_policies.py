@@ -392,3 +392,13 @@ def test_agent_without_on_fail_raises_when_its_check_fails(tmp_path, scripted):
     with pytest.raises(FlowRuntimeError) as info:
         fmflow.load(path, workdir=tmp_path).run(q="x")
     assert "rejected" in str(info.value) and "len(output) < 5" in str(info.value)
+
+
+def test_a_reply_cut_off_at_the_token_limit_says_so(tmp_path, scripted):
+    from fmflow.providers import ChatResponse
+
+    scripted([ChatResponse(text='{"text": "ok", "confid', truncated=True)])
+    flow = load(tmp_path)
+    with pytest.raises(FlowRuntimeError) as raised:
+        flow.run(question="q")
+    assert "token limit" in str(raised.value) and "max_tokens" in str(raised.value)
