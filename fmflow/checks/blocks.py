@@ -75,6 +75,7 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "where": KeySpec(DictType(JSON), doc="metadata filter"),
         "store": KeySpec(STR, doc="folder of the Chroma store (default .fmflow/store)"),
         "embedding": KeySpec(STR, doc='embedding model (default "builtin:minilm")'),
+        "mmr": KeySpec(BOOL, doc="diverse results (maximal marginal relevance) instead of the k closest"),
     },
     "test": {
         "flow": KeySpec("flow_ref", required=True, doc="the flow under test"),

@@ -55,7 +55,8 @@ were what when where which while who whom why will with would you your yours you
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,3}[.)])\s+")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,3}[.)]|\[\d{1,3}\])\s+")
+_HEADING = re.compile(r"^\s*#{1,6}\s")  # a markdown heading names a section; it answers nothing
 _LABEL = re.compile(r"^\s*[A-Za-z][\w ]{0,24}:\s+")
 
 
@@ -86,11 +87,14 @@ def tokens(text: str) -> list[str]:
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text``: split at newlines and after a sentence end followed by a space.
 
-    A list marker that starts a line (``-``, ``*``, ``•``, ``1.``, ``1)``) is not part of its sentence.
+    A list marker that starts a line (``-``, ``*``, ``•``, ``1.``, ``1)``, a citation ``[1]``) is not part
+    of its sentence, and markdown headings are left out.
     """
     out = []
     for line in text.splitlines():
         line = _BULLET.sub("", line, count=1)
+        if _HEADING.match(line):
+            continue
         out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
     return out
 

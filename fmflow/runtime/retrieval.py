@@ -1,15 +1,78 @@
-"""Retriever calls. The Chroma store and its embedding model are not part of
-the runtime yet, so a retriever can only answer through a test's mock."""
+"""Retriever calls: `kb(query)`, `kb(query, k: 8, where: {…})` → list[Doc].
+
+The store is Chroma on disk (fmflow/retrieval/store.py); queries are embedded
+with the retriever's `embedding`. Chroma's client is synchronous, so a
+search runs in a worker thread and the event loop keeps going.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from dataclasses import dataclass
 from typing import Any
 
 from .. import ast
+from ..types import DOC
 from .errors import FlowRuntimeError
+from .evaluate import Evaluator
+from .spans import CURRENT_SPAN
+
+DEFAULT_K = 4
+DEFAULT_STORE = os.path.join(".fmflow", "store")
+DEFAULT_EMBEDDING = "builtin:minilm"
 
 
-async def call_retriever(run, decl: ast.RetrieverDecl, args: dict[str, Any]) -> Any:
-    raise FlowRuntimeError(
-        f"retriever '{decl.name}' cannot run yet: fmflow has no vector store support in this version; "
-        f"mock it in a test (`mock: {{ {decl.name}: [Doc(…)] }}`)")
+@dataclass(frozen=True)
+class RetrieverConfig:
+    collection: str
+    k: int = DEFAULT_K
+    min_score: float | None = None
+    where: dict[str, Any] | None = None
+    store: str = DEFAULT_STORE
+    embedding: str = DEFAULT_EMBEDDING
+    mmr: bool = False
+
+
+async def retriever_config(run, decl: ast.RetrieverDecl) -> RetrieverConfig:
+    evaluator = Evaluator(run, decl)
+    values = {e.key: await evaluator.eval(e.value) for e in decl.entries}
+    store = values.pop("store", DEFAULT_STORE)
+    # LANGUAGE.md §2: the store folder is under the current directory (the run's workdir).
+    values["store"] = store if os.path.isabs(store) else os.path.join(run.options.workdir, store)
+    return RetrieverConfig(**values)
+
+
+async def call_retriever(run, decl: ast.RetrieverDecl, args: dict[str, Any]) -> list[Any]:
+    from ..retrieval.store import chroma_where
+
+    config = await retriever_config(run, decl)
+    query = args["query"]
+    k = args.get("k") or config.k
+    where = chroma_where({**(config.where or {}), **(args.get("where") or {})})
+    span = run.trace_start("retrieval", decl.name, CURRENT_SPAN.get(), None,
+                           inputs={"query": query, "k": k, "where": where}, collection=config.collection)
+    try:
+        hits = await asyncio.to_thread(_search, run, decl, config, query, k, where)
+    except BaseException as error:
+        run.trace_end(span, error=error)
+        raise
+    docs = [run.validate(DOC, {"id": h.id, "text": h.text, "score": h.score, "metadata": h.metadata},
+                         f"a passage of retriever '{decl.name}'") for h in hits]
+    if span is not None:
+        span.set(ids=[h.id for h in hits], scores=[round(h.score, 4) for h in hits])
+    run.trace_end(span, output=len(docs))
+    return docs
+
+
+def _search(run, decl: ast.RetrieverDecl, config: RetrieverConfig, query: str, k: int, where):
+    from ..retrieval.store import StoreError, collection, open_store, search
+
+    try:
+        client = open_store(config.store)
+        found = collection(client, config.collection, config.embedding, run.program.folder_of(decl), create=False)
+        return search(found, query, k, where, min_score=config.min_score, diverse=config.mmr)
+    except StoreError as error:
+        raise FlowRuntimeError(f"retriever '{decl.name}': {error}") from None
+    except Exception as error:  # Chroma and the embedder raise their own types
+        raise FlowRuntimeError(f"retriever '{decl.name}' failed: {type(error).__name__}: {error}") from None

