@@ -11,28 +11,11 @@ from pydantic import BaseModel
 
 import fmflow
 from fmflow.errors import FmflowCheckError
-from fmflow.providers import get_provider, register_provider
-from fmflow.providers.replay import ScriptedProvider
+from fmflow.providers import get_provider
 from fmflow.runtime.errors import FlowRuntimeError
 
 SCRIPTED = 'env("FMFLOW_TEST_PROVIDER", "scripted")'
 SECRET = "sk-very-secret-123"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_replay():
-    get_provider("replay").reset()
-    yield
-    get_provider("replay").reset()
-
-
-@pytest.fixture
-def scripted():
-    def make(script, **kwargs) -> ScriptedProvider:
-        provider = ScriptedProvider(script, **kwargs)
-        register_provider("scripted", lambda: provider)
-        return provider
-    return make
 
 
 def write(tmp_path, text: str, name: str = "flow.fmflow"):

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import fmflow
-from fmflow.providers import get_provider, register_provider
+from fmflow.providers import register_provider
 from fmflow.providers.replay import ScriptedProvider
 from fmflow.runtime.errors import FlowRuntimeError
 
@@ -43,13 +43,6 @@ FLOWS = f'''
       return inner
     }}
 '''
-
-
-@pytest.fixture(autouse=True)
-def _fresh_replay():
-    get_provider("replay").reset()
-    yield
-    get_provider("replay").reset()
 
 
 def load(tmp_path, flow: str, **kwargs):

@@ -15,30 +15,11 @@ import pytest
 from pydantic import BaseModel
 
 import fmflow
-from fmflow.providers import get_provider, register_provider
-from fmflow.providers.replay import ScriptedProvider
 from fmflow.runtime.errors import FlowRuntimeError
 
 # The checker knows only the real providers; env() lets a flow name the test one.
 SCRIPTED = 'env("FMFLOW_TEST_PROVIDER", "scripted")'
 WAIT = 3.0  # seconds an event may take before the test fails instead of hanging
-
-
-@pytest.fixture(autouse=True)
-def _fresh_replay():
-    get_provider("replay").reset()
-    yield
-    get_provider("replay").reset()
-
-
-@pytest.fixture
-def scripted():
-    """Make a ScriptedProvider and register it as provider "scripted"."""
-    def make(script, **kwargs) -> ScriptedProvider:
-        provider = ScriptedProvider(script, **kwargs)
-        register_provider("scripted", lambda: provider)
-        return provider
-    return make
 
 
 def write(tmp_path, text: str, name: str = "flow.fmflow"):

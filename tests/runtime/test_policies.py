@@ -13,8 +13,6 @@ import textwrap
 import pytest
 
 import fmflow
-from fmflow.providers import get_provider, register_provider
-from fmflow.providers.replay import ScriptedProvider
 from fmflow.runtime import transport
 from fmflow.runtime.errors import FlowRuntimeError
 
@@ -59,27 +57,11 @@ CALL_LINE = next(n for n, line in enumerate(textwrap.dedent(POLICY_FLOW).splitli
 
 
 @pytest.fixture(autouse=True)
-def _fresh_replay():
-    get_provider("replay").reset()
-    yield
-    get_provider("replay").reset()
-
-
-@pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch):
     """Retries come back at once: full jitter with random() == 0 waits 0 s."""
     defaults = transport.call_with_retries.__kwdefaults__ or {}
     if "random" in defaults:
         monkeypatch.setitem(transport.call_with_retries.__kwdefaults__, "random", lambda: 0.0)
-
-
-@pytest.fixture
-def scripted():
-    def make(script, **kwargs) -> ScriptedProvider:
-        provider = ScriptedProvider(script, **kwargs)
-        register_provider("scripted", lambda: provider)
-        return provider
-    return make
 
 
 def load(tmp_path, policy: str = "raise", extra: str = "", **kwargs):
