@@ -156,10 +156,13 @@ def test_order_is_kept_under_length_sorting(minilm):
     assert _max_abs_diff(minilm.embed(VARIED[::-1])[::-1], batched) < 1e-5
 
 
-def test_batching_gives_the_same_vectors_as_one_by_one(minilm_folder):
-    # Small batches and windows, so the texts cross several of both.
+@pytest.mark.parametrize("batch_size,token_budget", [(2, 4096), (8, 64), (64, 4096)])
+def test_batching_gives_the_same_vectors_as_one_by_one(minilm_folder, batch_size, token_budget):
+    # 70 texts: with batch size 2 they span two tokenising windows (64 texts
+    # each) and 35 batches; a 64-token budget sends the long ones alone.
     texts = [f"{text} #{n}" for n in range(7) for text in VARIED]
-    embedder = E.TransformerEmbedder("builtin:minilm", minilm_folder, batch_size=3)
+    embedder = E.TransformerEmbedder("builtin:minilm", minilm_folder, batch_size=batch_size,
+                                     token_budget=token_budget)
     batched = embedder.embed(texts)
     single = [embedder.embed([text])[0] for text in texts]
     assert _max_abs_diff(batched, single) < 1e-5
