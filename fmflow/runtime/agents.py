@@ -73,7 +73,7 @@ async def _use_tool(run, tools: dict[str, ast.Decl], call) -> dict[str, Any]:
     else:
         try:
             names = list(call.arguments)
-            result = await run.call(target, names, [call.arguments[n] for n in names], None)
+            result = await run.call(target, names, [call.arguments[n] for n in names])
             content = json.dumps(run.program.types.to_jsonable(result), ensure_ascii=False)
         except FlowRuntimeError as error:
             content = f"error: {error.cause}"

@@ -151,14 +151,14 @@ class Evaluator:
             if isinstance(func, ast.Name) else None
         if decl is None:
             return self._builtin(func.id, values)
-        return await self.run.call(decl, names, values, self)
+        return await self.run.call(decl, names, values)
 
     async def _pipe(self, node: ast.Pipe) -> Any:
         values = await self.eval_many([node.value, *(a.value for a in node.args)])
         decl = self.run.program.lookup(node.filter, within=self.owner)
         if decl is None:
             return self._builtin(node.filter, values)
-        return await self.run.call(decl, [None, *(a.name for a in node.args)], values, self)
+        return await self.run.call(decl, [None, *(a.name for a in node.args)], values)
 
     def _builtin(self, name: str, values: list[Any]) -> Any:
         builtin = BUILTINS.get(name)

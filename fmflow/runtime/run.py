@@ -100,7 +100,7 @@ class RunState:
             raise FlowRuntimeError(f"{what}: {error.message}") from None
 
     # ---------------------------------------------------------------- calls
-    async def call(self, decl: ast.Decl, names: list[str | None], values: list[Any], caller: Evaluator) -> Any:
+    async def call(self, decl: ast.Decl, names: list[str | None], values: list[Any]) -> Any:
         """Call a declaration with arguments as written (positional or named)."""
         if isinstance(decl, ast.TypeDecl):
             struct = self.program.resolver(decl).resolve(ast.TypeRef(decl.name, None, False, span=decl.span))
