@@ -211,6 +211,7 @@ def cmd_run(args) -> int:
     from .runtime import RunOptions, check_inputs, run_flow_once
     from .runtime.errors import FlowRuntimeError
     from .runtime.inputs import InputError, parse_inputs
+    from .runtime.outputs import OutputError
 
     if not os.path.isfile(args.file):
         raise UsageError(f"cannot read '{args.file}': no such file")
@@ -226,10 +227,14 @@ def cmd_run(args) -> int:
     try:
         inputs = parse_inputs(args.input, args.input_json, params)
         check_inputs(flow, params, inputs)
+        for name, t in params:  # a value of the wrong type is the caller's mistake: exit 2, before any call
+            program.types.validate(t, inputs[name])
     except InputError as error:
         raise UsageError(str(error)) from None
     except FlowRuntimeError as error:
         raise UsageError(error.cause) from None
+    except OutputError as error:
+        raise UsageError(f"input '{name}': {error.message}") from None
     progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
     stream = _Stream(progress) if not args.json and sys.stdout.isatty() else None
     options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,

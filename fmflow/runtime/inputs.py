@@ -34,14 +34,16 @@ def parse_inputs(pairs: list[str], input_json: str | None, params: list[tuple[st
             known = ", ".join(types) or "none"
             raise InputError(f"the flow has no input '{key}' (inputs: {known})")
         text = _read(raw[1:], f"-i {key}") if raw.startswith("@") else raw
-        inputs[key] = text if strip_optional(types[key]) == STR else _json_or_text(text)
+        inputs[key] = text if strip_optional(types[key]) == STR else _json_or_text(key, text)
     return inputs
 
 
-def _json_or_text(text: str) -> Any:
+def _json_or_text(key: str, text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except ValueError as error:
+        if text.lstrip()[:1] in ("[", "{", '"'):
+            raise InputError(f"-i {key}: not valid JSON ({error})") from None
         return text  # validation then says what type was expected
 
 
