@@ -248,6 +248,8 @@ def test_a_file_with_errors_exits_1_with_diagnostics(tmp_path):
     (["--input-json", "[1, 2]"], "--input-json"),
     (["--model", "no-colon"], "PROVIDER:NAME"),      # bad --model
     (["--model", "replay:"], "PROVIDER:NAME"),
+    (["-i", "text=t", "-i", "n=three"], "expected an integer"),   # a value of the wrong type
+    (["-i", "text=t", "-i", "tags=[a"], "not valid JSON"),        # malformed JSON for a list
 ])
 def test_usage_errors_exit_2(tmp_path, args, expected):
     path = write(tmp_path, ECHO)
