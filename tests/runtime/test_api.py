@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 
 import pytest
 from pydantic import BaseModel
@@ -13,20 +12,10 @@ import fmflow
 from fmflow.errors import FmflowCheckError
 from fmflow.providers import get_provider
 from fmflow.runtime.errors import FlowRuntimeError
+from flowfiles import load, write
 
 SCRIPTED = 'env("FMFLOW_TEST_PROVIDER", "scripted")'
 SECRET = "sk-very-secret-123"
-
-
-def write(tmp_path, text: str, name: str = "flow.fmflow"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def load(tmp_path, text: str, flow: str | None = None, **kwargs):
-    kwargs.setdefault("workdir", tmp_path)
-    return fmflow.load(write(tmp_path, text), flow, **kwargs)
 
 
 def records(flow) -> list[dict]:

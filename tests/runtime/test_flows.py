@@ -16,21 +16,11 @@ from pydantic import BaseModel
 
 import fmflow
 from fmflow.runtime.errors import FlowRuntimeError
+from flowfiles import load
 
 # The checker knows only the real providers; env() lets a flow name the test one.
 SCRIPTED = 'env("FMFLOW_TEST_PROVIDER", "scripted")'
 WAIT = 3.0  # seconds an event may take before the test fails instead of hanging
-
-
-def write(tmp_path, text: str, name: str = "flow.fmflow"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def load(tmp_path, text: str, flow: str | None = None, **kwargs):
-    kwargs.setdefault("workdir", tmp_path)
-    return fmflow.load(write(tmp_path, text), flow, **kwargs)
 
 
 def user_text(request) -> str:
