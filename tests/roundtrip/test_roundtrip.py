@@ -445,3 +445,10 @@ def test_random_comments_are_kept(seed: int):
     again = parse_clean(out)
     assert again == original
     assert comment_texts(again) == comment_texts(original)
+
+
+@pytest.mark.parametrize("path", EXAMPLES + STDLIB, ids=_id)
+def test_examples_and_stdlib_are_in_canonical_form(path: Path):
+    """What users read first is what `fmflow fmt` writes (`fmflow fmt --check examples stdlib` passes)."""
+    text = path.read_text(encoding="utf-8")
+    assert fmt(text) == text
