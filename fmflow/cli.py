@@ -198,8 +198,9 @@ def _load_flow_program(path: str, pins: dict[str, int] | None = None):
 def _parse_model(spec: str | None) -> str | None:
     if spec is None:
         return None
-    provider, sep, name = spec.partition(":")
-    if not sep or not provider or not name:
+    from .providers.base import split_model_spec
+
+    if split_model_spec(spec) is None:
         raise UsageError(f"--model expects PROVIDER:NAME (e.g. ollama:llama3.2), got '{spec}'")
     return spec
 

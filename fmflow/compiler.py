@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from . import ast
+from .checks.expressions import CALLABLE_KINDS
 from .formatter import expr_doc, flat, type_text
 
 if TYPE_CHECKING:
     import networkx as nx
 
-CALLABLE_KINDS = frozenset({"prompt", "agent", "tool", "filter", "retriever", "flow"})
 BUILTIN_TYPES = frozenset({"Doc"})
 MAX_LABEL = 80
 

@@ -84,6 +84,12 @@ class ChatResponse:
     truncated: bool = False                 # the reply stopped at max_tokens (or the context's end)
 
 
+def split_model_spec(spec: str) -> tuple[str, str] | None:
+    """``PROVIDER:NAME`` (as in --model and FMFLOW_MODEL) → (provider, name), or None if malformed."""
+    provider, sep, name = spec.partition(":")
+    return (provider, name) if sep and provider and name else None
+
+
 class ProviderError(Exception):
     """A failed call. ``retryable``: the retry policy may try again."""
 

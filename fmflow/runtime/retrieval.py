@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ast
+from ..retrieval.store import DEFAULT_EMBEDDING, DEFAULT_STORE  # chromadb itself loads on first search
 from ..types import DOC
 from .errors import FlowRuntimeError
 from .evaluate import Evaluator
 from .spans import CURRENT_SPAN
 
 DEFAULT_K = 4
-DEFAULT_STORE = os.path.join(".fmflow", "store")
-DEFAULT_EMBEDDING = "builtin:minilm"
 
 
 @dataclass(frozen=True)

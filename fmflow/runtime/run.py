@@ -11,7 +11,7 @@ from typing import Any, Callable
 from .. import ast
 from ..checks.resolve import decl_type
 from ..checks.typecheck import DEFAULT_MODEL
-from ..providers.base import ModelConfig
+from ..providers.base import ModelConfig, split_model_spec
 from ..types import DOC
 from .agents import call_agent
 from .errors import CallFailed, FlowRuntimeError, NotMocked
@@ -202,9 +202,10 @@ class RunState:
         if self._default is None:
             spec = self.options.model or os.environ.get("FMFLOW_MODEL")
             if spec:
-                provider, sep, name = spec.partition(":")
-                if not sep or not provider or not name:
+                parsed = split_model_spec(spec)
+                if parsed is None:
                     raise FlowRuntimeError(f"FMFLOW_MODEL must be PROVIDER:NAME (e.g. ollama:llama3.2), got '{spec}'")
+                provider, name = parsed
             else:
                 provider, name = "builtin", "extractive"
                 print(f"fmflow: {decl.kind} '{decl.name}' names no model and none is set; using builtin:extractive "
