@@ -1,0 +1,121 @@
+"""What every command shares: exit codes, usage errors, reading flow files, printing diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Wrong arguments: printed as `fmflow: error: …`, exit status 2."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage and exits 2; keep that, say it our way
+        self.print_usage(sys.stderr)
+        print(f"fmflow: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def use_color(stream) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def flow_files(paths: list[str]) -> list[str]:
+    """Files named on the command line; folders give every .fmflow file inside them."""
+    files: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(str(p) for p in sorted(path.rglob("*.fmflow")))
+        elif path.is_file():
+            files.append(raw)
+        else:
+            raise UsageError(f"cannot read '{raw}': no such file or folder")
+    if not files:
+        raise UsageError("no .fmflow files found in " + ", ".join(paths))
+    return files
+
+
+def parse_pins(pins: list[str]) -> dict[str, int]:
+    parsed: dict[str, int] = {}
+    for pin in pins or []:
+        name, _, version = pin.partition("@")
+        if not name.isidentifier() or not version.isdigit() or int(version) < 1:
+            raise UsageError(f"--pin expects NAME@N (e.g. answer@2), got '{pin}'")
+        parsed[name] = int(version)
+    return parsed
+
+
+def print_diagnostics(diagnostics, sources, output_format: str = "text") -> None:
+    from ..diagnostics import render_json, render_text, summary
+
+    if output_format == "json":
+        print(render_json(diagnostics))
+        return
+    if diagnostics:
+        print(render_text(diagnostics, sources, color=use_color(sys.stdout)))
+        print(summary(diagnostics), file=sys.stderr)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.fmflow-tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def checked(path: str, pins: dict[str, int] | None = None, allow: tuple[str, ...] = ()):
+    """A checked file's context; prints diagnostics and returns None on errors."""
+    from ..api import load_program
+
+    loader, ctx = load_program(path, pins=pins)
+    if ctx is None:
+        raise UsageError(f"cannot read '{path}'")
+    diagnostics = loader.diagnostics()
+    blocking = [d for d in diagnostics if d.is_error and d.code not in allow]
+    if blocking:
+        print_diagnostics(diagnostics, loader.sources())
+        return None
+    return ctx
+
+
+def select_flow(flows, name: str | None, path: str):
+    if name is not None:
+        for flow in flows:
+            if flow.name == name:
+                return flow
+        known = ", ".join(f.name for f in flows) or "none"
+        raise UsageError(f"no flow '{name}' in {path} (flows: {known})")
+    if len(flows) == 1:
+        return flows[0]
+    if not flows:
+        raise UsageError(f"{path} declares no flow")
+    raise UsageError(f"{path} declares several flows ({', '.join(f.name for f in flows)}); choose one with --flow")
+
+
+def load_flow_program(path: str, pins: dict[str, int] | None = None):
+    """(Program, None) for a file without errors, else (None, exit status) after printing them."""
+    from ..runtime import Program
+
+    ctx = checked(path, pins=pins)
+    if ctx is None:
+        return None, EXIT_ERRORS
+    return Program(ctx.loader, ctx), None
+
+
+def parse_model(spec: str | None) -> str | None:
+    if spec is None:
+        return None
+    from ..providers.base import split_model_spec
+
+    if split_model_spec(spec) is None:
+        raise UsageError(f"--model expects PROVIDER:NAME (e.g. ollama:llama3.2), got '{spec}'")
+    return spec

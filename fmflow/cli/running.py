@@ -1,0 +1,168 @@
+"""`fmflow run` and `fmflow test`: the commands that run flows."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import EXIT_ERRORS, EXIT_OK, UsageError, flow_files, load_flow_program, parse_model, parse_pins
+
+
+def cmd_run(args) -> int:
+    import asyncio
+    import json
+
+    from ..runtime import RunOptions, check_inputs, run_flow_once
+    from ..runtime.errors import FlowRuntimeError
+    from ..runtime.inputs import InputError, parse_inputs
+    from ..runtime.outputs import OutputError
+
+    if not os.path.isfile(args.file):
+        raise UsageError(f"cannot read '{args.file}': no such file")
+    model = parse_model(args.model)
+    program, status = load_flow_program(args.file, parse_pins(args.pin))
+    if program is None:
+        return status
+    try:
+        flow = program.flow(args.flow)
+    except FlowRuntimeError as error:
+        raise UsageError(error.cause) from None
+    params = program.signature(flow)[0]
+    try:
+        inputs = parse_inputs(args.input, args.input_json, params)
+        check_inputs(flow, params, inputs)
+        for name, t in params:  # a value of the wrong type is the caller's mistake: exit 2, before any call
+            program.types.validate(t, inputs[name])
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    except FlowRuntimeError as error:
+        raise UsageError(error.cause) from None
+    except OutputError as error:
+        raise UsageError(f"input '{name}': {error.message}") from None
+    progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
+    stream = _Stream(progress) if not args.json and sys.stdout.isatty() else None
+    options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
+                         on_text=stream.write if stream else None)
+    try:
+        result = asyncio.run(run_flow_once(program, flow.name, inputs, options))
+    except FlowRuntimeError as error:
+        if progress:
+            progress.stop()
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"fmflow: error: {error}", file=sys.stderr)
+        return EXIT_ERRORS
+    if progress:
+        progress.stop()
+    if args.json:
+        print(json.dumps(result.data, ensure_ascii=False))
+    elif stream is not None and stream.text and stream.text.strip() == str(result.data).strip():
+        print()  # the answer is on the screen already
+    elif isinstance(result.data, str):
+        print(result.data)
+    else:
+        print(json.dumps(result.data, ensure_ascii=False, indent=2))
+    if result.trace_path and not args.json:
+        print(f"trace: {result.trace_path}", file=sys.stderr)
+    return EXIT_OK
+
+
+class _Stream:
+    """Writes the final answer to the terminal as the model produces it."""
+
+    def __init__(self, progress: "_Progress | None") -> None:
+        self.progress = progress
+        self.text = ""
+
+    def write(self, piece: str) -> None:
+        if self.progress is not None:  # the spinner and the text share the screen
+            self.progress.stop()
+            self.progress = None
+        self.text += piece
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    def restart(self) -> None:
+        """The call failed part-way and is tried again: what was shown is not the answer."""
+        if self.text:
+            sys.stdout.write("\n")
+            print("fmflow: the model's answer broke off; trying again", file=sys.stderr)
+            self.text = ""
+
+
+class _Progress:
+    """A one-line live display of what is running, on a terminal only."""
+
+    def __init__(self, status) -> None:
+        self.status = status
+        self.running: dict[str, int] = {}
+
+    @classmethod
+    def start(cls) -> "_Progress":
+        from rich.console import Console
+
+        status = Console(stderr=True).status("starting…")
+        status.start()
+        return cls(status)
+
+    def event(self, kind: str, name: str, _line) -> None:
+        if kind == "start":
+            self.running[name] = self.running.get(name, 0) + 1
+        elif self.running.get(name):
+            self.running[name] -= 1
+            if not self.running[name]:
+                del self.running[name]
+        shown = ", ".join(n for n in self.running if not n.startswith(("assign", "return", "branch")))
+        self.status.update(f"running: {shown}" if shown else "running…")
+
+    def stop(self) -> None:
+        self.status.stop()
+
+
+def cmd_test(args) -> int:
+    import asyncio
+
+    from ..runtime.testing import run_tests
+
+    passed = failed = 0
+    for path in flow_files(args.paths):
+        program, status = load_flow_program(path)
+        if program is None:
+            failed += 1
+            continue
+        outcomes = asyncio.run(run_tests(program))
+        if not outcomes:
+            continue
+        print(path)
+        for outcome in outcomes:
+            mark = "PASS" if outcome.passed else "FAIL"
+            print(f"  {mark} {outcome.name} ({outcome.duration_ms:.0f} ms)")
+            if outcome.error:
+                print(f"    error: {outcome.error}")
+            for failure in outcome.failures:
+                print("    " + failure.replace("\n", "\n    "))
+            passed += outcome.passed
+            failed += not outcome.passed
+    print(f"{passed} passed, {failed} failed")
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def add_commands(commands) -> None:
+    run = commands.add_parser("run", help="run a flow")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--flow", help="the flow to run (needed when the file has several)")
+    run.add_argument("-i", "--input", action="append", metavar="KEY=VALUE",
+                     help="an input; KEY=@path reads the value from a file")
+    run.add_argument("--input-json", metavar="JSON", help="all inputs as a JSON object (or @file)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON and nothing else")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    run.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
+    run.add_argument("--model", metavar="PROVIDER:NAME",
+                     help="the model of prompts that name none (when no model is declared as `default`)")
+    run.set_defaults(handler=cmd_run)
+
+    test = commands.add_parser("test", help="run the test blocks of flow files")
+    test.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    test.set_defaults(handler=cmd_test)
