@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-HEAVY_MODULES = ("torch", "transformers", "chromadb")
+HEAVY_MODULES = ("torch", "transformers", "chromadb", "fastapi", "uvicorn", "prometheus_client")
 TARGET_CHECK_10K_SECONDS = 1.0
 TARGET_COLD_CHECK_SECONDS = 0.3
 

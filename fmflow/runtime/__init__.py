@@ -30,7 +30,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
             trace.close("error", error=_describe(error))
         raise
     finally:
-        if state.cache is not None:
+        if state.cache is not None and state.cache is not options.shared_cache:
             state.cache.close()
     data = program.types.to_jsonable(value)
     if trace is not None:
@@ -65,6 +65,8 @@ def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
 def _open_cache(options: RunOptions):
     if not options.cache:
         return None
+    if options.shared_cache is not None:
+        return options.shared_cache
     from .cache import ResponseCache
 
     return ResponseCache(os.path.join(options.workdir, ".fmflow", "cache", "responses.sqlite3"))
@@ -75,8 +77,8 @@ def _open_trace(program: Program, flow, options: RunOptions, secrets: list[str])
         return None
     from .trace import TraceWriter
 
-    return TraceWriter(os.path.join(options.workdir, ".fmflow", "runs"), secrets=secrets, flow=flow.name,
-                       file=program.path, to_jsonable=program.types.to_jsonable)
+    return TraceWriter(os.path.join(options.workdir, ".fmflow", "runs"), run_id=options.run_id, secrets=secrets,
+                       flow=flow.name, file=program.path, to_jsonable=program.types.to_jsonable)
 
 
 def _describe(error: BaseException) -> str:

@@ -238,9 +238,14 @@ _JSON_NAMES = {str: "str", int: "int", float: "float", bool: "bool", type(None):
 
 
 def _describe(exc: ValidationError, limit: int = 3) -> str:
-    errors = exc.errors(include_url=False)
-    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
-    return "; ".join(_describe_one(e) for e in errors[:limit]) + more
+    messages = describe_errors(exc)
+    more = f" (and {len(messages) - limit} more)" if len(messages) > limit else ""
+    return "; ".join(messages[:limit]) + more
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One readable message per error, in order: "docs[0].id: expected a string, got int"."""
+    return [_describe_one(e) for e in exc.errors(include_url=False)]
 
 
 def _describe_one(error: dict) -> str:

@@ -256,6 +256,8 @@ def _prompt_info(run, decl) -> dict | None:
 
 
 def _end_model_span(run, span, response: ChatResponse, cache_hit: bool, attempts: list) -> None:
+    if run.options.on_usage is not None:
+        run.options.on_usage(response, cache_hit)
     if span is None:
         return
     span.set(tokens_in=response.tokens_in, tokens_out=response.tokens_out, cost=response.cost,

@@ -33,6 +33,11 @@ class RunOptions:
     mocks: dict[str, Any] | None = None      # `fmflow test`: callee name → answer
     on_event: Callable[[str, str, int | None], None] | None = None  # progress: (event, name, line)
     on_text: Callable[[str], None] | None = None  # streams the text of the prompt that gives the final answer
+    run_id: str | None = None                # the trace's run id (default: a new one)
+    # Each model reply as it arrives: (ChatResponse, whether it came from the cache); for usage metrics.
+    on_usage: Callable[[Any, bool], None] | None = None
+    # An open ResponseCache shared by many runs (a server's): used when `cache` is on, never closed by a run.
+    shared_cache: Any = None
 
     @property
     def testing(self) -> bool:
