@@ -17,8 +17,10 @@ load; the figures printed are the medians over rounds.
   Without langserve installed, a FastAPI route calling the same LCEL chain
   with ``ainvoke`` stands in (and the table says so).
 
-Prints requests/second, p50 and p99 latency of each, and fmflow's ratios
-(throughput: fmflow / baseline, higher is better; latency: fmflow /
+Prints requests/second, p50 and p99 latency and the server process's CPU
+time per request (read from /proc: unlike wall time it hardly moves when
+other processes load the machine) of each, and fmflow's ratios
+(throughput: fmflow / baseline, higher is better; latency and CPU: fmflow /
 baseline, lower is better). Nothing is asserted. ``--profile`` runs the
 fmflow server under cProfile for one extra round and prints where its time
 goes (own time, top functions).
@@ -97,6 +99,11 @@ class Round:
     seconds: float
     latencies: list[float]
     failures: int
+    cpu_seconds: float = 0.0     # the server process's own CPU time during the round
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_seconds / max(1, len(self.latencies)) * 1000
 
     @property
     def rps(self) -> float:
@@ -126,6 +133,15 @@ class Server:
                 raise SystemExit(f"{self.name} server exited:\n{self.err.read_text()}")
             time.sleep(0.05)
         raise SystemExit(f"{self.name} server did not start:\n{self.err.read_text()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server so far (Linux /proc): unlike wall time, it does not
+        grow when other processes share the machine."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -158,9 +174,9 @@ async def load(server: Server, requests: int, concurrency: int) -> Round:
                 latencies.append(time.perf_counter() - started)
                 failures += reply.status_code != 200
 
-        started = time.perf_counter()
+        cpu, started = server.cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return Round(time.perf_counter() - started, latencies, failures)
+        return Round(time.perf_counter() - started, latencies, failures, server.cpu_seconds() - cpu)
 
 
 def start_servers(folder: Path, profile_to: Path | None = None) -> tuple[Server, Server]:
@@ -196,17 +212,20 @@ def report(args, rounds: dict[str, list[Round]], baseline_kind: str) -> None:
 
     print(f"serve load: {args.requests} requests × {args.rounds} rounds at concurrency {args.concurrency}, "
           f"one-prompt flow, instant model; Python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
+    print(f"{'server':<20}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'failed':>8}")
     names = {"fmflow": "fmflow serve", "baseline": baseline_kind}
     for name in ("fmflow", "baseline"):
         failed = sum(r.failures for r in rounds[name])
-        print(f"{names[name]:<28}{median(name, lambda r: r.rps):>10.0f}{median(name, lambda r: r.quantile(50)):>10.1f}"
-              f"{median(name, lambda r: r.quantile(99)):>10.1f}{failed:>8}")
-    ratio = median("fmflow", lambda r: r.rps) / median("baseline", lambda r: r.rps)
-    p50 = median("fmflow", lambda r: r.quantile(50)) / median("baseline", lambda r: r.quantile(50))
-    p99 = median("fmflow", lambda r: r.quantile(99)) / median("baseline", lambda r: r.quantile(99))
-    print(f"fmflow / {baseline_kind}: throughput {ratio:.2f}× (higher is better), "
-          f"p50 latency {p50:.2f}×, p99 latency {p99:.2f}× (lower is better)")
+        print(f"{names[name]:<20}{median(name, lambda r: r.rps):>8.0f}{median(name, lambda r: r.quantile(50)):>9.1f}"
+              f"{median(name, lambda r: r.quantile(99)):>9.1f}{median(name, lambda r: r.cpu_ms_per_request):>12.2f}"
+              f"{failed:>8}")
+
+    def ratio(figure) -> float:
+        return median("fmflow", figure) / median("baseline", figure)
+
+    print(f"fmflow / {baseline_kind}: throughput {ratio(lambda r: r.rps):.2f}× (higher is better); "
+          f"p50 latency {ratio(lambda r: r.quantile(50)):.2f}×, p99 latency {ratio(lambda r: r.quantile(99)):.2f}×, "
+          f"server CPU per request {ratio(lambda r: r.cpu_ms_per_request):.2f}× (lower is better)")
 
 
 def profile(args) -> None:

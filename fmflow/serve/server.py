@@ -50,7 +50,7 @@ def run_server(app: FastAPI, settings: ServerSettings, announce: str) -> None:
     url_host = f"[{host}]" if ":" in host else host
     print(f"fmflow: {announce} on http://{url_host}:{port} (API docs: /docs)", file=sys.stderr, flush=True)
     server = uvicorn.Server(config)
-    with _quiet_after_shutdown():
+    with _stop_on_signals(server):
         server.run(sockets=[sock])
 
 
@@ -67,14 +67,26 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _quiet_after_shutdown:
-    """uvicorn re-raises the signal that stopped it once it is done, so that the
-    process dies of it; a graceful stop is a success here: exit 0."""
+class _stop_on_signals:
+    """SIGTERM and SIGINT ask the server to stop, also before and after uvicorn's own handlers.
+
+    uvicorn installs its handlers only once it runs, and when it is done it
+    restores the previous ones and raises the stopping signal again so that
+    the process dies of it. With these in place, a signal that comes during
+    start-up stops the server as soon as it is up, and the raised-again one
+    is a no-op: a graceful stop exits 0.
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+    def __init__(self, server) -> None:
+        self.server = server
+
+    def _stop(self, _signum, _frame) -> None:
+        self.server.should_exit = True
+
     def __enter__(self) -> None:
-        self._previous = {sig: signal.signal(sig, lambda *_: None) for sig in self.SIGNALS}
+        self._previous = {sig: signal.signal(sig, self._stop) for sig in self.SIGNALS}
 
     def __exit__(self, *exc_info) -> None:
         for sig, handler in self._previous.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import asyncio
@@ -189,6 +190,23 @@ def test_a_failing_streamed_run_ends_with_an_error_event(serve_app, client):
     assert [kind for kind, _ in events] == ["start", "error"]
     assert "cannot handle 'x'" in events[-1][1]["error"] and events[-1][1]["run_id"] == events[0][1]["run_id"]
     assert "Traceback" not in reply.text
+
+
+def test_a_client_that_leaves_a_stream_cancels_its_run(serve_app, client, tmp_path):
+    server = serve_app()
+    with client.stream("POST", f"{server.url}/flows/slow/stream", json={"seconds": 30}) as reply:
+        first = next(reply.iter_lines())
+        assert first == "event: start"
+    # The connection is closed with the run still sleeping: the server cancels it and closes its trace.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ends = [json.loads(p.read_text().splitlines()[-1]) for p in (tmp_path / ".fmflow" / "runs").glob("*.jsonl")]
+        if ends and ends[0]["type"] == "end":
+            break
+        time.sleep(0.05)
+    assert ends[0]["type"] == "end" and ends[0]["status"] == "error" and "Cancelled" in ends[0]["error"]
+    text = client.get(f"{server.url}/metrics").text
+    assert metric(text, "fmflow_errors_total", flow="slow", kind="cancelled") == 1
 
 
 def test_bad_inputs_to_a_stream_are_a_422_before_any_event(serve_app, client):
