@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..runtime import Program
 from ..runtime.outputs import describe_errors
@@ -56,7 +56,9 @@ class ServedFlow:
         self.params, self.returns = program.signature(decl)
         self.input_names = [name for name, _ in self.params]
         types = program.types
-        fields = {name: (types.annotation(t), ...) for name, t in self.params}
+        # Attribute names of our own, each input's name as its alias: an input may be called
+        # `copy`, `schema` or `model_config`, names that pydantic keeps for itself.
+        fields = {f"input_{i}": (types.annotation(t), Field(..., alias=name)) for i, (name, t) in enumerate(self.params)}
         self.request_model: type[BaseModel] = create_model(f"{self.name}_input", __config__=_REQUEST_CONFIG,
                                                            **fields)
         self.response_model: type[BaseModel] = create_model(

@@ -113,6 +113,20 @@ def test_strict_inputs_reject_what_lax_validation_would_coerce(serve_app, client
         assert [p["input"] for p in reply.json()["inputs"]] == [field]
 
 
+def test_inputs_may_bear_names_pydantic_keeps_for_itself(serve_app, client):
+    server = serve_app('''
+    flow odd(copy: str, model_config: int, schema: str, validate: bool) -> str {
+      return copy + schema
+    }
+    ''')
+    good = {"copy": "a", "model_config": 1, "schema": "b", "validate": True}
+    assert client.post(f"{server.url}/flows/odd", json=good).json()["output"] == "ab"
+    bad = client.post(f"{server.url}/flows/odd", json={**good, "model_config": "1"}).json()
+    assert [p["input"] for p in bad["inputs"]] == ["model_config"]
+    schema = client.get(f"{server.url}/openapi.json").json()["components"]["schemas"]["odd_input"]
+    assert list(schema["properties"]) == ["copy", "model_config", "schema", "validate"]
+
+
 def test_a_failing_flow_is_a_500_with_the_error_text_and_no_traceback(serve_app, client, tmp_path):
     server = serve_app()
     reply = client.post(f"{server.url}/flows/fails", json={"text": "this"})
