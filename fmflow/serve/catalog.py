@@ -58,7 +58,8 @@ class ServedFlow:
         types = program.types
         # Attribute names of our own, each input's name as its alias: an input may be called
         # `copy`, `schema` or `model_config`, names that pydantic keeps for itself.
-        fields = {f"input_{i}": (types.annotation(t), Field(..., alias=name)) for i, (name, t) in enumerate(self.params)}
+        fields = {f"input_{i}": (types.annotation(t), Field(..., alias=name))
+                  for i, (name, t) in enumerate(self.params)}
         self.request_model: type[BaseModel] = create_model(f"{self.name}_input", __config__=_REQUEST_CONFIG,
                                                            **fields)
         self.response_model: type[BaseModel] = create_model(
