@@ -97,8 +97,16 @@ def load(path: str | Path, flow: str | None = None, *, pins: dict[str, int] | No
 
     Raises FmflowCheckError with every diagnostic when the file has errors.
     """
+    from .runtime import RunOptions
+
+    options = RunOptions(cache=cache, trace=trace, workdir=str(workdir), model=model, mocks=mocks)
+    return Flow(load_checked(path, pins=pins), flow, options)
+
+
+def load_checked(path: str | Path, pins: dict[str, int] | None = None):
+    """The runtime Program of a checked file; FmflowCheckError with every diagnostic when it has errors."""
     from .errors import FmflowCheckError
-    from .runtime import Program, RunOptions
+    from .runtime import Program
 
     loader, ctx = load_program(path, pins=pins)
     if ctx is None:
@@ -106,5 +114,4 @@ def load(path: str | Path, flow: str | None = None, *, pins: dict[str, int] | No
     diagnostics = loader.diagnostics()
     if any(d.is_error for d in diagnostics):
         raise FmflowCheckError(diagnostics, loader.sources())
-    options = RunOptions(cache=cache, trace=trace, workdir=str(workdir), model=model, mocks=mocks)
-    return Flow(Program(loader, ctx), flow, options)
+    return Program(loader, ctx)

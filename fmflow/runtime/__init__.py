@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import FlowRuntimeError
 from .program import Program
-from .run import RunOptions, RunResult, RunState, secrets_of
+from .run import RunOptions, RunResult, RunState, SharedModels, secrets_of
 
 
 async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, Any],
@@ -17,7 +17,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     flow = program.flow(flow_name)
     params, _returns = program.signature(flow)
     check_inputs(flow, params, inputs)
-    state = RunState(program, options, cache=_open_cache(options))
+    state = RunState(program, options, cache=open_cache(options))
     trace = None
     if options.trace:
         configs = [await state.model_config(m) for m in program.models()]
@@ -62,7 +62,9 @@ def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
         raise FlowRuntimeError(f"flow '{flow.name}' needs input {', '.join(map(repr, missing))}")
 
 
-def _open_cache(options: RunOptions):
+def open_cache(options: RunOptions):
+    """The response cache a run uses: ``options.shared_cache``, or one opened in ``options.workdir``
+    (which its opener closes); None with the cache off."""
     if not options.cache:
         return None
     if options.shared_cache is not None:
@@ -87,4 +89,5 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "check_inputs", "run_flow", "run_flow_once"]
+__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "SharedModels", "check_inputs", "open_cache",
+           "run_flow", "run_flow_once"]

@@ -20,12 +20,13 @@ import asyncio
 import time
 import weakref
 from collections import deque
+from dataclasses import replace
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fmflow.providers.base import ModelConfig
 
-__all__ = ["ModelLimiter", "RateWindow", "limiter_for"]
+__all__ = ["ModelLimiter", "RateWindow", "limiter_for", "share_limits"]
 
 
 class RateWindow:
@@ -125,3 +126,21 @@ def limiter_for(config: ModelConfig) -> ModelLimiter:
     if limiter is None:
         limiter = per_loop[key] = ModelLimiter(config.concurrency, config.rate)
     return limiter
+
+
+def share_limits(config: ModelConfig, processes: int) -> ModelConfig:
+    """``config`` with its share of the model's limits when ``processes`` processes call it at once.
+
+    A cluster's workers each run their own limiters, so each gets ``rate /
+    processes`` and ``concurrency / processes`` (rounded down, never below
+    one call). A rate too small to split by count (2 workers on `rate:
+    1/s`) is split by time instead: one call per ``processes / N`` periods.
+    """
+    if processes <= 1 or (config.rate is None and config.concurrency is None):
+        return config
+    rate = config.rate
+    if rate is not None:
+        count, period = rate
+        rate = (count // processes, period) if count >= processes else (1, period * processes / count)
+    concurrency = max(1, config.concurrency // processes) if config.concurrency is not None else None
+    return replace(config, rate=rate, concurrency=concurrency)

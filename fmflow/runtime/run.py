@@ -17,11 +17,20 @@ from .agents import call_agent
 from .errors import CallFailed, FlowRuntimeError, NotMocked
 from .evaluate import Evaluator
 from .executor import FlowExecution
+from .limits import share_limits
 from .outputs import OutputError
 from .prompts import call_prompt
 from .pyimport import load_callable
 from .retrieval import call_retriever
 from .spans import CURRENT_SPAN
+
+
+@dataclass
+class SharedModels:
+    """Models' evaluated settings, shared by the runs of one job made with the same options."""
+
+    configs: dict[int, Any] = field(default_factory=dict)  # id(ModelDecl) → ModelConfig
+    decls: dict[tuple[str, str], Any] = field(default_factory=dict)  # ModelConfig.key → its declaration
 
 
 @dataclass
@@ -38,6 +47,9 @@ class RunOptions:
     on_usage: Callable[[Any, bool], None] | None = None
     # An open ResponseCache shared by many runs (a server's): used when `cache` is on, never closed by a run.
     shared_cache: Any = None
+    # Evaluated model settings shared by many runs (a batch's): env() in a model block is read once for all.
+    shared_models: SharedModels | None = None
+    limit_share: int = 1                     # processes sharing each model's rate and concurrency (a cluster)
 
     @property
     def testing(self) -> bool:
@@ -60,8 +72,9 @@ class RunState:
         self.options = options
         self.trace = trace
         self.cache = cache
-        self._model_configs: dict[int, Any] = {}
-        self._model_decls: dict[tuple[str, str], ast.ModelDecl] = {}
+        models = options.shared_models or SharedModels()
+        self._model_configs: dict[int, Any] = models.configs
+        self._model_decls: dict[tuple[str, str], ast.ModelDecl] = models.decls
         self._default: ModelConfig | None = None
         self._flows_started = False
         self._enums: dict[int, type] = {}
@@ -190,7 +203,7 @@ class RunState:
         """The evaluated settings of a model declaration (env() read once per run)."""
         key = id(decl)
         if key not in self._model_configs:
-            config = await self._evaluate_model(decl)
+            config = share_limits(await self._evaluate_model(decl), self.options.limit_share)
             self._model_configs[key] = config
             self._model_decls[config.key] = decl
         return self._model_configs[key]

@@ -439,3 +439,35 @@ def test_an_api_key_never_reaches_the_trace_of_a_failed_run(tmp_path, monkeypatc
     for path in (tmp_path / ".fmflow").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_usage_counts_answers_tokens_and_cache_hits(tmp_path, scripted):
+    import asyncio
+
+    from fmflow.runtime import RunOptions, run_flow
+    from fmflow.runtime.usage import Usage
+
+    scripted([{"text": "one", "tokens_in": 7, "tokens_out": 2, "cost": 0.5}])
+    flow = cached_flow(tmp_path)
+    usage = Usage()
+    options = RunOptions(workdir=str(tmp_path), trace=False, on_usage=usage.add_answer)
+    for _ in range(2):
+        asyncio.run(run_flow(flow.program, None, {"x": "q"}, options))
+    assert usage == Usage(calls=2, cached=1, tokens_in=7, tokens_out=2, cost=0.5)  # a cache hit costs nothing
+
+
+def test_runs_can_share_one_open_cache_and_their_models(tmp_path, scripted):
+    import asyncio
+
+    from fmflow.runtime import RunOptions, SharedModels, open_cache, run_flow
+
+    provider = scripted(["first", "second"])
+    flow = cached_flow(tmp_path)
+    options = RunOptions(workdir=str(tmp_path), trace=False, shared_models=SharedModels())
+    options.shared_cache = open_cache(options)
+    for _ in range(3):
+        assert asyncio.run(run_flow(flow.program, None, {"x": "q"}, options)).value == "first"
+    assert len(provider.requests) == 1
+    assert options.shared_cache.get("no such key") is None and options.shared_cache.last_error is None  # open
+    assert len(options.shared_models.configs) == 1  # evaluated once for the three runs
+    options.shared_cache.close()

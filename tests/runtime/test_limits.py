@@ -233,3 +233,38 @@ def test_limiter_for_needs_a_running_loop():
 
 def run(coro):
     return asyncio.run(coro)
+
+
+# ------------------------------------------------------ shares of a cluster
+
+@pytest.mark.parametrize("rate, concurrency, processes, shared_rate, shared_concurrency", [
+    ((60, 60.0), 10, 1, (60, 60.0), 10),       # one process: unchanged
+    ((60, 60.0), 10, 2, (30, 60.0), 5),
+    ((5, 1.0), 3, 2, (2, 1.0), 1),             # rounded down: the total never passes the limit
+    ((1, 1.0), 1, 2, (1, 2.0), 1),             # too small to split by count: split by time
+    ((2, 1.0), None, 3, (1, 1.5), None),
+    (None, 4, 8, None, 1),                     # never below one call at a time
+])
+def test_share_limits(rate, concurrency, processes, shared_rate, shared_concurrency):
+    from fmflow.runtime.limits import share_limits
+
+    config = ModelConfig(name="m", provider="replay", rate=rate, concurrency=concurrency)
+    shared = share_limits(config, processes)
+    assert (shared.rate, shared.concurrency) == (shared_rate, shared_concurrency)
+    assert shared.name == "m" and shared.provider == "replay"
+
+
+def test_a_run_takes_its_share_of_the_declared_limits(tmp_path):
+    import fmflow
+    from fmflow.runtime import RunOptions
+    from fmflow.runtime.run import RunState
+
+    path = tmp_path / "flow.fmflow"
+    path.write_text('model m {\n  provider: "replay"\n  rate: 60/min\n  concurrency: 8\n}\n'
+                    'flow go(q: str) -> str {\n  return q\n}\n')
+    program = fmflow.load(path).program
+    [decl] = program.models()
+    shared = asyncio.run(RunState(program, RunOptions(limit_share=4)).model_config(decl))
+    assert (shared.rate, shared.concurrency) == ((15, 60.0), 2)
+    alone = asyncio.run(RunState(program, RunOptions()).model_config(decl))
+    assert (alone.rate, alone.concurrency) == ((60, 60.0), 8)

@@ -108,7 +108,7 @@ def test_python_errors_while_rendering_are_render_errors(renderer):
 
 
 def test_templates_are_compiled_once(renderer, monkeypatch):
-    source = "Hi {{ name }}"
+    source = "Hi {{ name | lower }}"  # a filter: Jinja renders it (plain substitutions skip Jinja)
     first = renderer.compile(source)
     assert renderer.compile(source) is first
     calls = []
@@ -117,8 +117,8 @@ def test_templates_are_compiled_once(renderer, monkeypatch):
     assert renderer.render(source, {"name": "a"}) == "Hi a"
     assert renderer.render(source, {"name": "b"}) == "Hi b"
     assert calls == []
-    renderer.render("Bye {{ name }}", {"name": "c"})
-    assert calls == ["Bye {{ name }}"]
+    renderer.render("Bye {{ name | lower }}", {"name": "c"})
+    assert calls == ["Bye {{ name | lower }}"]
 
 
 def test_extra_filters(models):
@@ -143,3 +143,38 @@ def test_output_instructions_hold_the_compact_schema(models):
     assert compact in text
     assert json.loads(text[text.index("{"):]) == schema
     assert text.count("\n") == 1  # one line of instructions, one of schema
+
+
+# Templates that only substitute variables skip Jinja's machinery; the text must not change.
+PLAIN_TEMPLATES = ["Q: {{ q }}", "{{q}}", "{{ q }}{{ n }}\n", "a}} {{ q }} {b}\n\n", "{{ q }} and {{ q }}", "",
+                   "no variables", "{ {{ q }} }", "{{ q}} {{n }}"]
+OTHER_TEMPLATES = ["{{{ q }}", "{{ q }}}", "{{ q | upper }}", "{{ q }}\r\n", "{# c #}{{ q }}", "{{ none }}",
+                   "{% if q %}{{ q }}{% endif %}", "{{\nq }}", "{{ q.x }}"]
+
+
+@pytest.mark.parametrize("source", PLAIN_TEMPLATES + OTHER_TEMPLATES)
+@pytest.mark.parametrize("value", ["text", 3, 2.5, True, None, ["a", 1], {"k": [None]}, "{{ q }}"])
+def test_plain_substitution_renders_what_jinja_renders(renderer, source, value):
+    from fmflow.runtime.templates import _Substitution
+
+    variables = {"q": value, "n": 7}
+    try:
+        expected = renderer.compile(source).render(variables)
+    except Exception as error:  # `{{ q.x }}` on a str: Jinja's error is the one users see
+        with pytest.raises(TemplateRenderError):
+            renderer.render(source, variables)
+        assert _Substitution.of(source) is None, error
+        return
+    assert renderer.render(source, variables) == expected
+    assert (_Substitution.of(source) is not None) == (source in PLAIN_TEMPLATES)
+
+
+def test_plain_substitution_of_models_and_enums(renderer, models, docs):
+    billing = models.validate(CATEGORY, "billing")
+    for value in (docs[0], docs, billing, [billing]):
+        assert renderer.render("x {{ v }}", {"v": value}) == renderer.compile("x {{ v }}").render(v=value)
+
+
+def test_a_missing_variable_still_gets_jinjas_error(renderer):
+    with pytest.raises(TemplateRenderError, match="'q' is undefined"):
+        renderer.render("Q: {{ q }}", {})

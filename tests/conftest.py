@@ -1,4 +1,4 @@
-"""Fixtures shared by the runtime tests."""
+"""Fixtures shared by the tests: scripted models, replay models that start over in every test."""
 
 from __future__ import annotations
 
