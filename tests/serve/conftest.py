@@ -6,19 +6,10 @@ import httpx
 import pytest
 
 from fmflow.api import load_program
-from fmflow.providers import get_provider
 from fmflow.runtime import Program, RunOptions
 from fmflow.serve import FlowCatalog, ServeSettings, build_app
 
 from servers import ThreadServer, write_flows
-
-
-@pytest.fixture(autouse=True)
-def _fresh_replay():
-    """Scripted replay models answer from the start of their list in every test."""
-    get_provider("replay").reset()
-    yield
-    get_provider("replay").reset()
 
 
 def load_catalog(*paths) -> FlowCatalog:
