@@ -234,7 +234,7 @@ def timed_run(argv: list[str], cwd: Path) -> tuple[float, subprocess.CompletedPr
 
 
 def median_start(argv: list[str], cwd: Path, runs: int) -> tuple[float, subprocess.CompletedProcess]:
-    _, last = timed_run(argv, cwd)  # untimed: writes .pyc files and the Lark grammar cache
+    _, last = timed_run(argv, cwd)  # untimed: writes .pyc files and the parser's table cache
     times = []
     for _ in range(runs):
         seconds, last = timed_run(argv, cwd)

@@ -127,18 +127,27 @@ class _CommentSink(threading.local):
 _comments = _CommentSink()
 
 
+_BUILD_OPTIONS = dict(parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
+
+
 @lru_cache(maxsize=1)
 def lark_parser() -> Lark:
-    return Lark(
-        grammar_path().read_text(encoding="utf-8"),
-        parser="lalr",
-        lexer="basic",
-        propagate_positions=True,
-        maybe_placeholders=False,
-        postlex=NewlineFilter(),
-        lexer_callbacks={"COMMENT": lambda tok: _comments.tokens.append(tok)},
-        cache=True,
-    )
+    """The parser, from tables kept in a private per-user cache (see parse_tables.py)."""
+    from .parse_tables import load_or_build, table_key
+
+    grammar = grammar_path().read_text(encoding="utf-8")
+    # Given again at load: the post-lexer and callbacks are code, never stored.
+    runtime_options = dict(postlex=NewlineFilter(), propagate_positions=True,
+                           lexer_callbacks={"COMMENT": lambda tok: _comments.tokens.append(tok)})
+
+    def build() -> Lark:
+        return Lark(grammar, **{**_BUILD_OPTIONS, **runtime_options})
+
+    def load(tables: dict) -> Lark:
+        # Lark.load takes no options; its _load (what Lark's own cache calls) does.
+        return Lark.__new__(Lark)._load(tables, **runtime_options)
+
+    return load_or_build(table_key(grammar, _BUILD_OPTIONS), build, load)
 
 
 @contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,7 @@ from pathlib import Path
 import pytest
 
 import fmflow
-
-ROOT = Path(__file__).resolve().parents[2]
-ANSI = re.compile(r"\x1b\[")
+from clitools import ANSI, ROOT, fmflow_cmd, write
 
 CLEAN = '''\
 model local { provider: "builtin", name: "echo" }
@@ -58,25 +55,6 @@ flow hello(name: str) -> str { return greet(name: name) }
 '''
 
 JSON_KEYS = {"file", "line", "col", "end_line", "end_col", "severity", "code", "message"}
-
-
-def fmflow_cmd(cwd: Path, *args: str, tty: bool = False) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("FMFLOW_DEBUG", "FMFLOW_STRICT", "NO_COLOR")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["TERM"] = "xterm"
-    result = subprocess.run([sys.executable, "-m", "fmflow", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=60)
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream, stream
-        assert not ANSI.search(stream), f"ANSI escapes with no terminal: {stream!r}"
-    return result
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def require(module: str, attr: str):
