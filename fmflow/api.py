@@ -22,16 +22,17 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
 
 def load_program(path: str | Path, text: str | None = None, pins: dict[str, int] | None = None,
                  overrides: dict[str, str] | None = None) -> tuple[ModuleLoader, CheckContext | None]:
-    """Check a file and its imports; the loader holds every checked module."""
+    """Check a file and its imports; the loader holds every checked module.
+
+    Raises SourceError (an OSError) when ``path`` cannot be read as a flow file.
+    """
     loader = ModuleLoader(pins=pins, overrides=overrides)
     return loader, loader.load(str(path), text=text)
 
 
 def check(path: str | Path, pins: dict[str, int] | None = None) -> list[Diagnostic]:
     """Diagnostics of a file and the files it imports, sorted by file and position."""
-    loader, ctx = load_program(path, pins=pins)
-    if ctx is None:
-        raise FileNotFoundError(f"cannot read {path}")
+    loader, _ctx = load_program(path, pins=pins)
     return loader.diagnostics()
 
 
@@ -109,8 +110,6 @@ def load_checked(path: str | Path, pins: dict[str, int] | None = None):
     from .runtime import Program
 
     loader, ctx = load_program(path, pins=pins)
-    if ctx is None:
-        raise FileNotFoundError(f"cannot read {path}")
     diagnostics = loader.diagnostics()
     if any(d.is_error for d in diagnostics):
         raise FmflowCheckError(diagnostics, loader.sources())

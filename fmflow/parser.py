@@ -173,6 +173,23 @@ def parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
         return _parse_source(source, diagnostics)
 
 
+def parse_file(path: str, diagnostics: Diagnostics) -> tuple[SourceFile, ast.Module]:
+    """Read and parse a flow file; raises SourceError when it cannot be read at all.
+
+    A file that is not UTF-8 is one E001 at its first bad byte, and is not parsed.
+    """
+    source, not_utf8 = SourceFile.read(path)
+    if not_utf8 is None:
+        return source, parse_source(source, diagnostics)
+    diagnostics.add("E001", f"byte 0x{not_utf8.byte:02X} is not valid UTF-8",
+                    source.span(not_utf8.offset, not_utf8.offset), "fmflow files are UTF-8 text; save it as UTF-8")
+    return source, _empty_module(source)
+
+
+def _empty_module(source: SourceFile) -> ast.Module:
+    return ast.Module(source.path, [], [], [], recovered=True, span=source.span(0, len(source.text)))
+
+
 def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
     from .transformer import build_module
 
@@ -188,7 +205,7 @@ def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
             errors += 1
             blanked = _blank_broken_declaration(working, _error_offset(error, working))
             if blanked == working or errors >= MAX_SYNTAX_ERRORS:
-                return ast.Module(source.path, [], [], [], recovered=True, span=source.span(0, len(source.text)))
+                return _empty_module(source)
             working = blanked
     comments = [_comment(tok, source) for tok in _comments.tokens]
     _comments.tokens = []
@@ -260,4 +277,4 @@ def parse_text(text: str, path: str = "<string>") -> tuple[ast.Module, list[Diag
     return module, diagnostics.sorted()
 
 
-__all__ = ["parse_source", "parse_text", "lark_parser", "KEYWORDS", "UnexpectedEOF"]
+__all__ = ["parse_file", "parse_source", "parse_text", "lark_parser", "KEYWORDS", "UnexpectedEOF"]

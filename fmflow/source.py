@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+SUFFIX = ".fmflow"
+MAX_SOURCE_BYTES = 10 * 1024 * 1024  # docs/language.md: a flow file holds at most 10 MB
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class SourceFile:
     path: str
     text: str
     _line_starts: list[int] = field(default_factory=list, repr=False)
+    # The file began with a UTF-8 byte order mark (not part of ``text``; `fmt` drops it).
+    bom: bool = False
 
     def __post_init__(self) -> None:
         starts = [0]
@@ -50,8 +58,21 @@ class SourceFile:
         self._line_starts = starts
 
     @classmethod
-    def read(cls, path: str | Path) -> "SourceFile":
-        return cls(str(path), Path(path).read_text(encoding="utf-8"))
+    def read(cls, path: str | Path) -> "tuple[SourceFile, NotUtf8 | None]":
+        """The file at ``path`` (see ``read_flow_bytes``) and where it stops being UTF-8, if it does.
+
+        A file that is not UTF-8 gives only its text before the first bad
+        byte, so that nothing after it is ever shown.
+        """
+        data = read_flow_bytes(path)
+        bom = data.startswith(_BOM)
+        if bom:
+            data = data[len(_BOM):]
+        try:
+            return cls(str(path), data.decode("utf-8"), bom=bom), None
+        except UnicodeDecodeError as error:
+            good = data[:error.start].decode("utf-8")
+            return cls(str(path), good, bom=bom), NotUtf8(len(good), data[error.start])
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, col) of a character offset."""
@@ -74,3 +95,82 @@ class SourceFile:
         start = self._line_starts[line - 1]
         end = self.text.find("\n", start)
         return self.text[start:] if end == -1 else self.text[start:end]
+
+
+@dataclass(frozen=True)
+class NotUtf8:
+    """Where a file stops being UTF-8: the offset in its decoded text, and the byte found."""
+
+    offset: int
+    byte: int
+
+
+class SourceError(OSError):
+    """A path that cannot be read as a flow file; the message says why, never what it holds."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(reason)
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot read '{self.path}': {self.reason}"
+
+
+def check_flow_name(path: str | Path) -> None:
+    """Flow files are named ``*.fmflow``, and so is the file a link points to."""
+    name = str(path)
+    if not name.endswith(SUFFIX):
+        raise SourceError(name, f"flow files end in '{SUFFIX}'")
+    target = os.path.realpath(name)
+    if not target.endswith(SUFFIX):
+        raise SourceError(name, f"it links to a file whose name does not end in '{SUFFIX}'")
+
+
+def read_flow_bytes(path: str | Path) -> bytes:
+    """The bytes of a flow file: a regular ``*.fmflow`` file of at most MAX_SOURCE_BYTES.
+
+    The file is opened without blocking (a FIFO never waits for a writer)
+    and checked through its descriptor before anything is read.
+    """
+    check_flow_name(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise SourceError(path, _os_reason(error)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError(path, f"it is {_file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_SOURCE_BYTES:
+            raise SourceError(path, _too_large(info.st_size))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+    except OSError as error:
+        if isinstance(error, SourceError):
+            raise
+        raise SourceError(path, _os_reason(error)) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SOURCE_BYTES:  # it grew while being read
+        raise SourceError(path, _too_large(len(data)))
+    return data
+
+
+def _too_large(size: int) -> str:
+    return f"it holds {size / 1_048_576:.1f} MB; flow files are limited to {MAX_SOURCE_BYTES // 1_048_576} MB"
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a folder"
+    return (error.strerror or type(error).__name__).lower()
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")

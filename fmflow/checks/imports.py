@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ..resources import stdlib_dir
+from ..source import SUFFIX, SourceError
 from .context import CheckContext
+
+_STD_NAME = re.compile(r"std/[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*(?:\.fmflow)?")
 
 
 def resolve_import(written: str, importer: str) -> str:
@@ -22,6 +26,10 @@ def resolve_import(written: str, importer: str) -> str:
 def check_imports(ctx: CheckContext) -> None:
     loader = ctx.loader
     for imp in ctx.module.imports:
+        if not _importable(imp.path):
+            ctx.diagnostics.add("E002", f"cannot import '{imp.path}': an import names a {SUFFIX} file or a std/ module",
+                                imp.span, f'e.g. import "./shared{SUFFIX}" or import "std/filters"')
+            continue
         target = resolve_import(imp.path, ctx.path)
         if imp.path in ctx.imported:
             ctx.diagnostics.add("E102", f"'{imp.path}' is imported twice", imp.span, "remove this import")
@@ -33,16 +41,24 @@ def check_imports(ctx: CheckContext) -> None:
             # Its names are still visible, so the cycle is the only error reported.
             ctx.imported[imp.path] = (target, loader.context(target).module)
             continue
-        if not os.path.isfile(target):
+        if not os.path.lexists(target):
             hint = "standard library modules: " + ", ".join(sorted(_stdlib_modules())) \
                 if imp.path.startswith("std/") else "paths are relative to the importing file"
             ctx.diagnostics.add("E002", f"cannot find import '{imp.path}' (looked for {target})", imp.span, hint)
             continue
-        imported = loader.load(target, report_unused=False)
-        if imported is None:
-            ctx.diagnostics.add("E002", f"cannot read import '{imp.path}'", imp.span)
+        try:
+            imported = loader.load(target, report_unused=False)
+        except SourceError as error:  # the reason only: what a file that is not a flow holds is never shown
+            ctx.diagnostics.add("E002", f"cannot read import '{imp.path}': {error.reason}", imp.span)
             continue
         ctx.imported[imp.path] = (target, imported.module)
+
+
+def _importable(written: str) -> bool:
+    """``std/NAME`` (no way out of the standard library) or a path to a ``.fmflow`` file."""
+    if written.startswith("std/"):
+        return _STD_NAME.fullmatch(written) is not None
+    return written.endswith(SUFFIX)
 
 
 def _stdlib_modules() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..diagnostics import Diagnostic, Diagnostics
-from ..parser import collector_paused, parse_source
+from ..parser import collector_paused, parse_file, parse_source
 from ..source import SourceFile
 from .context import CheckContext
 
@@ -25,7 +25,11 @@ class ModuleLoader:
     def _key(path: str) -> str:
         return os.path.abspath(path)
 
-    def load(self, path: str, text: str | None = None, report_unused: bool = True) -> CheckContext | None:
+    def load(self, path: str, text: str | None = None, report_unused: bool = True) -> CheckContext:
+        """The checked file at ``path`` (or ``text`` checked as that file).
+
+        Raises SourceError when the file cannot be read (see fmflow.source).
+        """
         from . import run_passes
 
         key = self._key(path)
@@ -33,15 +37,12 @@ class ModuleLoader:
             return self.contexts[key]
         if text is None:
             text = self.overrides.get(key)
-        if text is None:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    text = f.read()
-            except (OSError, UnicodeDecodeError):
-                return None
-        source = SourceFile(path, text)
         diagnostics = Diagnostics()
-        module = parse_source(source, diagnostics)
+        if text is None:
+            source, module = parse_file(path, diagnostics)
+        else:
+            source = SourceFile(path, text)
+            module = parse_source(source, diagnostics)
         ctx = CheckContext(source, module, diagnostics, pins=self.pins, report_unused=report_unused, loader=self)
         self.contexts[key] = ctx
         self._loading.append(key)

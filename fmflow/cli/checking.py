@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, flow_files, parse_pins, print_diagnostics,
-                     select_flow, write_atomically)
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, flow_files, load_checked, parse_pins,
+                     print_diagnostics, select_flow, write_atomically)
 
 
 def cmd_check(args) -> int:
-    from ..api import load_program
-
     pins = parse_pins(args.pin)
     diagnostics, sources = [], {}
     seen: set[tuple] = set()
     for path in flow_files(args.files):
-        loader, ctx = load_program(path, pins=pins)
-        if ctx is None:
-            raise UsageError(f"cannot read '{path}'")
+        loader, _ctx = load_checked(path, pins)
         sources.update(loader.sources())
         for d in loader.diagnostics():
             key = (d.code, d.span.path, d.span.start, d.message)
@@ -33,21 +29,23 @@ def cmd_check(args) -> int:
 def cmd_fmt(args) -> int:
     from ..diagnostics import Diagnostics
     from ..formatter import format_module
-    from ..parser import parse_source
-    from ..source import SourceFile
+    from ..parser import parse_file
+    from ..source import SourceError
 
     status = EXIT_OK
     changed: list[str] = []
     for path in flow_files(args.files):
-        source = SourceFile.read(path)
         diagnostics = Diagnostics()
-        module = parse_source(source, diagnostics)
+        try:
+            source, module = parse_file(path, diagnostics)
+        except SourceError as error:
+            raise UsageError(str(error)) from None
         if diagnostics.has_errors:
             print_diagnostics(diagnostics.sorted(), {path: source})
             status = EXIT_ERRORS
             continue
         formatted = format_module(module)
-        if formatted == source.text:
+        if formatted == source.text and not source.bom:  # the canonical form has no byte order mark
             continue
         changed.append(path)
         if not args.check:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
-from pathlib import Path
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -26,19 +26,44 @@ def use_color(stream) -> bool:
 
 
 def flow_files(paths: list[str]) -> list[str]:
-    """Files named on the command line; folders give every .fmflow file inside them."""
+    """Files named on the command line; a folder gives the flow files found inside it.
+
+    Inside a folder only regular files named ``*.fmflow`` count (not links,
+    pipes or devices), and hidden folders and files are skipped: fmflow's
+    own ``.fmflow/`` state folder (runs, cache, store), ``.git``, ``.venv``….
+    A file named on the command line is taken as given; reading it checks it.
+    """
     files: list[str] = []
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(str(p) for p in sorted(path.rglob("*.fmflow")))
-        elif path.is_file():
+        if os.path.isdir(raw):
+            files.extend(_flows_in_folder(raw))
+        elif os.path.lexists(raw):
             files.append(raw)
         else:
             raise UsageError(f"cannot read '{raw}': no such file or folder")
     if not files:
         raise UsageError("no .fmflow files found in " + ", ".join(paths))
     return files
+
+
+def _flows_in_folder(top: str) -> list[str]:
+    from ..source import SUFFIX
+
+    found: list[str] = []
+    for folder, subfolders, names in os.walk(top):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(names):
+            path = os.path.normpath(os.path.join(folder, name))
+            if name.endswith(SUFFIX) and not name.startswith(".") and _is_regular_file(path):
+                found.append(path)
+    return found
+
+
+def _is_regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def parse_pins(pins: list[str]) -> dict[str, int]:
@@ -72,13 +97,20 @@ def write_atomically(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def load_checked(path: str, pins: dict[str, int] | None = None):
+    """(loader, context) of a checked file; a file that cannot be read is a usage error."""
+    from ..api import load_program
+    from ..source import SourceError
+
+    try:
+        return load_program(path, pins=pins)
+    except SourceError as error:
+        raise UsageError(str(error)) from None
+
+
 def checked(path: str, pins: dict[str, int] | None = None, allow: tuple[str, ...] = ()):
     """A checked file's context; prints diagnostics and returns None on errors."""
-    from ..api import load_program
-
-    loader, ctx = load_program(path, pins=pins)
-    if ctx is None:
-        raise UsageError(f"cannot read '{path}'")
+    loader, ctx = load_checked(path, pins)
     diagnostics = loader.diagnostics()
     blocking = [d for d in diagnostics if d.is_error and d.code not in allow]
     if blocking:

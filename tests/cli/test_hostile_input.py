@@ -1,0 +1,132 @@
+"""`fmflow check`, `fmt`, `graph` and `test` on hostile or careless input, through real subprocesses.
+
+The only outcomes allowed: diagnostics, or a one-line error naming the file
+and the reason; never a traceback, a hang, or a byte of a file that is not
+a flow.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clitools import fmflow_cmd, write
+
+SECRET = "hunter2-do-not-print"
+ECHO = '''\
+flow echo(x: str) -> str {
+  return x
+}
+
+test echo_works {
+  flow: echo
+  input: { x: "a" }
+  expect: [output == "a"]
+}
+'''
+
+
+def shown(result) -> str:
+    return result.stdout + result.stderr
+
+
+# ------------------------------------------------------------ imports (2)
+
+def test_check_never_prints_a_file_that_is_not_a_flow(tmp_path):
+    write(tmp_path, ".env", f"TOKEN={SECRET}\n")
+    write(tmp_path, "main.fmflow", 'import "./.env"\nimport "/etc/passwd"\nflow f(x: str) -> str { return x }\n')
+    result = fmflow_cmd(tmp_path, "check", "main.fmflow")
+    assert result.returncode == 1
+    assert SECRET not in shown(result) and "root:" not in shown(result)
+    assert "main.fmflow:1:1: error[E002]: cannot import './.env': an import names a .fmflow file or a std/ module" \
+        in result.stdout
+    assert "main.fmflow:2:1: error[E002]: cannot import '/etc/passwd'" in result.stdout
+
+
+def test_check_of_a_link_to_a_secret_prints_nothing_of_it(tmp_path):
+    write(tmp_path, ".env", f"TOKEN={SECRET}\n")
+    os.symlink(tmp_path / ".env", tmp_path / "flow.fmflow")
+    result = fmflow_cmd(tmp_path, "check", "flow.fmflow")
+    assert result.returncode == 2
+    assert SECRET not in shown(result)
+    assert "fmflow: error: cannot read 'flow.fmflow': it links to a file whose name does not end in '.fmflow'" \
+        in result.stderr
+
+
+# ------------------------------------------------ pipes and devices (3)
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("command", [["check"], ["fmt"], ["fmt", "--check"], ["graph"], ["test"]])
+def test_a_fifo_named_like_a_flow_does_not_hang(tmp_path, command):
+    os.mkfifo(tmp_path / "pipe.fmflow")
+    result = fmflow_cmd(tmp_path, *command, "pipe.fmflow", timeout=30)
+    assert "cannot read 'pipe.fmflow': it is a pipe (FIFO), not a regular file" in result.stderr
+    assert result.returncode in (1, 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_check_of_a_folder_skips_pipes_and_links_and_an_import_of_a_pipe_is_e002(tmp_path):
+    os.mkfifo(tmp_path / "pipe.fmflow")
+    os.symlink("/dev/zero", tmp_path / "zero.fmflow")
+    write(tmp_path, "main.fmflow", 'import "./pipe.fmflow"\nflow f(x: str) -> str { return x }\n')
+    result = fmflow_cmd(tmp_path, "check", ".", timeout=30)
+    assert result.returncode == 1
+    assert result.stdout.count("error[") == 1
+    assert "main.fmflow:1:1: error[E002]: cannot read import './pipe.fmflow': it is a pipe (FIFO), not a " \
+           "regular file" in result.stdout
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path):
+    with open(tmp_path / "big.fmflow", "wb") as f:
+        f.truncate(11 * 1024 * 1024)
+    for command in (["check"], ["fmt"]):
+        result = fmflow_cmd(tmp_path, *command, "big.fmflow")
+        assert result.returncode == 2
+        assert "cannot read 'big.fmflow': it holds 11.0 MB; flow files are limited to 10 MB" in result.stderr
+
+
+# ----------------------------------------------------------- UTF-8 (5)
+
+def test_check_and_fmt_say_which_byte_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.fmflow"
+    original = b'flow f(x: str) -> str {\n  return "caf\xe9"\n}\n'
+    path.write_bytes(original)
+    for command in (["check"], ["fmt"], ["fmt", "--check"]):
+        result = fmflow_cmd(tmp_path, *command, "latin1.fmflow")
+        assert result.returncode == 1, shown(result)
+        assert "latin1.fmflow:2:14: error[E001]: byte 0xE9 is not valid UTF-8" in result.stdout
+    assert path.read_bytes() == original
+
+
+def test_fmt_drops_a_byte_order_mark_and_check_accepts_it(tmp_path):
+    path = tmp_path / "bom.fmflow"
+    canonical = b"flow f(x: str) -> str {\n  return x\n}\n"
+    path.write_bytes(b"\xef\xbb\xbf" + canonical)
+    assert fmflow_cmd(tmp_path, "check", "bom.fmflow").returncode == 0
+    result = fmflow_cmd(tmp_path, "fmt", "--check", "bom.fmflow")
+    assert result.returncode == 1 and "would reformat bom.fmflow" in result.stdout
+    assert fmflow_cmd(tmp_path, "fmt", "bom.fmflow").returncode == 0
+    assert path.read_bytes() == canonical
+    assert fmflow_cmd(tmp_path, "fmt", "--check", "bom.fmflow").returncode == 0
+
+
+# ------------------------------------------------------ folder walks (9)
+
+def test_folder_commands_skip_the_fmflow_state_folder_and_hidden_folders(tmp_path):
+    write(tmp_path, "echo.fmflow", ECHO)
+    write(tmp_path, ".fmflow/runs/run-1.jsonl", "{}\n")
+    write(tmp_path, ".fmflow/cache/x.fmflow", "not a flow {")  # a stray state file
+    write(tmp_path, ".git/hooks/old.fmflow", "broken {")
+    write(tmp_path, ".draft.fmflow", "broken {")
+    write(tmp_path, "nested.fmflow/inner.fmflow", "flow g(x: str) -> str {\n  return x\n}\n")
+    ran = fmflow_cmd(tmp_path, "run", "echo.fmflow", "-i", "x=hi")  # writes .fmflow/ in the folder
+    assert ran.returncode == 0, shown(ran)
+    for command in (["check", "."], ["fmt", "--check", "."], ["check", str(tmp_path)], ["test", "."]):
+        result = fmflow_cmd(tmp_path, *command)
+        assert result.returncode == 0, (command, shown(result))
+        assert ".fmflow'" not in result.stderr
+    tested = fmflow_cmd(tmp_path, "test", ".")
+    assert "PASS echo_works" in tested.stdout and "1 passed, 0 failed" in tested.stdout
+    checked = fmflow_cmd(tmp_path, "check", ".", "--format", "json")
+    assert checked.stdout.strip() == "[]"
