@@ -95,13 +95,19 @@ def prompt_hash(decl: ast.PromptDecl, ctx: "CheckContext") -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
+MAX_LOCK_BYTES = 10 * 1024 * 1024
+
+
 def _read_all(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
+    from .files import UnreadableFile, read_regular_file
+
+    if not os.path.lexists(path):
         return {}
-    except (OSError, ValueError) as error:
+    try:
+        data = json.loads(read_regular_file(path, MAX_LOCK_BYTES, "lock files").decode("utf-8"))
+    except UnreadableFile as error:
+        raise LockError(f"{LOCK_NAME} cannot be read: {error.reason}") from None
+    except (ValueError, RecursionError) as error:
         raise LockError(f"{LOCK_NAME} cannot be read: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
         raise LockError(f"{LOCK_NAME} is not an fmflow lock file")
@@ -111,7 +117,7 @@ def _read_all(path: str) -> dict:
 def read_lock(flow_path: str) -> dict[str, str] | None:
     """Recorded hashes of one flow file's prompts, or None without a lock file."""
     path = lock_path(flow_path)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
     entry = _read_all(path).get("files", {}).get(os.path.basename(flow_path), {})
     if not isinstance(entry, dict):
@@ -121,6 +127,8 @@ def read_lock(flow_path: str) -> dict[str, str] | None:
 
 def write_lock(ctx: "CheckContext") -> tuple[str, dict[str, str]]:
     """Record every prompt version of a checked file; returns the lock path and entries."""
+    from .files import write_atomically
+
     path = lock_path(ctx.path)
     data = _read_all(path)
     hashes = {prompt_key(d): prompt_hash(d, ctx) for d in ctx.module.decls if isinstance(d, ast.PromptDecl)}
@@ -128,9 +136,6 @@ def write_lock(ctx: "CheckContext") -> tuple[str, dict[str, str]]:
     files[os.path.basename(ctx.path)] = dict(sorted(hashes.items()))
     data["fmflow_lock"] = LOCK_FORMAT
     data["files"] = dict(sorted(files.items()))
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"fmflow_lock": LOCK_FORMAT, "files": data["files"]}, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)  # never leave a half-written lock behind
+    text = json.dumps({"fmflow_lock": LOCK_FORMAT, "files": data["files"]}, indent=2) + "\n"
+    write_atomically(path, text)  # never leave a half-written lock behind
     return path, hashes

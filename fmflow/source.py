@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import bisect
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .files import UnreadableFile, read_regular_file
 
 SUFFIX = ".fmflow"
 MAX_SOURCE_BYTES = 10 * 1024 * 1024  # docs/language.md: a flow file holds at most 10 MB
@@ -105,16 +106,8 @@ class NotUtf8:
     byte: int
 
 
-class SourceError(OSError):
+class SourceError(UnreadableFile):
     """A path that cannot be read as a flow file; the message says why, never what it holds."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(reason)
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"cannot read '{self.path}': {self.reason}"
 
 
 def check_flow_name(path: str | Path) -> None:
@@ -128,49 +121,9 @@ def check_flow_name(path: str | Path) -> None:
 
 
 def read_flow_bytes(path: str | Path) -> bytes:
-    """The bytes of a flow file: a regular ``*.fmflow`` file of at most MAX_SOURCE_BYTES.
-
-    The file is opened without blocking (a FIFO never waits for a writer)
-    and checked through its descriptor before anything is read.
-    """
+    """The bytes of a flow file: a regular ``*.fmflow`` file of at most MAX_SOURCE_BYTES."""
     check_flow_name(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except OSError as error:
-        raise SourceError(path, _os_reason(error)) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SourceError(path, f"it is {_file_kind(info.st_mode)}, not a regular file")
-        if info.st_size > MAX_SOURCE_BYTES:
-            raise SourceError(path, _too_large(info.st_size))
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(MAX_SOURCE_BYTES + 1)
-    except OSError as error:
-        if isinstance(error, SourceError):
-            raise
-        raise SourceError(path, _os_reason(error)) from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_SOURCE_BYTES:  # it grew while being read
-        raise SourceError(path, _too_large(len(data)))
-    return data
-
-
-def _too_large(size: int) -> str:
-    return f"it holds {size / 1_048_576:.1f} MB; flow files are limited to {MAX_SOURCE_BYTES // 1_048_576} MB"
-
-
-def _os_reason(error: OSError) -> str:
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, IsADirectoryError):
-        return "it is a folder"
-    return (error.strerror or type(error).__name__).lower()
-
-
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "a special file")
+        return read_regular_file(path, MAX_SOURCE_BYTES, "flow files")
+    except UnreadableFile as error:
+        raise SourceError(error.path, error.reason) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, flow_files, load_checked, parse_pins,
-                     print_diagnostics, select_flow, write_atomically)
+                     print_diagnostics, select_flow)
 
 
 def cmd_check(args) -> int:
@@ -28,6 +28,7 @@ def cmd_check(args) -> int:
 
 def cmd_fmt(args) -> int:
     from ..diagnostics import Diagnostics
+    from ..files import write_atomically
     from ..formatter import format_module
     from ..parser import parse_file
     from ..source import SourceError

@@ -90,13 +90,6 @@ def print_diagnostics(diagnostics, sources, output_format: str = "text") -> None
 # ------------------------------------------------------------------ commands
 
 
-def write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.fmflow-tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def load_checked(path: str, pins: dict[str, int] | None = None):
     """(loader, context) of a checked file; a file that cannot be read is a usage error."""
     from ..api import load_program

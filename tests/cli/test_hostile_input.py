@@ -130,3 +130,18 @@ def test_folder_commands_skip_the_fmflow_state_folder_and_hidden_folders(tmp_pat
     assert "PASS echo_works" in tested.stdout and "1 passed, 0 failed" in tested.stdout
     checked = fmflow_cmd(tmp_path, "check", ".", "--format", "json")
     assert checked.stdout.strip() == "[]"
+
+
+def test_fmt_writes_through_a_fresh_file_and_keeps_permissions(tmp_path):
+    victim = write(tmp_path, "victim.txt", "precious\n")
+    path = write(tmp_path, "ugly.fmflow", "flow f(x: str) -> str { return x }\n")
+    path.chmod(0o640)
+    for planted in ("ugly.fmflow.fmflow-tmp", "ugly.fmflow.tmp", "fmflow.lock.tmp"):
+        os.symlink(victim, tmp_path / planted)  # a link where a predictable temporary name would be
+    assert fmflow_cmd(tmp_path, "fmt", "ugly.fmflow").returncode == 0
+    assert path.read_text(encoding="utf-8") == "flow f(x: str) -> str {\n  return x\n}\n"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    assert fmflow_cmd(tmp_path, "lock", "ugly.fmflow").returncode == 0
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["victim.txt", "ugly.fmflow", "fmflow.lock", "ugly.fmflow.fmflow-tmp", "ugly.fmflow.tmp", "fmflow.lock.tmp"])

@@ -204,3 +204,14 @@ def test_parse_file_of_a_file_that_is_not_utf8_gives_an_empty_module(tmp_path):
     source, module = parse_file(str(path), diagnostics)
     assert module.decls == [] and module.recovered
     assert [(d.code, d.span.line, d.span.col) for d in diagnostics] == [("E001", 2, 1)]
+
+
+# ------------------------------------------------------- other files read
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_lock_file_that_is_a_fifo_is_e401_without_waiting(tmp_path):
+    os.mkfifo(tmp_path / "fmflow.lock")
+    path = tmp_path / "flow.fmflow"
+    path.write_text(FLOW, encoding="utf-8")
+    assert finishes_within(10, lambda: codes_and_messages(path), tmp_path / "fmflow.lock") == [
+        ("E401", "fmflow.lock cannot be read: it is a pipe (FIFO), not a regular file")]
