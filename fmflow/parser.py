@@ -164,11 +164,24 @@ def collector_paused():
             gc.enable()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
     """Parse a source file; syntax errors go to ``diagnostics``.
 
     Always returns a Module: declarations that failed to parse are left out.
+    Text holding a lone surrogate (possible in a Python str, never in a
+    UTF-8 file) is one E001 there and is not parsed: it could not be written
+    out or sent anywhere.
     """
+    surrogate = _SURROGATE.search(source.text)
+    if surrogate is not None:
+        from .transformer import SURROGATE_HELP
+
+        diagnostics.add("E001", f"U+{ord(surrogate.group()):04X} is a lone surrogate, not a character",
+                        source.span(surrogate.start(), surrogate.end()), SURROGATE_HELP)
+        return _empty_module(source)
     with collector_paused():
         return _parse_source(source, diagnostics)
 

@@ -14,6 +14,8 @@ from .source import SourceFile
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "0": "\0", "{": "{"}
 _ESCAPE_RE = re.compile(r"\\(u\{([0-9A-Fa-f]{1,6})\}|.)", re.S)
 
+SURROGATE_HELP = "U+D800 to U+DFFF only exist inside UTF-16; write the character itself, e.g. \\u{1F600}"
+
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 RATE_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0,
               "d": 86400.0, "day": 86400.0}
@@ -294,10 +296,14 @@ class _ASTBuilder(Transformer):
             span = self.source.span(start, start + len(match.group(0)))
             if match.group(2) is not None:
                 code = int(match.group(2), 16)
-                if code <= 0x10FFFF:
+                if code > 0x10FFFF:
+                    self.diagnostics.add("E001", f"'{match.group(0)}' is beyond the last Unicode code point",
+                                         span, "code points go up to \\u{10FFFF}")
+                elif 0xD800 <= code <= 0xDFFF:  # such a string could never be written out or sent
+                    self.diagnostics.add("E001", f"'{match.group(0)}' is a surrogate code point, not a character",
+                                         span, SURROGATE_HELP)
+                else:
                     return chr(code)
-                self.diagnostics.add("E001", f"'{match.group(0)}' is beyond the last Unicode code point",
-                                     span, "code points go up to \\u{10FFFF}")
                 return match.group(0)
             elif match.group(1) in _ESCAPES:
                 return _ESCAPES[match.group(1)]

@@ -145,3 +145,14 @@ def test_fmt_writes_through_a_fresh_file_and_keeps_permissions(tmp_path):
     assert victim.read_text(encoding="utf-8") == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["victim.txt", "ugly.fmflow", "fmflow.lock", "ugly.fmflow.fmflow-tmp", "ugly.fmflow.tmp", "fmflow.lock.tmp"])
+
+
+# ------------------------------------------------------ surrogates (6)
+
+def test_an_escaped_surrogate_is_e001_at_the_escape_in_check_and_run(tmp_path):
+    write(tmp_path, "s.fmflow", 'flow f(x: str) -> str {\n  return x + "\\u{D800}"\n}\n')
+    for command in (["check", "s.fmflow"], ["run", "s.fmflow", "-i", "x=a"], ["fmt", "s.fmflow"]):
+        result = fmflow_cmd(tmp_path, *command)
+        assert result.returncode == 1, (command, shown(result))
+        assert "s.fmflow:2:15: error[E001]: '\\u{D800}' is a surrogate code point, not a character" \
+            in result.stdout, command

@@ -215,3 +215,30 @@ def test_a_lock_file_that_is_a_fifo_is_e401_without_waiting(tmp_path):
     path.write_text(FLOW, encoding="utf-8")
     assert finishes_within(10, lambda: codes_and_messages(path), tmp_path / "fmflow.lock") == [
         ("E401", "fmflow.lock cannot be read: it is a pipe (FIFO), not a regular file")]
+
+
+# ------------------------------------------------------------- surrogates
+
+@pytest.mark.parametrize("literal", ['"\\u{D800}"', '"x\\u{DBFF}\\u{DC00}"', '"\\u{dfff}"'])
+def test_an_escaped_surrogate_stops_parse_and_load(tmp_path, literal):
+    import fmflow
+    from fmflow.errors import FmflowCheckError, FmflowSyntaxError
+
+    text = f"flow f(x: str) -> str {{\n  return x + {literal}\n}}\n"
+    with pytest.raises(FmflowSyntaxError) as parsed:
+        fmflow.parse(text)
+    (d,) = parsed.value.diagnostics[:1]
+    assert (d.code, d.span.line, d.span.col) == ("E001", 2, 16 if literal.startswith('"x') else 15)
+    path = tmp_path / "s.fmflow"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FmflowCheckError):
+        fmflow.load(path)
+
+
+def test_text_holding_a_lone_surrogate_is_e001_there(tmp_path):
+    from fmflow.api import check_text
+    from fmflow.formatter import format_text
+
+    text = 'flow f(x: str) -> str {\n  return "\udfff"\n}\n'
+    assert [(d.code, d.span.line, d.span.col) for d in check_text(text)] == [("E001", 2, 11)]
+    assert format_text(text) is None

@@ -15,6 +15,7 @@ from fmflow import ast
 from fmflow.api import check_text
 from fmflow.parser import parse_text
 from fmflow.syntax_errors import EXAMPLES
+from fmflow.transformer import SURROGATE_HELP
 
 # The labels of EXAMPLES by short name, so that rows stay readable.
 BLOCK_KEY = "block entries are written 'key: value'"
@@ -149,6 +150,13 @@ CASES: list[tuple[str, int, int, str, str | None]] = [
      1, 23, "unknown escape sequence '\\q' in a string", ESCAPE_HELP),
     ('flow f(x: str) -> str { return "a\\kb" }',
      1, 34, "unknown escape sequence '\\k' in a string", ESCAPE_HELP),
+    # --- escapes of surrogates: not characters, could never be encoded later
+    ('flow f(x: str) -> str { return "a\\u{D800}" }',
+     1, 34, "'\\u{D800}' is a surrogate code point, not a character", SURROGATE_HELP),
+    ('model m { provider: "x", name: "\\u{dfff}" }',
+     1, 33, "'\\u{dfff}' is a surrogate code point, not a character", SURROGATE_HELP),
+    ('flow f(x: str) -> str { return "\udc00" }',
+     1, 33, "U+DC00 is a lone surrogate, not a character", SURROGATE_HELP),
     # --- a declaration keyword at column 1 inside an unclosed block or body
     ('flow f(x: str) -> str {\n  return x\n\nmodel m { provider: "x" }',
      4, 1, "unexpected keyword 'model' at the start of a line; the declaration above is not finished",
