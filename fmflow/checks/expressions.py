@@ -226,7 +226,19 @@ class ExprChecker:
         params, result = signature
         desc = f"{decl.kind} '{decl.name}'"
         self.bind(desc, params, args, node, scope, piped=piped)
+        if isinstance(decl, ast.RetrieverDecl):
+            self._retriever_bounds(decl, args)
         return result
+
+    def _retriever_bounds(self, decl: ast.RetrieverDecl, args: list[ast.Arg]) -> None:
+        """A literal `k:` of a call obeys the bound of the block's `k`."""
+        from .blocks import BLOCKS
+        from .typecheck import check_bound
+
+        for position, arg in enumerate(args):
+            if arg.name == "k" or (arg.name is None and position == 1):
+                spec = BLOCKS["retriever"]["k"]
+                check_bound(self, arg.value, spec, f"'k' of a call to retriever '{decl.name}'", f"k: {spec.doc}")
 
     def _construct(self, struct: StructType, args: list[ast.Arg], node: ast.Node, scope: Scope) -> Type:
         fields = self.types.fields(struct)
@@ -374,7 +386,7 @@ class ExprChecker:
         operand = self.infer(node.operand, scope)
         if node.op == "not":
             return BOOL
-        if is_dynamic(operand) or is_numeric(operand):
+        if is_dynamic(operand) or is_numeric(operand) or operand == DURATION:  # a duration is a number of seconds
             return operand
         return self.error("E201", f"unary '-' needs a number, got {operand}", node.span)
 

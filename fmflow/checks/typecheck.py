@@ -12,7 +12,7 @@ from .. import ast
 from ..builtins import BUILTINS, ON_FAIL_POLICIES
 from ..diagnostics import suggestion_help
 from ..types import INT, JSON, STR, UNKNOWN, DictType, Type, join
-from .blocks import PROVIDERS, KeySpec, block_spec
+from .blocks import POLICY_COUNT, PROVIDERS, KeySpec, block_spec, bound_message, out_of_bound
 from .context import CheckContext
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
 
@@ -64,6 +64,7 @@ def check_entry(checker: ExprChecker, decl: ast.Decl, entry: ast.Entry, spec: Ke
     kind = spec.value
     if not isinstance(kind, str):
         checker.expect(value, kind, Scope(), what)
+        check_bound(checker, value, spec, what, f"{entry.key}: {spec.doc}")
     elif kind == "provider":
         checker.expect(value, STR, Scope(), what)
         if isinstance(value, ast.Literal) and value.kind == "str" and value.value not in PROVIDERS:
@@ -86,6 +87,30 @@ def check_entry(checker: ExprChecker, decl: ast.Decl, entry: ast.Entry, spec: Ke
             checker.infer(item, inner)
     elif kind == "policy":
         _check_policy(checker, value, scope, returns, what)
+
+
+def check_bound(checker: ExprChecker, value: ast.Node, spec: KeySpec, what: str, help: str | None = None) -> None:
+    """E201 for a number written as a literal (or as env()'s default) outside its key's bound."""
+    if spec.bound is None:
+        return
+    if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "env"
+            and len(value.args) == 2):
+        value = value.args[1].value  # the default; the variable itself is checked when the flow runs
+    constant = constant_number(value)
+    if constant is not None and out_of_bound(spec, constant[0]):
+        checker.error("E201", bound_message(what, spec, constant[1]), value.span, help)
+
+
+def constant_number(node: ast.Node) -> tuple[float | int, str] | None:
+    """(number, as written) of a numeric literal, a negated one, or a rate's count."""
+    sign = ""
+    if isinstance(node, ast.Unary) and node.op == "-":
+        node, sign = node.operand, "-"
+    kinds = ("int", "float", "duration") if sign else ("int", "float", "duration", "rate")
+    if not isinstance(node, ast.Literal) or node.kind not in kinds:
+        return None
+    number = node.value[0] if node.kind == "rate" else node.value
+    return (-number if sign else number), sign + (node.raw or str(node.value))
 
 
 def _list_items(checker: ExprChecker, value: ast.Node, what: str) -> list[ast.Node]:
@@ -132,6 +157,8 @@ def _check_policy(checker: ExprChecker, value: ast.Node, scope: Scope, returns: 
         return
     if name in ("reask", "retry"):
         checker.expect(args[0].value, INT, Scope(), f"the count of {name}(…)")
+        check_bound(checker, args[0].value, KeySpec(INT, bound=POLICY_COUNT), f"the count of {name}(…)",
+                    "to give up at once, write `on_fail: raise`")
     elif name == "default":
         checker.expect(args[0].value, returns, scope, f"the default of {what}")
 

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from .. import ast
+from ..checks.blocks import settings_problem
 from ..providers import ToolSpec
 from .errors import CallFailed, FlowRuntimeError
-from .evaluate import gather_all
+from .evaluate import Evaluator, gather_all
 from .prompts import OnFail, ReplyRejected, accept, ask_model, model_of, render
 
 DEFAULT_MAX_STEPS = 6
@@ -20,7 +21,10 @@ async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) ->
     specs = [_spec(run, tool) for tool in tools.values()]
     on_fail = OnFail(run, decl, args, returns, await model_of(run, decl))
     steps_entry = decl.entry("max_steps")
-    max_steps = steps_entry.value.value if steps_entry is not None else DEFAULT_MAX_STEPS
+    max_steps = await Evaluator(run, decl).eval(steps_entry.value) if steps_entry is not None else DEFAULT_MAX_STEPS
+    problem = settings_problem("agent", decl.name, {"max_steps": max_steps})
+    if problem is not None:
+        raise FlowRuntimeError(problem)
     conversation = list(messages)
     for _step in range(max_steps):
         response, _commit = await ask_model(run, decl, on_fail.models, conversation, schema, specs or None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ast
+from ..checks.blocks import settings_problem
 from ..formatter import expr_doc, flat
 from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
 from ..types import STR
@@ -166,6 +167,9 @@ async def model_of(run, decl: ast.Decl):
         config = await run.model_config(model_decl)
     overrides = {k: (await Evaluator(run, decl).eval(decl.entry(k).value))
                  for k in ("temperature", "max_tokens", "timeout", "cache") if decl.entry(k) is not None}
+    problem = settings_problem(decl.kind, decl.name, overrides)
+    if problem is not None:
+        raise FlowRuntimeError(problem)
     if overrides:
         from dataclasses import replace
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ast
+from ..checks.blocks import settings_problem
 from ..retrieval.store import DEFAULT_EMBEDDING, DEFAULT_STORE  # chromadb itself loads on first search
 from ..types import DOC
 from .errors import FlowRuntimeError
@@ -36,6 +37,9 @@ class RetrieverConfig:
 async def retriever_config(run, decl: ast.RetrieverDecl) -> RetrieverConfig:
     evaluator = Evaluator(run, decl)
     values = {e.key: await evaluator.eval(e.value) for e in decl.entries}
+    problem = settings_problem("retriever", decl.name, values)
+    if problem is not None:
+        raise FlowRuntimeError(problem)
     store = values.pop("store", DEFAULT_STORE)
     # LANGUAGE.md §2: the store folder is under the current directory (the run's workdir).
     values["store"] = store if os.path.isabs(store) else os.path.join(run.options.workdir, store)
@@ -47,7 +51,10 @@ async def call_retriever(run, decl: ast.RetrieverDecl, args: dict[str, Any]) -> 
 
     config = await retriever_config(run, decl)
     query = args["query"]
-    k = args.get("k") or config.k
+    k = config.k if args.get("k") is None else args["k"]
+    problem = settings_problem("retriever", decl.name, {"k": k})
+    if problem is not None:
+        raise FlowRuntimeError(problem)
     where = chroma_where({**(config.where or {}), **(args.get("where") or {})})
     span = run.trace_start("retrieval", decl.name, CURRENT_SPAN.get(), None,
                            inputs={"query": query, "k": k, "where": where}, collection=config.collection)

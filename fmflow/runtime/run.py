@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import ast
+from ..checks.blocks import settings_problem
 from ..checks.resolve import decl_type
 from ..checks.typecheck import DEFAULT_MODEL
 from ..providers.base import ModelConfig, split_model_spec
@@ -243,6 +244,9 @@ class RunState:
         values: dict[str, Any] = {}
         for entry in decl.entries:
             values[entry.key] = await evaluator.eval(entry.value)
+        problem = settings_problem("model", decl.name, values)  # the checker's bounds, for env() values
+        if problem is not None:
+            raise FlowRuntimeError(problem)
         fallback = tuple(v.name if isinstance(v, ast.Decl) else str(v) for v in values.pop("fallback", []))
         provider, model = values.pop("provider"), values.pop("name", None)
         rate = values.pop("rate", None)

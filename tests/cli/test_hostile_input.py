@@ -156,3 +156,40 @@ def test_an_escaped_surrogate_is_e001_at_the_escape_in_check_and_run(tmp_path):
         assert result.returncode == 1, (command, shown(result))
         assert "s.fmflow:2:15: error[E001]: '\\u{D800}' is a surrogate code point, not a character" \
             in result.stdout, command
+
+
+# ------------------------------------------------------ settings (7)
+
+BOUNDED = '''\
+model m {
+  provider: "replay"
+  options: { responses: [{ text: "hi" }] }
+  concurrency: CONCURRENCY
+}
+
+prompt p(x: str) -> str {
+  model: m
+  template: "{{ x }}"
+  on_fail: retry(-1)
+}
+
+flow f(x: str) -> str {
+  return p(x)
+}
+'''
+
+
+def test_check_reports_settings_out_of_bounds_and_run_refuses_them(tmp_path):
+    write(tmp_path, "zero.fmflow", BOUNDED.replace("CONCURRENCY", "0"))
+    result = fmflow_cmd(tmp_path, "check", "zero.fmflow")
+    assert result.returncode == 1
+    assert "zero.fmflow:4:16: error[E201]: 'concurrency' of model 'm' must be at least 1, got 0" in result.stdout
+    assert "zero.fmflow:10:18: error[E201]: the count of retry(…) must be at least 1, got -1" in result.stdout
+
+    write(tmp_path, "env.fmflow", BOUNDED.replace("CONCURRENCY", 'env("FM_CONCURRENCY", 2)')
+          .replace("retry(-1)", "retry(1)"))
+    assert fmflow_cmd(tmp_path, "check", "env.fmflow").returncode == 0
+    ran = fmflow_cmd(tmp_path, "run", "env.fmflow", "-i", "x=a", env={"FM_CONCURRENCY": "0"})
+    assert ran.returncode == 1
+    assert "'concurrency' of model 'm' must be at least 1, got 0" in ran.stderr
+    assert "internal error" not in ran.stderr
