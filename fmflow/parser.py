@@ -214,9 +214,10 @@ def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
         try:
             tree = lark_parser().parse(working)
         except UnexpectedInput as error:
-            diagnostics.extend([syntax_error(error, source, working)])
+            diagnostic = syntax_error(error, source, working)
+            diagnostics.extend([diagnostic])
             errors += 1
-            blanked = _blank_broken_declaration(working, _error_offset(error, working))
+            blanked = _blank_broken_declaration(working, min(diagnostic.span.start, _error_offset(error, working)))
             if blanked == working or errors >= MAX_SYNTAX_ERRORS:
                 return _empty_module(source)
             working = blanked
@@ -269,9 +270,14 @@ def _blank_broken_declaration(text: str, offset: int) -> str:
 # -------------------------------------------------------------- error wording
 
 def syntax_error(error: UnexpectedInput, source: SourceFile, working: str) -> Diagnostic:
-    from .syntax_errors import describe_syntax_error
+    from .syntax_errors import describe_syntax_error, describe_unclosed_string, unclosed
 
     offset = _error_offset(error, working)
+    string, brackets = unclosed(working, min(offset + 1, len(working)))
+    if string is not None:
+        # A string never closed swallows what follows; the lexer fails later, somewhere unhelpful.
+        message, help_text = describe_unclosed_string(string, working)
+        return Diagnostic("E001", message, source.span(string.offset, string.offset + len(string.text)), help_text)
     length = 1
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         length = max(1, len(str(error.token).split("\n")[0]))
@@ -279,7 +285,7 @@ def syntax_error(error: UnexpectedInput, source: SourceFile, working: str) -> Di
         # At end of file, point at the last character rather than past it.
         offset = max(0, len(working.rstrip()) - 1)
         length = 1
-    message, help_text = describe_syntax_error(error, working)
+    message, help_text = describe_syntax_error(error, working, brackets)
     return Diagnostic("E001", message, source.span(offset, offset + length), help_text)
 
 

@@ -8,6 +8,8 @@ tested as a table in tests/diagnostics/test_syntax_errors.py.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -177,16 +179,22 @@ def expected_text(expected: set[str]) -> str:
     return ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
-def describe_syntax_error(error: UnexpectedInput, text: str) -> tuple[str, str | None]:
-    """(message, help) for a Lark error raised while parsing ``text``."""
+def describe_syntax_error(error: UnexpectedInput, text: str,
+                          brackets: "list[Opening] | None" = None) -> tuple[str, str | None]:
+    """(message, help) for a Lark error raised while parsing ``text``.
+
+    ``brackets``: the brackets still open where the error is (``unclosed``),
+    so that a help about a missing closing bracket says which one.
+    """
     # ``accepts`` (after the parser's pending reductions) is exact; ``expected``
     # may hold look-aheads merged from other states.
     expected = set(getattr(error, "accepts", None) or getattr(error, "expected", None)
                    or getattr(error, "allowed", None) or ())
     found = _found_text(error, text)
+    innermost = brackets[-1] if brackets else None
     if _starts_declaration(error):
-        return (f"unexpected {found} at the start of a line; the declaration above is not finished",
-                "a closing '}' or ')' may be missing in the declaration above")
+        help_text = UNCLOSED_ABOVE_HELP if innermost is None else _never_closed(innermost, text)
+        return f"unexpected {found} at the start of a line; the declaration above is not finished", help_text
     if isinstance(error, UnexpectedCharacters):
         # The lexer runs ahead of the parser, so it cannot say what the parser expects.
         return f"unexpected {found}", _character_help(text[error.pos_in_stream])
@@ -194,7 +202,97 @@ def describe_syntax_error(error: UnexpectedInput, text: str) -> tuple[str, str |
         message = f"unexpected {found}; expected {expected_text(expected)}"
     if _keyword_for_name(error, expected):
         return message, KEYWORD_AS_NAME_HELP
-    return message, _match_help(error)
+    help_text = _match_help(error)
+    if innermost is not None and _CLOSER_TERMINALS[innermost.text] in expected \
+            and (help_text in _CLOSING_LABELS or (help_text is None and _past_the_line_of(error, innermost, text))):
+        help_text = f"{_CLOSING_LABELS.get(help_text, _LABEL_OF_OPENER[innermost.text])}: " \
+                    + _never_closed(innermost, text)
+    return message, help_text
+
+
+UNCLOSED_ABOVE_HELP = "a closing '}' or ')' may be missing in the declaration above"
+_LABEL_OF_OPENER = {"{": "a block is missing its closing '}'", "(": "a call or group is missing its closing ')'",
+                    "[": "a list is missing its closing ']'"}
+_CLOSING_LABELS = {label: label for label in _LABEL_OF_OPENER.values()}
+_CLOSER_TERMINALS = {"{": "RBRACE", "(": "RPAR", "[": "RSQB"}
+
+
+def _past_the_line_of(error: UnexpectedInput, opening: "Opening", text: str) -> bool:
+    """The error is at the end of the file or on a later line than ``opening``: it may be what is missing."""
+    token = getattr(error, "token", None)
+    if token is None or token.type == "$END":
+        return True
+    return token.line is not None and token.line > _line_col(text, opening.offset)[0]
+
+
+def _never_closed(opening: "Opening", text: str) -> str:
+    line, col = _line_col(text, opening.offset)
+    return f"the '{opening.text}' at line {line}, column {col} is never closed"
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+# ------------------------------------------------------- unclosed strings, brackets
+
+@dataclass(frozen=True)
+class Opening:
+    """Something opened and not closed: ``\"\"\"``, ``"``, ``(``, ``[`` or ``{``, at ``offset``."""
+
+    text: str
+    offset: int
+
+
+_SIGNIFICANT = re.compile(r'[#"(\[{)\]}]')
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_OPENER_OF = {")": "(", "]": "[", "}": "{"}
+
+
+def unclosed(text: str, end: int) -> tuple[Opening | None, list[Opening]]:
+    """What is still open at offset ``end``, read the way the lexer reads:
+    a string that is never closed (after which nothing is reliable), and the
+    stack of open brackets outside strings and comments."""
+    brackets: list[Opening] = []
+    position = 0
+    while True:
+        found = _SIGNIFICANT.search(text, position, end)
+        if found is None:
+            return None, brackets
+        position, char = found.start(), found.group()
+        if char == "#":
+            line_end = text.find("\n", position)
+            if line_end == -1:
+                return None, brackets
+            position = line_end + 1
+        elif char == '"':
+            if text.startswith('"""', position):
+                close = text.find('"""', position + 3)
+                if close == -1:
+                    return Opening('"""', position), brackets
+                position = close + 3
+            else:
+                string = _STRING.match(text, position)
+                if string is None:
+                    return Opening('"', position), brackets
+                position = string.end()
+        else:
+            if char in "([{":
+                brackets.append(Opening(char, position))
+            elif brackets and brackets[-1].text == _OPENER_OF[char]:
+                brackets.pop()
+            position += 1
+
+
+def describe_unclosed_string(opening: Opening, text: str) -> tuple[str, str]:
+    """(message, help) for a string that is never closed, reported where it starts."""
+    line, col = _line_col(text, opening.offset)
+    if opening.text == '"""':
+        return ("this block string is not closed",
+                f'it starts here (line {line}, column {col}) and runs to the end of the file; '
+                'end it with """')
+    return ("this string is not closed on its line",
+            'end it with " before the line ends; use """…""" for text over several lines')
 
 
 KEYWORD_AS_NAME_HELP = "a keyword cannot be used as a name here; rename it"
@@ -211,8 +309,6 @@ def _keyword_for_name(error: UnexpectedInput, expected: set[str]) -> bool:
 
 
 def _character_help(char: str) -> str | None:
-    if char == '"':
-        return 'this string is not closed on its line; use """…""" for text over several lines'
     if char in "'`":
         return 'strings are written in double quotes: "text"'
     if char == ";":

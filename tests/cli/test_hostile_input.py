@@ -193,3 +193,16 @@ def test_check_reports_settings_out_of_bounds_and_run_refuses_them(tmp_path):
     assert ran.returncode == 1
     assert "'concurrency' of model 'm' must be at least 1, got 0" in ran.stderr
     assert "internal error" not in ran.stderr
+
+
+# ------------------------------------------------------ messages (8)
+
+def test_an_unclosed_block_string_is_reported_where_it_starts(tmp_path):
+    write(tmp_path, "open.fmflow", 'prompt p(x: str) -> str {\n  template: """\n    Say "hi" to {{ x }}\n}\n\n'
+                                   'flow f(x: str) -> str {\n  return p(x)\n}\n')
+    result = fmflow_cmd(tmp_path, "check", "open.fmflow")
+    assert result.returncode == 1
+    assert result.stdout.count("error[") == 1
+    assert "open.fmflow:2:13: error[E001]: this block string is not closed" in result.stdout
+    assert 'help: it starts here (line 2, column 13) and runs to the end of the file; end it with """' \
+        in result.stdout
