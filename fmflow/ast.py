@@ -18,13 +18,19 @@ def _span() -> Span:
     return field(compare=False, repr=False, kw_only=True)  # type: ignore[return-value]
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class Node:
     span: Span
 
     def children(self) -> Iterator["Node"]:
         """Direct child nodes, in source order."""
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        for name in names:
+            value = getattr(self, name)
             if isinstance(value, Node):
                 yield value
             elif isinstance(value, (list, tuple)):
@@ -35,10 +41,15 @@ class Node:
                         yield from (x for x in item if isinstance(x, Node))
 
     def walk(self) -> Iterator["Node"]:
-        """This node and all its descendants, depth first, in source order."""
-        yield self
-        for child in self.children():
-            yield from child.walk()
+        """This node and all its descendants, depth first, in source order.
+
+        A loop, not recursion: a chain of ten thousand `+` is ten thousand levels deep.
+        """
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(list(node.children())))
 
 
 # ------------------------------------------------------------------- types
@@ -195,6 +206,65 @@ Expr = Union[
     Literal, BlockString, Name, ListExpr, DictExpr, Comprehension, Call, Pipe,
     Attribute, Index, Unary, Binary, Conditional,
 ]
+
+# Operators that lean left and may repeat: `a + b - c` is `(a + b) - c`. A long
+# chain of them (generated code writes ten thousand terms) is as deep as it is
+# long, so every phase walks a chain with a loop (``binary_chain``,
+# ``pipe_chain``) and the nesting limit (fmflow.nesting) does not count it.
+CHAIN_CLASS = {"+": "sum", "-": "sum", "*": "product", "/": "product", "%": "product", "and": "and", "or": "or"}
+
+
+def continues_chain(parent: Node, child: Node) -> bool:
+    """``child`` is the left part of the same chain as ``parent`` (a Binary or Pipe)."""
+    if isinstance(parent, Binary):
+        return (child is parent.left and isinstance(child, Binary) and parent.op in CHAIN_CLASS
+                and CHAIN_CLASS.get(child.op) == CHAIN_CLASS[parent.op])
+    return isinstance(parent, Pipe) and child is parent.value and isinstance(child, Pipe)
+
+
+def binary_chain(node: Binary) -> tuple[Expr, list[Binary]]:
+    """The first operand of the chain ``node`` ends, and its links from the innermost out.
+
+    Each link adds its ``op`` and ``right`` to the value so far: ``a + b - c``
+    gives ``(a, [a + b, (a + b) - c])``. A comparison is a chain of one link.
+    """
+    links = [node]
+    while continues_chain(links[-1], links[-1].left):
+        links.append(links[-1].left)  # type: ignore[arg-type]
+    links.reverse()
+    return links[0].left, links
+
+
+def read_names(expr: Node, callees: bool = True) -> Iterator[Name]:
+    """The names ``expr`` reads, in source order, minus the variables its comprehensions bind.
+
+    ``callees=False`` leaves out the names being called (``f`` in ``f(x)``).
+    """
+    stack: list[tuple[Node, frozenset[str]]] = [(expr, frozenset())]
+    while stack:
+        node, bound = stack.pop()
+        if isinstance(node, Name):
+            if node.id not in bound:
+                yield node
+        elif isinstance(node, Comprehension):
+            inner = bound | {node.var}
+            parts = [(node.iterable, bound), (node.element, inner)]
+            if node.condition is not None:
+                parts.append((node.condition, inner))
+            stack.extend(reversed(parts))
+        elif not callees and isinstance(node, Call) and isinstance(node.func, Name):
+            stack.extend((arg, bound) for arg in reversed(node.args))
+        else:
+            stack.extend((child, bound) for child in reversed(list(node.children())))
+
+
+def pipe_chain(node: Pipe) -> tuple[Expr, list[Pipe]]:
+    """The value a chain of pipes starts from, and its stages from the first out."""
+    stages = [node]
+    while isinstance(stages[-1].value, Pipe):
+        stages.append(stages[-1].value)  # type: ignore[arg-type]
+    stages.reverse()
+    return stages[0].value, stages
 
 
 # -------------------------------------------------------------- statements

@@ -200,48 +200,24 @@ def expression_calls(expr: ast.Node, declarations: Mapping[str, ast.Decl]) -> li
         kind = decl.kind if decl is not None else ("type" if name in BUILTIN_TYPES else "builtin")
         found.append((name, kind))
 
-    def visit(node: ast.Node) -> None:
-        if isinstance(node, ast.Pipe):
-            visit(node.value)
-            callee(node.filter)
-            for arg in node.args:
-                visit(arg)
-            return
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            callee(node.func.id)
-            for arg in node.args:
-                visit(arg)
-            return
-        for child in node.children():
-            visit(child)
-
-    visit(expr)
+    # A loop over a stack of nodes and callee names, not recursion: chains run ten thousand deep.
+    stack: list[ast.Node | str] = [expr]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            callee(item)
+        elif isinstance(item, ast.Pipe):
+            stack.extend(reversed([item.value, item.filter, *item.args]))
+        elif isinstance(item, ast.Call) and isinstance(item.func, ast.Name):
+            stack.extend(reversed([item.func.id, *item.args]))
+        else:
+            stack.extend(reversed(list(item.children())))
     return list(dict.fromkeys(found))
 
 
 def expression_reads(expr: ast.Node) -> list[str]:
     """Names read by ``expr`` as values (not callees, not comprehension variables), source order."""
-    found: list[str] = []
-
-    def visit(node: ast.Node, bound: frozenset[str]) -> None:
-        if isinstance(node, ast.Name):
-            if node.id not in bound:
-                found.append(node.id)
-        elif isinstance(node, ast.Comprehension):
-            visit(node.iterable, bound)
-            inner = bound | {node.var}
-            visit(node.element, inner)
-            if node.condition is not None:
-                visit(node.condition, inner)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            for arg in node.args:
-                visit(arg, bound)
-        else:
-            for child in node.children():
-                visit(child, bound)
-
-    visit(expr, frozenset())
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(name.id for name in ast.read_names(expr, callees=False)))
 
 
 # ------------------------------------------------------------ flow calls

@@ -150,13 +150,28 @@ def _render_one(d: Diagnostic, source: SourceFile | None, color: bool) -> str:
                 width = max(1, d.span.end_col - d.span.col)
             else:
                 width = max(1, len(text) - d.span.col + 1)
-            caret = " " * (d.span.col - 1) + "^" * width
+            text, column, width = _window(text, d.span.col, width)
+            caret = " " * (column - 1) + "^" * width
             lines.append(f"{pad} {paint(_BLUE, '|')}")
             lines.append(f"{paint(_BLUE, gutter)} {paint(_BLUE, '|')} {text}")
             lines.append(f"{pad} {paint(_BLUE, '|')} {paint(_RED if d.is_error else _YELLOW, caret)}")
     if d.help:
         lines.append(f"  {paint(_BOLD, 'help:')} {d.help}")
     return "\n".join(lines)
+
+
+SNIPPET_WIDTH = 100
+
+
+def _window(text: str, col: int, width: int) -> tuple[str, int, int]:
+    """A long line cut to SNIPPET_WIDTH characters around ``col`` (marked with …), and the caret's place in it."""
+    if len(text) <= SNIPPET_WIDTH:
+        return text, col, width
+    start = max(0, min(col - 1 - SNIPPET_WIDTH // 3, len(text) - SNIPPET_WIDTH))
+    end = start + SNIPPET_WIDTH
+    shown = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+    column = col - start + (1 if start else 0)
+    return shown, column, max(1, min(width, end - (col - 1)))
 
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:

@@ -255,8 +255,13 @@ def _unary(node: ast.Unary) -> Doc:
 
 
 def _binary(node: ast.Binary) -> Doc:
+    """``a + b - c`` as one flat list: a chain of ten thousand terms must not recurse."""
     left, right = _OPERANDS[_BINARY_PREC[node.op]]
-    return [expr_doc(node.left, left), f" {node.op} ", expr_doc(node.right, right)]
+    first, links = ast.binary_chain(node)
+    parts: list[Doc] = [expr_doc(first, left)]
+    for link in links:
+        parts += [f" {link.op} ", expr_doc(link.right, right)]
+    return parts
 
 
 def _conditional(node: ast.Conditional) -> Doc:

@@ -36,38 +36,100 @@ def prompt_key(decl: ast.PromptDecl) -> str:
 
 
 def canonical(node: Any) -> Any:
-    """A JSON-able form of an AST value that ignores spans and formatting."""
-    if isinstance(node, ast.Node) and dataclasses.is_dataclass(node):
-        out = {"node": type(node).__name__}
-        for f in dataclasses.fields(node):
-            if f.compare:
-                out[f.name] = canonical(getattr(node, f.name))
-        return out
-    if isinstance(node, (list, tuple)):
-        return [canonical(x) for x in node]
-    if isinstance(node, float) and node.is_integer():
-        return int(node)
-    return node
+    """A JSON-able form of an AST value that ignores spans and formatting.
+
+    Built with a stack, not recursion: a template written as a chain of ten
+    thousand `+` is that deep.
+    """
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(node, root, 0)]
+    while stack:
+        value, parent, key = stack.pop()
+        if isinstance(value, ast.Node) and dataclasses.is_dataclass(value):
+            out: Any = {"node": type(value).__name__}
+            stack.extend((getattr(value, f.name), out, f.name) for f in dataclasses.fields(value) if f.compare)
+        elif isinstance(value, (list, tuple)):
+            out = [None] * len(value)
+            stack.extend((item, out, i) for i, item in enumerate(value))
+        elif isinstance(value, float) and value.is_integer():
+            out = int(value)
+        else:
+            out = value
+        parent[key] = out
+    return root[0]
 
 
-def _type_shape(t, resolver, seen: set) -> Any:
+class _Raw(str):
+    """JSON text to copy as is (punctuation), as opposed to a value to encode."""
+
+
+def canonical_json(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)``, with a stack
+    instead of recursion, so that deeply nested values (long operator chains) encode too."""
+    from json.encoder import encode_basestring_ascii as quote
+
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Raw):
+            out.append(item)
+        elif isinstance(item, dict):
+            parts: list[Any] = [_Raw("{")]
+            for i, (key, inner) in enumerate(sorted(item.items())):
+                parts += [_Raw(("," if i else "") + quote(key) + ":"), inner]
+            stack.extend(reversed([*parts, _Raw("}")]))
+        elif isinstance(item, (list, tuple)):
+            parts = [_Raw("[")]
+            for i, inner in enumerate(item):
+                parts += [_Raw(",")] if i else []
+                parts.append(inner)
+            stack.extend(reversed([*parts, _Raw("]")]))
+        else:
+            out.append(_scalar_json(item, quote))
+    return "".join(out)
+
+
+def _scalar_json(value: Any, quote) -> str:
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    return quote(value if isinstance(value, str) else str(value))
+
+
+def _type_shape(t, resolver) -> Any:
+    """A JSON-able form of a type, declared types spelled out (each once per path: recursive
+    types end in ``["type", NAME]``). Built with a stack: declared types may nest deeply."""
     from .types import DictType, EnumType, ListType, OptionalType, StructType
 
-    if isinstance(t, ListType):
-        return ["list", _type_shape(t.item, resolver, seen)]
-    if isinstance(t, DictType):
-        return ["dict", _type_shape(t.value, resolver, seen)]
-    if isinstance(t, OptionalType):
-        return ["optional", _type_shape(t.inner, resolver, seen)]
-    if isinstance(t, EnumType):
-        return ["enum", t.name, list(t.members)]
-    if isinstance(t, StructType):
-        if t.name in seen:
-            return ["type", t.name]
-        fields = resolver.fields(t)
-        inner = seen | {t.name}
-        return ["type", t.name, {k: _type_shape(v, resolver, inner) for k, v in sorted(fields.items())}]
-    return str(t)
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, frozenset]] = [(t, root, 0, frozenset())]
+    while stack:
+        current, parent, key, seen = stack.pop()
+        wrapper = ("list" if isinstance(current, ListType) else "dict" if isinstance(current, DictType)
+                   else "optional" if isinstance(current, OptionalType) else None)
+        if wrapper is not None:
+            out: Any = [wrapper, None]
+            inner = current.item if wrapper == "list" else current.value if wrapper == "dict" else current.inner
+            stack.append((inner, out, 1, seen))
+        elif isinstance(current, EnumType):
+            out = ["enum", current.name, list(current.members)]
+        elif isinstance(current, StructType) and current.name in seen:
+            out = ["type", current.name]
+        elif isinstance(current, StructType):
+            fields = resolver.fields(current)
+            shapes: dict[str, Any] = {}
+            out = ["type", current.name, shapes]
+            stack.extend((v, shapes, k, seen | {current.name}) for k, v in sorted(fields.items()))
+        else:
+            out = str(current)
+        parent[key] = out
+    return root[0]
 
 
 def prompt_hash(decl: ast.PromptDecl, ctx: "CheckContext") -> str:
@@ -85,13 +147,13 @@ def prompt_hash(decl: ast.PromptDecl, ctx: "CheckContext") -> str:
     content = {
         "template": canonical(entries.get("template")),
         "system": canonical(entries.get("system")),
-        "output": _type_shape(resolver.resolve(decl.returns), resolver, set()),
-        "params": [[p.name, _type_shape(resolver.resolve(p.type), resolver, set())] for p in decl.params],
+        "output": _type_shape(resolver.resolve(decl.returns), resolver),
+        "params": [[p.name, _type_shape(resolver.resolve(p.type), resolver)] for p in decl.params],
         "model": model_settings,
         "settings": {k: canonical(v) for k, v in sorted(entries.items())
                      if k in ("temperature", "max_tokens", "timeout", "cache")},
     }
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    blob = canonical_json(content)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 

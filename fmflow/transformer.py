@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-from lark import Token, Transformer, Tree, v_args
+from lark import Token, Tree, v_args
+from lark.visitors import Transformer_NonRecursive
 
 from . import ast
 from .diagnostics import Diagnostics
@@ -34,7 +35,7 @@ def _children(items: list) -> list:
 
 
 @v_args(meta=True)
-class _ASTBuilder(Transformer):
+class _ASTBuilder(Transformer_NonRecursive):
     def __init__(self, source: SourceFile, diagnostics: Diagnostics) -> None:
         super().__init__()
         self.source = source

@@ -46,6 +46,8 @@ class ExprChecker:
     def __init__(self, ctx: CheckContext) -> None:
         self.ctx = ctx
         self.types = TypeResolver(ctx)
+        # Inner links of an operator or pipe chain, typed in a loop just before the link that reads them.
+        self._chain_types: dict[int, Type] = {}
 
     def error(self, code: str, message: str, span, help: str | None = None) -> Type:
         self.ctx.diagnostics.add(code, message, span, help)
@@ -53,6 +55,15 @@ class ExprChecker:
 
     # --------------------------------------------------------------- public
     def infer(self, expr: ast.Node, scope: Scope) -> Type:
+        typed = self._chain_types.pop(id(expr), None)
+        if typed is not None:
+            return typed
+        # `a + b + … + z` is as deep as it is long: type its links from the innermost out, in a loop.
+        for link in _inner_links(expr):
+            self._chain_types[id(link)] = self._infer_node(link, scope)
+        return self._infer_node(expr, scope)
+
+    def _infer_node(self, expr: ast.Node, scope: Scope) -> Type:
         method = getattr(self, "_infer_" + type(expr).__name__, None)
         result = method(expr, scope) if method else UNKNOWN
         self.ctx.expr_types[id(expr)] = result
@@ -462,6 +473,15 @@ class ExprChecker:
         if node.condition is not None:
             self.infer(node.condition, inner)
         return ListType(self.infer(node.element, inner))
+
+
+def _inner_links(expr: ast.Node) -> list[ast.Node]:
+    """The links of the chain ``expr`` ends, innermost first, without ``expr`` itself."""
+    if isinstance(expr, ast.Binary) and ast.continues_chain(expr, expr.left):
+        return ast.binary_chain(expr)[1][:-1]
+    if isinstance(expr, ast.Pipe) and isinstance(expr.value, ast.Pipe):
+        return ast.pipe_chain(expr)[1][:-1]
+    return []
 
 
 _BOOLEAN_OPS = {"and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}

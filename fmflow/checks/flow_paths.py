@@ -94,7 +94,7 @@ def _walk_if(ctx: CheckContext, flow: _Flow, stmt: ast.If, path: _Path) -> _Path
 
 
 def _check_reads(ctx: CheckContext, flow: _Flow, expr: ast.Node, path: _Path) -> None:
-    for name in _reads(expr, set()):
+    for name in (n for n in ast.read_names(expr) if n.version is None):
         if name.id not in flow.locals or name.id in path.assigned:
             continue
         if name.id in path.maybe:
@@ -104,20 +104,3 @@ def _check_reads(ctx: CheckContext, flow: _Flow, expr: ast.Node, path: _Path) ->
         else:
             ctx.diagnostics.add("E203", f"'{name.id}' is used before it is assigned", name.span,
                                 "move the assignment above this line")
-
-
-def _reads(expr: ast.Node, bound: set[str]):
-    """Names an expression reads, minus comprehension variables."""
-    if isinstance(expr, ast.Name):
-        if expr.id not in bound and expr.version is None:
-            yield expr
-        return
-    if isinstance(expr, ast.Comprehension):
-        yield from _reads(expr.iterable, bound)
-        inner = bound | {expr.var}
-        yield from _reads(expr.element, inner)
-        if expr.condition is not None:
-            yield from _reads(expr.condition, inner)
-        return
-    for child in expr.children():
-        yield from _reads(child, bound)

@@ -24,6 +24,10 @@ class TypeResolver:
         self.ctx = ctx
         self.diagnostics = diagnostics if diagnostics is not None else ctx.diagnostics
 
+    def resolve_quietly(self, ref: ast.TypeRef | None) -> Type:
+        """The type of ``ref`` without reporting anything (its errors are reported where it is checked)."""
+        return TypeResolver(self.ctx, Diagnostics()).resolve(ref)
+
     def resolve(self, ref: ast.TypeRef | None) -> Type:
         if ref is None:
             return UNKNOWN

@@ -11,10 +11,12 @@ import re
 from .. import ast
 from ..builtins import BUILTINS, ON_FAIL_POLICIES
 from ..diagnostics import suggestion_help
-from ..types import INT, JSON, STR, UNKNOWN, DictType, Type, join
+from ..nesting import MAX_TYPE_DEPTH, inner_types, type_depth
+from ..types import INT, JSON, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
 from .blocks import POLICY_COUNT, PROVIDERS, KeySpec, block_spec, bound_message, out_of_bound
 from .context import CheckContext
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
+from .resolve import decl_type
 
 DEFAULT_MODEL = "default"  # the model of prompts and agents that name none
 _PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -22,6 +24,7 @@ _PYTHON_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 def check_types(ctx: CheckContext) -> None:
     checker = ExprChecker(ctx)
+    _check_type_depths(checker)
     for decl in ctx.module.decls:
         if isinstance(decl, ast.TypeDecl):
             for f in decl.fields:
@@ -34,6 +37,52 @@ def check_types(ctx: CheckContext) -> None:
             _check_test(checker, decl)
         elif hasattr(decl, "entries"):
             _check_block_decl(checker, decl)
+
+
+def _check_type_depths(checker: ExprChecker) -> None:
+    """Types nested deeper than MAX_TYPE_DEPTH (fmflow.nesting), through brackets and declared types.
+
+    A declared type too deep is reported once, at the outermost one (those
+    inside it are deep because of it); a written type at the place it is
+    written, unless the declared type in it was reported already.
+    """
+    fields_of, depth = checker.types.fields, {}
+    decls = checker.ctx.module.decls
+    structs = {id(d): decl_type(d, checker.ctx.path) for d in decls if isinstance(d, ast.TypeDecl)}
+    too_deep = {key: t for key, t in structs.items() if type_depth(t, fields_of, depth) > MAX_TYPE_DEPTH}
+    inside = {_unwrapped(inner) for t in too_deep.values() for inner in inner_types(t, fields_of)}
+    for decl in decls:
+        struct = too_deep.get(id(decl))
+        if struct is not None and struct not in inside:
+            _type_too_deep(checker, f"type '{decl.name}'", depth[struct], decl.name_span)
+    reported = set(too_deep.values())
+    for ref in _written_types([d for d in decls if id(d) not in too_deep]):
+        t = checker.types.resolve_quietly(ref)
+        if _unwrapped(t) not in reported and type_depth(t, fields_of, depth) > MAX_TYPE_DEPTH:
+            text = str(t) if len(str(t)) <= 40 else str(t)[:39] + "…"
+            _type_too_deep(checker, f"type '{text}'", depth[t], ref.span)
+
+
+def _type_too_deep(checker: ExprChecker, what: str, levels: int, span) -> None:
+    checker.error("E001", f"{what} is nested too deeply: {levels} levels of types inside types, "
+                  f"more than {MAX_TYPE_DEPTH}", span, "flatten it: hold the inner data as json, or refer to it by an id")
+
+
+def _written_types(decls: list[ast.Decl]):
+    for decl in decls:
+        for param in getattr(decl, "params", ()):
+            yield param.type
+        if getattr(decl, "returns", None) is not None:
+            yield decl.returns
+        for f in getattr(decl, "fields", ()):
+            yield f.type
+
+
+def _unwrapped(t: Type) -> Type:
+    """The type inside list[…], dict[…] and ?."""
+    while isinstance(t, (ListType, DictType, OptionalType)):
+        t = t.item if isinstance(t, ListType) else t.value if isinstance(t, DictType) else t.inner
+    return t
 
 
 def _signature_scope(checker: ExprChecker, decl: ast.Decl) -> tuple[Scope, Type]:

@@ -49,8 +49,18 @@ def contains_call(expr: ast.Node, memo: dict[int, bool]) -> bool:
     (the Program owns it).
     """
     key = ("calls", id(expr))
-    if key not in memo:
-        memo[key] = isinstance(expr, _CALL_NODES) or any(contains_call(c, memo) for c in expr.children())
+    if key in memo:
+        return memo[key]
+    # Children before parents, with a stack: a chain of ten thousand `+` is that deep.
+    stack: list[tuple[ast.Node, bool]] = [(expr, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            memo[("calls", id(node))] = isinstance(node, _CALL_NODES) or any(
+                memo[("calls", id(c))] for c in node.children())
+        elif ("calls", id(node)) not in memo:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children())
     return memo[key]
 
 
@@ -154,7 +164,16 @@ class Evaluator:
         return await self.run.call(decl, names, values)
 
     async def _pipe(self, node: ast.Pipe) -> Any:
-        values = await self.eval_many([node.value, *(a.value for a in node.args)])
+        base, stages = ast.pipe_chain(node)  # `x | f | g …` in a loop, however long
+        if len(stages) == 1:
+            values = await self.eval_many([base, *(a.value for a in node.args)])
+            return await self._pipe_stage(node, values)
+        value = await self.eval(base)
+        for stage in stages:
+            value = await self._pipe_stage(stage, [value, *await self.eval_many([a.value for a in stage.args])])
+        return value
+
+    async def _pipe_stage(self, node: ast.Pipe, values: list[Any]) -> Any:
         decl = self.run.program.lookup(node.filter, within=self.owner)
         if decl is None:
             return self._builtin(node.filter, values)
@@ -202,25 +221,27 @@ class Evaluator:
         return (not truthy(value)) if node.op == "not" else -value
 
     async def _binary(self, node: ast.Binary) -> Any:
-        op = node.op
-        if op == "and":
-            return truthy(await self.eval(node.left)) and truthy(await self.eval(node.right))
-        if op == "or":
-            return truthy(await self.eval(node.left)) or truthy(await self.eval(node.right))
-        left, right = await self.eval_many([node.left, node.right])
-        if op == "==":
-            return equal(left, right)
-        if op == "!=":
-            return not equal(left, right)
-        if op in ("in", "not in"):
-            found = contains(right, left)
-            return found if op == "in" else not found
-        try:
-            return _ARITHMETIC[op](plain(left), plain(right))
-        except ZeroDivisionError:
-            raise FlowRuntimeError(f"division by zero in '{op}'") from None
-        except TypeError as error:
-            raise FlowRuntimeError(f"operator '{op}' failed: {error}") from None
+        # `a + b + …` is a chain as deep as it is long: evaluated in a loop, left to right.
+        first, links = ast.binary_chain(node)
+        if node.op in ("and", "or"):  # short-circuit: stop at the first false `and`, true `or`
+            value = truthy(await self.eval(first))
+            for link in links:
+                if value == (link.op == "or"):
+                    break
+                value = truthy(await self.eval(link.right))
+            return value
+        operands = [first, *(link.right for link in links)]
+        memo = self.run.program.memo
+        if sum(1 for o in operands if contains_call(o, memo)) > 1:
+            values = await gather_all(self.eval(o) for o in operands)
+            result = values[0]
+            for link, right in zip(links, values[1:]):
+                result = _operate(link.op, result, right)
+            return result
+        result = await self.eval(first)
+        for link in links:
+            result = _operate(link.op, result, await self.eval(link.right))
+        return result
 
     async def _conditional(self, node: ast.Conditional) -> Any:
         if truthy(await self.eval(node.condition)):
@@ -235,6 +256,23 @@ _DISPATCH = {
     ast.Index: Evaluator._index, ast.Unary: Evaluator._unary, ast.Binary: Evaluator._binary,
     ast.Conditional: Evaluator._conditional,
 }
+
+
+def _operate(op: str, left: Any, right: Any) -> Any:
+    """``left op right`` for every operator but `and`/`or` (which short-circuit)."""
+    if op == "==":
+        return equal(left, right)
+    if op == "!=":
+        return not equal(left, right)
+    if op in ("in", "not in"):
+        found = contains(right, left)
+        return found if op == "in" else not found
+    try:
+        return _ARITHMETIC[op](plain(left), plain(right))
+    except ZeroDivisionError:
+        raise FlowRuntimeError(f"division by zero in '{op}'") from None
+    except TypeError as error:
+        raise FlowRuntimeError(f"operator '{op}' failed: {error}") from None
 
 
 # ------------------------------------------------------------------ values

@@ -206,3 +206,22 @@ def test_an_unclosed_block_string_is_reported_where_it_starts(tmp_path):
     assert "open.fmflow:2:13: error[E001]: this block string is not closed" in result.stdout
     assert 'help: it starts here (line 2, column 13) and runs to the end of the file; end it with """' \
         in result.stdout
+
+
+# ------------------------------------------------------ nesting (4)
+
+def test_deep_nesting_is_one_e001_in_every_command_and_a_long_chain_works(tmp_path):
+    write(tmp_path, "deep.fmflow", "flow f(x: int) -> json {\n  return " + "[" * 5000 + "x" + "]" * 5000 + "\n}\n")
+    for command in (["check"], ["fmt"], ["graph"], ["run", "-i", "x=1"]):
+        result = fmflow_cmd(tmp_path, *command[:1], "deep.fmflow", *command[1:])
+        assert result.returncode == 1, (command, shown(result))
+        assert "deep.fmflow:2:110: error[E001]: nested too deeply: more than 100 levels of brackets, operators " \
+               "or ifs" in result.stdout, command
+        assert len(result.stdout) < 2000  # the snippet shows a window of the long line, not all of it
+
+    write(tmp_path, "chain.fmflow", "flow f(x: int) -> int {\n  return " + " + ".join(["x"] * 10_000) + "\n}\n")
+    assert fmflow_cmd(tmp_path, "check", "chain.fmflow").returncode == 0
+    assert fmflow_cmd(tmp_path, "fmt", "--check", "chain.fmflow").returncode == 0
+    assert "flowchart" in fmflow_cmd(tmp_path, "graph", "chain.fmflow").stdout
+    ran = fmflow_cmd(tmp_path, "run", "chain.fmflow", "-i", "x=3")
+    assert ran.returncode == 0 and ran.stdout.strip() == "30000", shown(ran)
