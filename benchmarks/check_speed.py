@@ -15,10 +15,15 @@ if/elif, comprehensions and pipes; every declaration is used), then prints
   median of N fresh processes, beside the interpreter's own start-up
   (``python -c pass``) measured in the same run, and their ratio;
 - whether torch, transformers or chromadb were imported during a check
-  (``python -X importtime``).
+  (``python -X importtime``);
+- ``fmflow fmt`` time per declaration on 50,000 small declarations against
+  5,000 measured in the same run (linear: the ratio stays near 1);
+- the peak memory of ``fmflow check`` on a file holding a 5 MB string
+  literal (and a 5 MB block-string template) beyond that of a small file,
+  as a multiple of the literal's size (fresh processes, their own VmHWM).
 
 Timings are printed beside their targets, never asserted: they depend on the
-machine. Finishes in well under two minutes on two cores.
+machine. Finishes in about two minutes on two cores.
 """
 
 from __future__ import annotations
@@ -41,6 +46,13 @@ if str(ROOT) not in sys.path:
 HEAVY_MODULES = ("torch", "transformers", "chromadb", "fastapi", "uvicorn", "prometheus_client")
 TARGET_CHECK_10K_SECONDS = 1.0
 TARGET_COLD_CHECK_SECONDS = 0.3
+TARGET_FMT_GROWTH = 2.0  # fmt time per declaration at 50k within 2x of that at 5k
+TARGET_LITERAL_MEMORY = 10.0  # extra peak memory for a 5 MB literal within 10x its size
+# A tag-dense template (a {{ x }} every 60 characters): Jinja2's own tree of it is
+# about 7x the text, and its parser peaks near 10x; fmflow adds the text's few copies.
+TARGET_TEMPLATE_MEMORY = 20.0
+FMT_COUNTS = (5_000, 50_000)
+LITERAL_BYTES = 5 * 1024 * 1024
 
 # --------------------------------------------------------------- generator
 
@@ -287,6 +299,87 @@ def heavy_imports_report(small: Path, workdir: Path) -> None:
         print(f"  heavy imports during check: none ({', '.join(HEAVY_MODULES)} not imported)   target: none: ok")
 
 
+# ------------------------------------------------------------ scale
+
+def small_declarations(count: int) -> str:
+    """``count`` one-line declarations of five kinds, with own-line and trailing comments."""
+    kinds = (
+        '# model {i}\nmodel m{i} {{ provider: "openai", name: "x", temperature: 0.2 }}  # trailing',
+        "enum E{i} {{ a, b, c }}",
+        "type T{i} {{ a: str, b: int?, c: list[E{i}] }}",
+        'flow f{i}(x: str) -> str {{ return x + "{i}" }}',
+        'tool t{i}(x: str) -> int = python("bench_tools:word_count")',
+    )
+    return "\n".join(kinds[i % len(kinds)].format(i=i) for i in range(count)) + "\n"
+
+
+def fmt_scaling() -> None:
+    from fmflow.formatter import format_module
+    from fmflow.parser import parse_text
+
+    print("\nfmt scaling (best of up to 3 runs; format_module on parsed declarations)")
+    per_declaration = {}
+    for count in FMT_COUNTS:
+        module, diagnostics = parse_text(small_declarations(count), f"decls_{count}.fmflow")
+        assert not diagnostics, diagnostics[:3]
+        seconds = best_time(lambda: format_module(module), budget=2.0, max_runs=3)
+        per_declaration[count] = seconds / count
+        print(f"  {count:>8} declarations  {seconds:7.2f} s  {seconds / count * 1e6:7.1f} µs each")
+    small, large = FMT_COUNTS
+    ratio = per_declaration[large] / per_declaration[small]
+    verdict = "ok" if ratio < TARGET_FMT_GROWTH else "MISSED"
+    print(f"  ratio     per declaration {large:,} / {small:,}  {ratio:5.2f} x   "
+          f"target < {TARGET_FMT_GROWTH:.0f} x (linear): {verdict}")
+
+
+_PEAK_DRIVER = """
+import runpy, sys
+sys.argv = ["fmflow", *sys.argv[1:]]
+try:
+    runpy.run_module("fmflow", run_name="__main__")
+except SystemExit:
+    pass
+try:  # Linux: the high-water mark of this process's own memory (ru_maxrss would count the parent's too)
+    peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+except OSError:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+print(peak, file=sys.stderr)
+"""
+
+
+def peak_memory_kb(args: list[str], cwd: Path) -> int:
+    """Peak resident memory (KB) of one fresh process running ``fmflow ARGS``."""
+    process = subprocess.run([sys.executable, "-c", _PEAK_DRIVER, *args], cwd=cwd, env=subprocess_env(),
+                             capture_output=True, text=True)
+    return int(process.stderr.strip().splitlines()[-1])
+
+
+def literal_memory(workdir: Path) -> None:
+    body = ("abcdefghi " * (LITERAL_BYTES // 10))[:LITERAL_BYTES]
+    cases = {  # name: (text, target)
+        "small file": (generate_source(60), None),
+        "5 MB string literal": (f'flow f(x: str) -> str {{\n  return x + "{body}"\n}}\n', TARGET_LITERAL_MEMORY),
+        "5 MB block-string template": (
+            'prompt p(x: str) -> str {\n  template: """\n'
+            + "".join(f"    {body[i:i + 60]} {{{{ x }}}}\n" for i in range(0, LITERAL_BYTES, 60))
+            + '  """\n}\n\nflow f(x: str) -> str {\n  return p(x)\n}\n', TARGET_TEMPLATE_MEMORY),
+    }
+    print("\nmemory of `fmflow check` (peak resident memory of a fresh process)")
+    peaks = {}
+    for name, (text, _target) in cases.items():
+        path = workdir / (name.replace(" ", "_") + ".fmflow")
+        path.write_text(text, encoding="utf-8")
+        peaks[name] = peak_memory_kb(["check", str(path)], workdir)
+    baseline = peaks["small file"]
+    print(f"  baseline  small file                  {baseline / 1024:7.1f} MB")
+    for name, peak in list(peaks.items())[1:]:
+        extra, target = max(0, peak - baseline) * 1024 / LITERAL_BYTES, cases[name][1]
+        verdict = "ok" if extra < target else "MISSED"
+        print(f"  {name:<36}  {peak / 1024:7.1f} MB   extra / literal size {extra:5.1f} x   "
+              f"target < {target:.0f} x: {verdict}")
+
+
 # ------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     throughput_table(sizes)
     with tempfile.TemporaryDirectory(prefix="fmflow-bench-") as tmp:
         startup_report(Path(tmp), args.runs)
+        fmt_scaling()
+        literal_memory(Path(tmp))
     print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
     return 0
 

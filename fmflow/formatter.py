@@ -15,6 +15,7 @@ before the entry or statement that holds it. No comment is ever dropped.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import deque
@@ -41,8 +42,11 @@ def format_text(text: str, path: str = "<string>") -> str | None:
 
 def format_module(module: ast.Module) -> str:
     """Canonical text of a parsed module; ends with exactly one newline."""
+    from .parser import collector_paused
+
     out = _Emitter(module.comments)
-    _emit_module(out, module)
+    with collector_paused():  # like parsing: many small objects, all kept, no garbage to find
+        _emit_module(out, module)
     lines = out.lines
     while lines and not lines[-1].strip():
         lines.pop()
@@ -537,7 +541,7 @@ def _emit_module(out: _Emitter, module: ast.Module) -> None:
     previous: ast.Node | None = None
     for item in items:
         # Imports move to the top: a trailing comment ends where the source's next item starts.
-        after = next(pos for pos in starts if pos > _start(item))
+        after = starts[bisect.bisect_right(starts, _start(item))]  # _END is last: always found
         if isinstance(previous, ast.Decl) or (previous is not None and isinstance(item, ast.Decl)):
             out.lines.append("")  # exactly one blank line between declarations
             out.last_end = None

@@ -1,7 +1,11 @@
 """E202: every variable a prompt's template reads must be one of its parameters.
 
 Jinja2's own parser finds the variables; each unknown one is reported at its
-line inside the block string. A template that Jinja cannot parse is E001.
+line inside the block string. A template that Jinja cannot parse is E001, and
+so is one nested deeper than Jinja2 can compile (it turns templates into
+Python code, which allows 20 nested `for` blocks, 100 indentation levels and
+200 nested brackets): a template whose tree is deep is compiled here, as the
+runtime would, so that the run never meets the error.
 """
 
 from __future__ import annotations
@@ -42,12 +46,20 @@ def _check_template(ctx: CheckContext, decl: ast.Decl, node, params: set[str]) -
     text = node.value
     try:
         tree = _environment().parse(text)
+        too_deep = _uncompilable(tree) if _depth(tree) > COMPILE_CHECK_DEPTH else None
+        undeclared = meta.find_undeclared_variables(tree) - params - JINJA_GLOBALS if too_deep is None else set()
     except TemplateSyntaxError as error:
         span = _line_span(ctx, node, error.lineno or 1, None)
         ctx.diagnostics.add("E001", f"template syntax error: {error.message}", span,
                             "templates are Jinja2: {{ value }}, {% for x in xs %}…{% endfor %}")
         return
-    undeclared = meta.find_undeclared_variables(tree) - params - JINJA_GLOBALS
+    except RecursionError:  # Jinja2's parser and analysis recurse too
+        too_deep = "maximum recursion depth exceeded"
+    if too_deep is not None:
+        ctx.diagnostics.add("E001", f"template nested too deeply for Jinja2 ({too_deep})",
+                            _line_span(ctx, node, 1, None),
+                            "nest fewer {% for %}/{% if %} blocks and brackets; compute parts in the flow")
+        return
     reported: set[str] = set()
     for name_node in tree.find_all(nodes.Name):
         name = name_node.name
@@ -57,6 +69,28 @@ def _check_template(ctx: CheckContext, decl: ast.Decl, node, params: set[str]) -
                 "E202", f"template of {decl.kind} '{decl.name}' uses '{name}', which is not a parameter",
                 _line_span(ctx, node, name_node.lineno, name),
                 suggestion_help(name, params) or f"add a parameter '{name}: …' to {decl.kind} '{decl.name}'")
+
+
+COMPILE_CHECK_DEPTH = 12  # usual templates are 5 to 10 levels deep and are not compiled here
+
+
+def _depth(tree) -> int:
+    """Levels of the template's tree, walked with a stack."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return deepest
+
+
+def _uncompilable(tree) -> str | None:
+    """Why Jinja2 cannot turn the template into Python code, if it cannot."""
+    try:
+        _environment().compile(tree)
+    except (SyntaxError, RecursionError, MemoryError) as error:
+        return getattr(error, "msg", None) or str(error) or type(error).__name__
+    return None
 
 
 def _line_span(ctx: CheckContext, node, template_line: int, name: str | None):

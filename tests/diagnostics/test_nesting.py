@@ -216,3 +216,29 @@ def test_types_past_their_limit_are_one_e001_at_the_outermost(tmp_path):
     recursive = write(tmp_path, "type Node { next: Node?, items: list[Node] }\n"
                                 "flow f(x: Node) -> Node {\n  return x\n}\n", "recursive.fmflow")
     assert check(recursive) == []
+
+
+# --------------------------------------------------------------- templates
+
+def _prompt_with(template: str) -> str:
+    return ('model m { provider: "replay", options: { responses: [{ text: "rendered" }] } }\n'
+            f'prompt p(items: list[str]) -> str {{\n  model: m\n  template: """{template}"""\n}}\n'
+            'flow f(items: list[str]) -> str {\n  return p(items)\n}\n')
+
+
+@pytest.mark.parametrize("template", [
+    "{% for a in items %}" * 21 + "x" + "{% endfor %}" * 21,   # Jinja2 compiles 20 nested blocks at most
+    "{{ " + "(" * LONG + "items" + ")" * LONG + " }}",          # its parser recurses
+    "{{ " + " + ".join(["items"] * 300) + " }}",               # Python's 200 nested brackets
+])
+def test_a_template_jinja2_cannot_compile_is_e001_at_check_time(tmp_path, template):
+    path = write(tmp_path, _prompt_with(template))
+    (d,) = check(path)
+    assert (d.code, d.span.line) == ("E001", 4)
+    assert d.message.startswith("template nested too deeply for Jinja2 (")
+
+
+def test_a_template_jinja2_can_compile_checks_and_runs(tmp_path):
+    path = write(tmp_path, _prompt_with("{% for a in items %}" * 19 + "{{ a }}" + "{% endfor %}" * 19))
+    assert check(path) == []
+    assert run(path, items=["z"]) == "rendered"  # the template rendered, the model answered
