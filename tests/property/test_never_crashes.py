@@ -14,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fmflow.api import check_text
-from fmflow.diagnostics import CODES, Diagnostic
-from fmflow.parser import KEYWORDS, parse_text
+from fmflow.api import check, check_text
+from fmflow.diagnostics import CODES, Diagnostic, Diagnostics
+from fmflow.formatter import format_module, format_text
+from fmflow.nesting import MAX_NESTING
+from fmflow.parser import KEYWORDS, parse_file, parse_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = sorted(
@@ -64,10 +66,15 @@ def assert_diagnostics(result, text: str, path: str) -> None:
 
 
 def run_both(text: str, path: str = "<string>") -> None:
+    """parse, check and fmt: diagnostics, or formatted text that parses to the same program."""
     _module, syntax = parse_text(text, path)
     assert_diagnostics(syntax, text, path)
     assert all(d.code == "E001" for d in syntax)
     assert_diagnostics(check_text(text, path), text, path)
+    formatted = format_text(text, path)
+    assert (formatted is None) == any(d.code == "E001" for d in syntax)
+    if formatted is not None:
+        assert not [d for d in parse_text(formatted, path)[1] if d.code == "E001"], formatted[:500]
 
 
 @pytest.fixture
@@ -195,3 +202,95 @@ def test_mutated_examples_never_crash(strict, case):
 def test_corpus_files_have_no_errors(strict, path, text):
     diagnostics = check_text(text, path)
     assert not [d for d in diagnostics if d.is_error], diagnostics
+
+
+# ---------------------------------------- (c) deep nesting, long chains
+
+# Wrappers that each add a level of nesting: (before, after) around what is inside.
+WRAPPERS = [("[", "]"), ("(", ")"), ("not ", ""), ("-", ""), ("f(", ")"), ("{ a: ", " }"),
+            ("x if x else ", ""), ("x[", "]"), ("len(", ")"), ("[y for y in ", "]"), ("(x + ", ")")]
+CHAIN_OPS = [" + ", " - ", " * ", " and ", " or ", " | lower", " == "]
+
+
+@st.composite
+def deep_expression(draw):
+    """An expression nested up to well past the limit, with long operator chains inside."""
+    depth = draw(st.sampled_from([1, 5, MAX_NESTING - 1, MAX_NESTING, MAX_NESTING + 1, 400, 2500]))
+    wrappers = draw(st.lists(st.sampled_from(WRAPPERS), min_size=depth, max_size=depth))
+    op = draw(st.sampled_from(CHAIN_OPS))
+    terms = draw(st.sampled_from([1, 2, 50, 1500]))
+    inner = "x" if op == " | lower" else op.join(["x"] * terms) if op != " == " else "x == x"
+    if op == " | lower":
+        inner = "x" + op * terms
+    return "".join(w[0] for w in wrappers) + inner + "".join(w[1] for w in reversed(wrappers))
+
+
+@st.composite
+def deep_program(draw):
+    expr = draw(deep_expression())
+    ifs = draw(st.sampled_from([0, 3, MAX_NESTING + 1]))
+    body = f"return {expr}"
+    for _ in range(ifs):
+        body = f"if x {{\n{body}\n}}"
+    params = draw(st.sampled_from(["x: json", "x: str", "x: " + "list[" * 40 + "int" + "]" * 40]))
+    return f"flow g(x: json) -> json {{ return x }}\nflow main({params}) -> json {{\n{body}\nreturn x\n}}\n"
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(text=deep_program())
+def test_deep_nesting_and_long_chains_never_crash(strict, text):
+    run_both(text)
+
+
+# ------------------------------------------------ (d) lone surrogates
+
+surrogate_escape = st.integers(0xD800, 0xDFFF).map(lambda c: "\\u{%X}" % c)
+surrogate_char = st.integers(0xD800, 0xDFFF).map(chr)
+
+
+@st.composite
+def with_surrogates(draw):
+    path, text = draw(st.sampled_from(CORPUS_TEXTS))
+    for _ in range(draw(st.integers(1, 3))):
+        quotes = [i for i, c in enumerate(text) if c == '"'] or [0]
+        at = draw(st.sampled_from(quotes)) + 1
+        piece = draw(st.one_of(surrogate_escape, surrogate_char))
+        text = text[:at] + piece + text[at:]
+    return path, text
+
+
+@pytest.mark.skipif(not CORPUS_TEXTS, reason="no example files")
+@settings(max_examples=60, **SETTINGS)
+@given(case=with_surrogates())
+def test_lone_surrogates_never_crash(strict, case):
+    path, text = case
+    run_both(text, path)
+
+
+# --------------------------------------------- (e) bytes that are not UTF-8
+
+@st.composite
+def broken_bytes(draw):
+    _path, text = draw(st.sampled_from(CORPUS_TEXTS))
+    data = bytearray(text.encode("utf-8"))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        data[at:at] = draw(st.binary(min_size=1, max_size=4))
+    if draw(st.booleans()):
+        data[0:0] = b"\xef\xbb\xbf"  # a byte order mark in front
+    return bytes(data)
+
+
+@pytest.mark.skipif(not CORPUS_TEXTS, reason="no example files")
+@settings(max_examples=60, **SETTINGS)
+@given(data=broken_bytes())
+def test_bytes_that_are_not_utf8_never_crash(strict, data):
+    path = strict / "broken.fmflow"
+    path.write_bytes(data)
+    diagnostics = Diagnostics()
+    source, module = parse_file(str(path), diagnostics)
+    found = diagnostics.sorted()
+    assert_diagnostics(found, source.text, str(path))
+    if not any(d.code == "E001" for d in found):
+        format_module(module)
+    assert_diagnostics(check(path), source.text, str(path))
