@@ -110,6 +110,10 @@ class SourceError(UnreadableFile):
     """A path that cannot be read as a flow file; the message says why, never what it holds."""
 
 
+class SourceNotFound(SourceError, FileNotFoundError):
+    """No file at that path (a FileNotFoundError too, as callers of the API expect)."""
+
+
 def check_flow_name(path: str | Path) -> None:
     """Flow files are named ``*.fmflow``, and so is the file a link points to."""
     name = str(path)
@@ -126,4 +130,5 @@ def read_flow_bytes(path: str | Path) -> bytes:
     try:
         return read_regular_file(path, MAX_SOURCE_BYTES, "flow files")
     except UnreadableFile as error:
-        raise SourceError(error.path, error.reason) from None
+        missing = not os.path.lexists(path)
+        raise (SourceNotFound if missing else SourceError)(error.path, error.reason) from None

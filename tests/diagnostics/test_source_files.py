@@ -242,3 +242,8 @@ def test_text_holding_a_lone_surrogate_is_e001_there(tmp_path):
     text = 'flow f(x: str) -> str {\n  return "\udfff"\n}\n'
     assert [(d.code, d.span.line, d.span.col) for d in check_text(text)] == [("E001", 2, 11)]
     assert format_text(text) is None
+
+
+def test_a_missing_file_is_still_a_file_not_found_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot read '.*nope.fmflow': no such file"):
+        check(tmp_path / "nope.fmflow")
