@@ -44,8 +44,8 @@ def format_module(module: ast.Module) -> str:
     """Canonical text of a parsed module; ends with exactly one newline."""
     from .parser import collector_paused
 
-    out = _Emitter(module.comments)
     with collector_paused():  # like parsing: many small objects, all kept, no garbage to find
+        out = _Emitter(module.comments)
         _emit_module(out, module)
     lines = out.lines
     while lines and not lines[-1].strip():
