@@ -48,10 +48,10 @@ def _number(value: float) -> str:
 class KeySpec:
     """A block key: the Type its value must have, or a special kind of value.
 
-    Special kinds: ``provider``, ``model_ref``, ``model_refs``, ``tool_refs``,
-    ``template``, ``checks``, ``policy``, ``flow_ref``, ``inputs``, ``mocks``,
-    ``expects``. ``bound`` limits a number, a duration (in seconds) or the
-    count of a rate.
+    Special kinds: ``provider``, ``env_name``, ``model_ref``, ``model_refs``,
+    ``tool_refs``, ``template``, ``checks``, ``policy``, ``flow_ref``, ``inputs``,
+    ``mocks``, ``expects``. ``bound`` limits a number, a duration (in seconds) or
+    the count of a rate.
     """
 
     value: Type | str
@@ -77,7 +77,7 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "provider": KeySpec("provider", required=True, doc="one of " + ", ".join(PROVIDERS)),
         "name": KeySpec(STR, doc="the provider's model name"),
         "base_url": KeySpec(STR, doc="endpoint of an OpenAI-compatible server"),
-        "api_key_env": KeySpec(STR, doc="name of the environment variable holding the key"),
+        "api_key_env": KeySpec("env_name", doc="name of the environment variable holding the key"),
         **_GENERATION,
         "retry": KeySpec(INT, doc="transport-level retries", bound=Bound(low=0)),
         "rate": KeySpec(RATE, doc="requests per period, e.g. 60/min", bound=AT_LEAST_ONE),

@@ -12,7 +12,8 @@ from .. import ast
 from ..builtins import BUILTINS, ON_FAIL_POLICIES
 from ..diagnostics import suggestion_help
 from ..nesting import MAX_TYPE_DEPTH, inner_types, type_depth
-from ..types import INT, JSON, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
+from ..secrets import is_env_var_name, looks_like_key
+from ..types import DURATION, INT, JSON, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
 from .blocks import POLICY_COUNT, PROVIDERS, KeySpec, block_spec, bound_message, out_of_bound
 from .context import CheckContext
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
@@ -119,6 +120,9 @@ def check_entry(checker: ExprChecker, decl: ast.Decl, entry: ast.Entry, spec: Ke
         if isinstance(value, ast.Literal) and value.kind == "str" and value.value not in PROVIDERS:
             checker.error("E201", f"unknown provider '{value.value}'", value.span,
                           suggestion_help(value.value, PROVIDERS) or f"providers: {', '.join(PROVIDERS)}")
+    elif kind == "env_name":
+        checker.expect(value, STR, Scope(), what)
+        _check_env_name(checker, value, what)
     elif kind == "model_ref":
         _expect_ref(checker, value, ("model",), what)
     elif kind == "model_refs":
@@ -160,6 +164,21 @@ def constant_number(node: ast.Node) -> tuple[float | int, str] | None:
         return None
     number = node.value[0] if node.kind == "rate" else node.value
     return (-number if sign else number), sign + (node.raw or str(node.value))
+
+
+def _check_env_name(checker: ExprChecker, value: ast.Node, what: str) -> None:
+    """`api_key_env` names a variable; a key pasted there is refused without being repeated."""
+    if not (isinstance(value, ast.Literal) and value.kind == "str") or is_env_var_name(value.value):
+        if isinstance(value, ast.Literal) and value.kind == "str" and looks_like_key(value.value):
+            pass  # an all-capitals key (AWS's AKIA…) matches the name pattern
+        else:
+            return
+    if looks_like_key(value.value):
+        message = f"{what}: this looks like a key, not a variable name"
+    else:
+        message = f"{what} must be the name of an environment variable ([A-Z_][A-Z0-9_]*)"
+    checker.error("E201", message, value.span,
+                  'put the key in an environment variable and write its name here, e.g. api_key_env: "OPENAI_API_KEY"')
 
 
 def _list_items(checker: ExprChecker, value: ast.Node, what: str) -> list[ast.Node]:
@@ -221,7 +240,7 @@ def _check_tool(checker: ExprChecker, decl: ast.ToolDecl) -> None:
                       f"e.g. filter {decl.name}(text: str) -> str = …")
     impl = decl.impl
     good = (isinstance(impl, ast.Call) and isinstance(impl.func, ast.Name) and impl.func.id == "python"
-            and len(impl.args) == 1 and impl.args[0].name is None)
+            and impl.args and impl.args[0].name is None)
     if not good:
         checker.error("E201", f"{decl.kind} '{decl.name}' must be implemented by python(\"module:attr\")",
                       impl.span, f'e.g. {decl.kind} {decl.name}(…) -> … = python("my_tools:{decl.name}")')
@@ -232,6 +251,25 @@ def _check_tool(checker: ExprChecker, decl: ast.ToolDecl) -> None:
     elif not _PYTHON_TARGET.match(target.value):
         checker.error("E201", f"python(…) expects \"module:attr\", got \"{target.value}\"", target.span,
                       'e.g. python("my_tools:word_count") for my_tools.py beside the flow')
+    _check_python_options(checker, impl.args[1:])
+
+
+def _check_python_options(checker: ExprChecker, options: list[ast.Arg]) -> None:
+    """python("module:attr", timeout: 10s): the one option, a duration longer than 0s."""
+    seen = set()
+    for arg in options:
+        if arg.name != "timeout" or arg.name in seen:
+            problem = "takes one string" if arg.name is None else \
+                (f"has no option '{arg.name}'" if arg.name != "timeout" else "takes 'timeout' once")
+            checker.infer(arg.value, Scope())
+            checker.error("E103", f"python(…) {problem}", arg.span,
+                          'python("module:attr") or python("module:attr", timeout: 10s)')
+            continue
+        seen.add(arg.name)
+        checker.expect(arg.value, DURATION, Scope(), "the timeout of python(…)")
+        if isinstance(arg.value, ast.Literal) and arg.value.kind == "duration" and not arg.value.value > 0:
+            checker.error("E201", "the timeout of python(…) must be longer than 0s", arg.value.span,
+                          "e.g. timeout: 10s")
 
 
 # ----------------------------------------------------------------- flows

@@ -8,11 +8,13 @@ import sys
 from .common import EXIT_ERRORS, EXIT_OK, UsageError, flow_files, load_flow_program, parse_model, parse_pins
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
 def cmd_run(args) -> int:
-    import asyncio
     import json
 
-    from ..runtime import RunOptions, check_inputs, run_flow_once
+    from ..runtime import RunOptions, check_inputs, run_flow_once, run_interruptibly
     from ..runtime.errors import FlowRuntimeError
     from ..runtime.inputs import InputError, parse_inputs
     from ..runtime.outputs import OutputError
@@ -44,7 +46,12 @@ def cmd_run(args) -> int:
     options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
                          on_text=stream.write if stream else None)
     try:
-        result = asyncio.run(run_flow_once(program, flow.name, inputs, options))
+        result = run_interruptibly(run_flow_once(program, flow.name, inputs, options))
+    except KeyboardInterrupt:  # the run was cancelled and its trace closed as "interrupted"
+        if progress:
+            progress.stop()
+        print("fmflow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except FlowRuntimeError as error:
         if progress:
             progress.stop()
@@ -56,14 +63,15 @@ def cmd_run(args) -> int:
         return EXIT_ERRORS
     if progress:
         progress.stop()
+    data = result.secrets.mask_data(result.data)  # the run's secrets are not shown either
     if args.json:
-        print(json.dumps(result.data, ensure_ascii=False))
-    elif stream is not None and stream.text and stream.text.strip() == str(result.data).strip():
+        print(json.dumps(data, ensure_ascii=False))
+    elif stream is not None and stream.text and stream.text.strip() == str(data).strip():
         print()  # the answer is on the screen already
-    elif isinstance(result.data, str):
-        print(result.data)
+    elif isinstance(data, str):
+        print(data)
     else:
-        print(json.dumps(result.data, ensure_ascii=False, indent=2))
+        print(json.dumps(data, ensure_ascii=False, indent=2))
     if result.trace_path and not args.json:
         print(f"trace: {result.trace_path}", file=sys.stderr)
     return EXIT_OK

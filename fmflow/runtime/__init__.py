@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
-from .errors import FlowRuntimeError
+from .errors import FlowRuntimeError, describe
+from .interrupt import INTERRUPTED, run_interruptibly
 from .program import Program
-from .run import RunOptions, RunResult, RunState, SharedModels, secrets_of
+from .run import RunOptions, RunResult, RunState, SharedModels
 
 
 async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, Any],
@@ -18,24 +20,26 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     params, _returns = program.signature(flow)
     check_inputs(flow, params, inputs)
     state = RunState(program, options, cache=open_cache(options))
-    trace = None
-    if options.trace:
-        configs = [await state.model_config(m) for m in program.models()]
-        trace = state.trace = _open_trace(program, flow, options, secrets_of(configs))
+    trace = state.trace = _open_trace(program, flow, options, state.secrets)
     try:
         args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params}
         value = await state.run_flow(flow, args)
     except BaseException as error:
+        if isinstance(error, FlowRuntimeError):
+            error.mask(state.secrets)   # the run's secrets never leave it in a message
         if trace is not None:
-            trace.close("error", error=_describe(error))
+            trace.close(_end_status(error), error=_describe(error))
         raise
     finally:
+        if state.stream is not None:
+            state.stream.flush()
         if state.cache is not None and state.cache is not options.shared_cache:
             state.cache.close()
     data = program.types.to_jsonable(value)
     if trace is not None:
         trace.close("ok")
-    return RunResult(value, trace.run_id if trace else None, str(trace.path) if trace else None, data)
+    return RunResult(value, trace.run_id if trace else None, str(trace.path) if trace else None, data,
+                     secrets=state.secrets)
 
 
 async def run_flow_once(program: Program, flow_name: str | None, inputs: dict[str, Any],
@@ -74,7 +78,7 @@ def open_cache(options: RunOptions):
     return ResponseCache(os.path.join(options.workdir, ".fmflow", "cache", "responses.sqlite3"))
 
 
-def _open_trace(program: Program, flow, options: RunOptions, secrets: list[str]):
+def _open_trace(program: Program, flow, options: RunOptions, secrets):
     if not options.trace:
         return None
     from .trace import TraceWriter
@@ -86,8 +90,18 @@ def _open_trace(program: Program, flow, options: RunOptions, secrets: list[str])
 def _describe(error: BaseException) -> str:
     if isinstance(error, FlowRuntimeError):
         return str(error)
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+        return _end_status(error)
+    return describe(error)
+
+
+def _end_status(error: BaseException) -> str:
+    """How a run that raised ends in its trace: "interrupted" (Ctrl-C), "cancelled" or "error"."""
+    if isinstance(error, KeyboardInterrupt) or (isinstance(error, asyncio.CancelledError)
+                                                and error.args == (INTERRUPTED,)):
+        return "interrupted"
+    return "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
 
 
 __all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "SharedModels", "check_inputs", "open_cache",
-           "run_flow", "run_flow_once"]
+           "run_flow", "run_flow_once", "run_interruptibly"]

@@ -183,8 +183,13 @@ class Evaluator:
         builtin = BUILTINS.get(name)
         if builtin is None:
             raise FlowRuntimeError(f"unknown function '{name}'")
+        args = [plain(v) for v in values]
         try:
-            return builtin.impl(*[plain(v) for v in values])
+            if name == "env":  # its value is a secret of the run (fmflow.secrets)
+                return self.run.read_env(args[0] if args else None, lambda: builtin.impl(*args))
+            return builtin.impl(*args)
+        except FlowRuntimeError:
+            raise
         except Exception as error:
             raise FlowRuntimeError(f"{name}() failed: {error}") from None
 

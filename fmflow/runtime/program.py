@@ -114,6 +114,24 @@ class Program:
             return dict(struct.fields)
         return self._resolver_in(self.loader.context(struct.path) or self.ctx).fields(struct)
 
+    @cached_property
+    def secret_sources(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(names of environment variables, URLs) whose secrets a run must mask from the start:
+        every ``env("NAME")`` written with a literal name and every literal ``api_key_env``
+        in the program and its imports, and every literal ``base_url``."""
+        names, urls = set(), set()
+        for ctx in self.loader.contexts.values():
+            for node in ctx.module.walk():
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "env" \
+                        and node.args and _literal_str(node.args[0].value) is not None:
+                    names.add(_literal_str(node.args[0].value))
+                elif isinstance(node, ast.ModelDecl):
+                    for key, into in (("api_key_env", names), ("base_url", urls)):
+                        entry = node.entry(key)
+                        if entry is not None and _literal_str(entry.value) is not None:
+                            into.add(_literal_str(entry.value))
+        return frozenset(names), frozenset(urls)
+
     def models(self) -> list[ast.ModelDecl]:
         """Every model declaration visible from the root file (local and imported)."""
         seen, found = set(), []
@@ -123,3 +141,7 @@ class Program:
                     seen.add(id(decl))
                     found.append(decl)
         return found
+
+
+def _literal_str(node: ast.Node) -> str | None:
+    return node.value if isinstance(node, ast.Literal) and node.kind == "str" else None

@@ -17,6 +17,7 @@ from ..checks.blocks import settings_problem
 from ..formatter import expr_doc, flat
 from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
 from ..types import STR
+from .boundary import Unrepresentable, admit, clean_text
 from .cache import cache_key
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import Evaluator, truthy
@@ -142,9 +143,11 @@ async def _ask_with_policy(run, decl, args, returns, messages, schema, tools) ->
 async def accept(run, decl, args, returns, text: str) -> Any:
     """The reply as a value of the output type, or ReplyRejected saying why not."""
     try:
-        value = coerce_reply(returns, text, run.program.types)
+        value = admit(coerce_reply(returns, text, run.program.types))
     except OutputError as error:
         raise ReplyRejected(error.message, text) from None
+    except Unrepresentable as error:   # NaN in the JSON, say
+        raise ReplyRejected(f"the reply cannot be used: {error}", text) from None
     checks = decl.entry("check")
     if checks is not None:
         evaluator = Evaluator(run, decl, {**args, "output": value})
@@ -202,7 +205,7 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
     caching = run.cache is not None and config.caches() and tools is None
     key = cache_key(config.provider, config.model, _settings(config), messages, schema) if caching else None
     if key is not None and use_cache:
-        hit = run.cache.get(key)
+        hit = run.cache.get(key, accept=_is_response_data)
         if hit is not None:
             response = ChatResponse(**hit)
             _end_model_span(run, span, response, cache_hit=True, attempts=[])
@@ -227,6 +230,7 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
     except BaseException as error:
         run.trace_end(span, error=error)
         raise
+    response = _clean_response(response)
     _end_model_span(run, span, response, cache_hit=False, attempts=attempts)
 
     def commit() -> None:
@@ -251,6 +255,32 @@ def _settings(config) -> dict:
 def _response_data(response: ChatResponse) -> dict:
     return {"text": response.text, "tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
             "cost": response.cost, "model": response.model}
+
+
+# What a cached reply holds: anything else in the row (a hand edit, a damaged file) makes it a miss.
+_CACHED_FIELDS = {"text": (str,), "tokens_in": (int, type(None)), "tokens_out": (int, type(None)),
+                  "cost": (int, float, type(None)), "model": (str, type(None))}
+
+
+def _is_response_data(value: dict) -> bool:
+    return "text" in value and all(k in _CACHED_FIELDS and isinstance(v, _CACHED_FIELDS[k])
+                                   and not isinstance(v, bool) for k, v in value.items())
+
+
+def _clean_response(response: ChatResponse) -> ChatResponse:
+    """A reply as it enters the run: valid text everywhere (a provider may send a lone
+    surrogate such as "\\ud800"), so traces, the cache and stdout can write it."""
+    text = response.text if isinstance(response.text, str) else ""
+    response.text = clean_text(text)
+    if isinstance(response.model, str):
+        response.model = clean_text(response.model)
+    for call in response.tool_calls:
+        call.name = clean_text(call.name)
+        try:
+            call.arguments = admit(call.arguments)
+        except Unrepresentable:
+            pass  # the arguments are validated against the tool's parameters, which says why
+    return response
 
 
 def _prompt_info(run, decl) -> dict | None:

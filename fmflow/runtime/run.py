@@ -13,17 +13,19 @@ from ..checks.blocks import settings_problem
 from ..checks.resolve import decl_type
 from ..checks.typecheck import DEFAULT_MODEL
 from ..providers.base import ModelConfig, split_model_spec
+from ..secrets import MaskedStream, SecretMasker, is_env_var_name, looks_like_key
 from ..types import DOC
 from .agents import call_agent
-from .errors import CallFailed, FlowRuntimeError, NotMocked
+from .boundary import Unrepresentable, admit, clean_text
+from .errors import FlowRuntimeError, NotMocked, describe
 from .evaluate import Evaluator
 from .executor import FlowExecution
 from .limits import share_limits
 from .outputs import OutputError
 from .prompts import call_prompt
-from .pyimport import load_callable
 from .retrieval import call_retriever
 from .spans import CURRENT_SPAN
+from .tools import call_tool
 
 
 @dataclass
@@ -63,6 +65,7 @@ class RunResult:
     run_id: str | None
     trace_path: str | None
     data: Any = field(default=None)  # the value as plain JSON data
+    secrets: SecretMasker | None = None  # what the run masked: for showing the result (fmflow run)
 
 
 class RunState:
@@ -79,6 +82,10 @@ class RunState:
         self._default: ModelConfig | None = None
         self._flows_started = False
         self._enums: dict[int, type] = {}
+        # What this run must never write down (fmflow.secrets); traces, the cache and errors share it.
+        self.secrets = secrets_for(program)
+        # The final answer streams masked: a secret in it must not reach the screen either.
+        self.stream = MaskedStream(self.secrets, options.on_text, clean=clean_text) if options.on_text else None
 
     # -------------------------------------------------------------- traces
     def trace_start(self, kind: str, name: str, parent: str | None, line: int | None, **attrs):
@@ -113,10 +120,30 @@ class RunState:
         return self.validate(DOC, fields, "Doc(…)")
 
     def validate(self, t, value: Any, what: str) -> Any:
+        """``value`` as a value of type ``t``, copied and checked to be representable (boundary.py)."""
         try:
-            return self.program.types.validate(t, value)
+            return admit(self.program.types.validate(t, value))
         except OutputError as error:
             raise FlowRuntimeError(f"{what}: {error.message}") from None
+        except Unrepresentable as error:
+            raise FlowRuntimeError(f"{what}: {error}") from None
+        except RecursionError:
+            raise FlowRuntimeError(f"{what}: it is nested too deeply or contains itself") from None
+        except Exception as error:   # a value whose own methods fail while it is read (a __repr__ that raises)
+            raise FlowRuntimeError(f"{what}: it cannot be read ({describe(error)})") from None
+
+    def read_env(self, name: Any, read: Callable[[], Any]) -> Any:
+        """env(name, …): the value ``read()`` gives, a secret from now on (when it came from
+        the environment), with valid text. A key written as the name is refused unechoed."""
+        if isinstance(name, str) and not is_env_var_name(name) and looks_like_key(name):
+            self.secrets.add(name)
+            raise FlowRuntimeError("env(…) takes the name of an environment variable; this looks like a key")
+        value = read()
+        if isinstance(value, str):
+            value = clean_text(value)
+            if isinstance(name, str) and name in os.environ:
+                self.secrets.add(value)
+        return value
 
     # ---------------------------------------------------------------- calls
     async def call(self, decl: ast.Decl, names: list[str | None], values: list[Any]) -> Any:
@@ -144,7 +171,7 @@ class RunState:
         if self._mocked(decl):
             return self.validate(returns, mocks[decl.name], f"the mock of {what}")
         if isinstance(decl, ast.ToolDecl):
-            return self.validate(returns, await self._call_python(decl, args), f"the result of {what}")
+            return await call_tool(self, decl, args, returns)
         if mocks is not None and isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.RetrieverDecl)):
             raise NotMocked(f"{what} is called but not mocked; add `{decl.name}: …` to the test's mock")
         if isinstance(decl, ast.PromptDecl):
@@ -173,31 +200,15 @@ class RunState:
         """Run a flow with validated arguments, in a span of its own."""
         span = self.trace_start("flow", decl.name, None, decl.span.line, inputs=args)
         try:
+            stream_to = self.stream.write if self.stream is not None and self._top_level() else None
             execution = FlowExecution(self, decl, args, span.id if span is not None else CURRENT_SPAN.get(),
-                                      stream_to=self.options.on_text if self._top_level() else None)
+                                      stream_to=stream_to)
             result = await execution.execute()  # validated against the output type at its `return`
         except BaseException as error:
             self.trace_end(span, error=error)
             raise
         self.trace_end(span, output=result)
         return result
-
-    async def _call_python(self, decl: ast.ToolDecl, args: dict[str, Any]) -> Any:
-        target = decl.impl.args[0].value.value
-        from ..integrations.langchain import langchain_tool  # a LangChain BaseTool: awaits tool.ainvoke(args)
-
-        folder = self.program.folder_of(decl)
-        function = langchain_tool(target, folder) or load_callable(target, folder)
-        try:
-            if asyncio.iscoroutinefunction(function):
-                return await function(**args)
-            # A sync tool runs in a worker thread so the event loop keeps going.
-            return await asyncio.to_thread(function, **args)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise CallFailed(f"{decl.kind} '{decl.name}' ({target}) failed: {type(error).__name__}: {error}") \
-                from error
 
     # --------------------------------------------------------------- models
     async def model_config(self, decl: ast.ModelDecl):
@@ -244,6 +255,7 @@ class RunState:
         values: dict[str, Any] = {}
         for entry in decl.entries:
             values[entry.key] = await evaluator.eval(entry.value)
+        self._note_credentials(decl, values)
         problem = settings_problem("model", decl.name, values)  # the checker's bounds, for env() values
         if problem is not None:
             raise FlowRuntimeError(problem)
@@ -254,6 +266,38 @@ class RunState:
             name=decl.name, provider=provider, model=model, fallback=fallback,
             rate=(int(rate[0]), float(rate[1])) if rate else None,
             source=self.program.context_of(decl).path, **values)
+
+
+    def _note_credentials(self, decl: ast.ModelDecl, values: dict[str, Any]) -> None:
+        """Register the model's key and URL credentials as secrets; refuse a key written as a name."""
+        self.secrets.add_url(values.get("base_url"))
+        key_env = values.get("api_key_env")
+        if key_env is None:
+            return
+        if not isinstance(key_env, str) or not is_env_var_name(key_env):
+            if isinstance(key_env, str) and looks_like_key(key_env):
+                self.secrets.add(key_env)
+                problem = "this looks like a key, not a variable name"
+            else:
+                problem = "it is not an environment variable name ([A-Z_][A-Z0-9_]*)"
+            raise FlowRuntimeError(f"model '{decl.name}': api_key_env names the environment variable that holds "
+                                   f"the key; {problem}")
+        self.secrets.add_env(key_env)
+
+
+def secrets_for(program) -> SecretMasker:
+    """The secrets a run of ``program`` masks from its start: the values of the environment
+    variables it may read (``env("NAME")``, ``api_key_env``, OPENAI_API_KEY) and the
+    credentials of the URLs it names. Values read later are added as they are read."""
+    names, urls = program.secret_sources
+    masker = SecretMasker()
+    for name in sorted(names | {"OPENAI_API_KEY"}):
+        masker.add_env(name)
+        if looks_like_key(name):      # a key written where a name belongs
+            masker.add(name)
+    for url in urls:
+        masker.add_url(url)
+    return masker
 
 
 def _bind(decl: ast.Decl, params, names: list[str | None], values: list[Any]) -> dict[str, Any]:
@@ -272,10 +316,4 @@ def _error_text(error: BaseException) -> str:
         return "cancelled"
     if isinstance(error, FlowRuntimeError):
         return error.cause
-    return f"{type(error).__name__}: {error}"
-
-
-def secrets_of(configs) -> list[str]:
-    """Values of the environment variables that hold API keys (never written to traces)."""
-    names = {c.api_key_env for c in configs if c.api_key_env} | {"OPENAI_API_KEY"}
-    return [os.environ[n] for n in sorted(names) if os.environ.get(n)]
+    return describe(error)

@@ -1,7 +1,8 @@
 """Rendering prompt templates (Jinja2, sandboxed) and building chat messages.
 
-Templates come from .fmflow files, so they run in Jinja's sandbox: a template
-can read its variables (pydantic models included) but not reach Python internals.
+Templates come from .fmflow files, so they run in a sandbox (sandbox.py): a
+template reads its variables (pydantic models included) but cannot reach
+Python internals or change a value, and a render is bounded in time and size.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import sys
 from typing import Any, Callable
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
 from pydantic import BaseModel
 
 from .outputs import to_jsonable
+from .sandbox import LimitedSandbox, RenderLimitError, RenderLimits, budget, end_budget, start_budget
 
 
 class TemplateRenderError(Exception):
@@ -31,6 +33,7 @@ def _finalize(value: Any) -> Any:
     """How a value prints in ``{{ … }}``: enums as their names, and everything that is
     not a string as fmflow writes it (JSON: true, null, ["a"], {"id": …}) rather than
     Python's repr, which would leak into prompts."""
+    budget().check(value, "a value")   # the output of every {{ … }}, captured ones too
     if isinstance(value, str):
         return value.value if isinstance(value, enum.Enum) else value
     if isinstance(value, enum.Enum):
@@ -45,15 +48,15 @@ def _to_json(value: Any, indent: int | None = None) -> str:
 
 
 class TemplateRenderer:
-    """Compiles each template source once and renders it with a flow's values."""
+    """Compiles each template source once and renders it with a flow's values, within ``limits``."""
 
-    def __init__(self, filters: dict[str, Callable[..., Any]] | None = None) -> None:
-        self.env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined,
-                                        keep_trailing_newline=False, finalize=_finalize)
+    def __init__(self, filters: dict[str, Callable[..., Any]] | None = None,
+                 limits: RenderLimits | None = None) -> None:
+        self.limits = limits or RenderLimits()
+        self.env = LimitedSandbox(autoescape=False, undefined=StrictUndefined,
+                                  keep_trailing_newline=False, finalize=_finalize)
         # Jinja's tojson cannot serialize models or enums; ours goes through to_jsonable.
-        self.env.filters["tojson"] = _to_json
-        if filters:
-            self.env.filters.update(filters)
+        self.env.add_filters({"tojson": _to_json, **(filters or {})})
         self._cache: dict[str, Template] = {}
         self._plain: dict[str, _Substitution | None] = {}
 
@@ -61,7 +64,7 @@ class TemplateRenderer:
         template = self._cache.get(source)
         if template is None:
             try:
-                template = self.env.from_string(source)
+                template = self.env.compile_guarded(source)
             except TemplateSyntaxError as exc:
                 raise TemplateRenderError(f"line {exc.lineno}: {exc.message}") from None
             self._cache[source] = template
@@ -76,12 +79,38 @@ class TemplateRenderer:
             if text is not None:
                 return text
         template = self.compile(source)
+        token = start_budget(self.limits)
         try:
-            return template.render(variables)
+            return self._generate(template, variables)
+        except RenderLimitError as exc:
+            raise TemplateRenderError(_located(f"{exc} (templates are limited to {self._limits_text()})")) \
+                from None
+        except SecurityError as exc:
+            raise TemplateRenderError(_located(f"{exc.message} (a template reads values; it cannot change "
+                                               "them or reach Python internals)")) from None
         except TemplateError as exc:
             raise TemplateRenderError(_located(exc.message or str(exc))) from None
+        except RecursionError:
+            raise TemplateRenderError(_located("the template calls itself too deeply")) from None
         except Exception as exc:  # a filter or an operator failing on the values given
             raise TemplateRenderError(_located(f"{type(exc).__name__}: {exc}")) from None
+        finally:
+            end_budget(token)
+
+    def _generate(self, template: Template, variables: dict[str, Any]) -> str:
+        """Render piece by piece, so that the output's size and the time are checked as it grows."""
+        spent, pieces, size = budget(), [], 0
+        for piece in template.generate(variables):
+            size += len(piece)
+            spent.count(size, "the rendered text")
+            spent.tick()
+            pieces.append(piece)
+        return "".join(pieces)
+
+    def _limits_text(self) -> str:
+        limits = self.limits
+        return (f"{limits.seconds:g}s, {limits.chars:,} characters of output and "
+                f"{limits.iterations:,} loop iterations")
 
 
 _VARIABLE = re.compile(r"\{\{ *([A-Za-z_][A-Za-z0-9_]*) *\}\}")

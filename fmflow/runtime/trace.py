@@ -3,8 +3,8 @@
 The file is a header record, one ``span`` record per finished step, and an
 ``end`` record. Each line is flushed as it is written, so a crashed run keeps
 every span that finished before the crash. Values are cut to a readable size
-and secrets are masked *before* they reach the file: a trace is meant to be
-shared in a bug report.
+and secrets are masked (``fmflow.secrets``) *before* they reach the file: a
+trace is meant to be shared in a bug report.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,18 +21,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ..secrets import MASK, SecretMasker, is_secret_key_name
+from .boundary import clean_text
+
 
 MAX_STR = 2000
 MAX_ITEMS = 50
 MAX_DEPTH = 8
-MASK = "***"
-_MIN_SECRET = 4          # shorter "secrets" would mask ordinary words
-
-# Key names whose values are credentials whatever they hold. Matched on the
-# lower-cased name with "-" read as "_"; "token" only as a whole word so that
-# tokens_in / max_tokens stay visible.
-_SECRET_KEY = re.compile(
-    r"(api_?key|authori[sz]ation|passw(or)?d|secret(_?key)?|(^|_)token|private_?key|access_?key)$")
 
 
 def default_to_jsonable(value: Any) -> Any:
@@ -108,7 +102,7 @@ class TraceWriter:
     """Appends a run's records to ``<runs_dir>/<run_id>.jsonl``."""
 
     def __init__(self, runs_dir: str | Path, run_id: str | None = None,
-                 secrets: Iterable[str] = (), flow: str = "", file: str = "",
+                 secrets: Iterable[str] | SecretMasker = (), flow: str = "", file: str = "",
                  to_jsonable: Callable[[Any], Any] | None = None) -> None:
         self.run_id = run_id or new_run_id()
         self.flow = flow
@@ -116,10 +110,10 @@ class TraceWriter:
         self.path = Path(runs_dir) / f"{self.run_id}.jsonl"
         self.last_error: Exception | None = None
         self._to_jsonable = to_jsonable or default_to_jsonable
-        usable = sorted({s for s in secrets if isinstance(s, str) and len(s) >= _MIN_SECRET},
-                        key=len, reverse=True)   # longest first: a secret containing another
-        self._secret_re = re.compile("|".join(map(re.escape, usable))) if usable else None
+        # A masker shared with the run sees the secrets it learns later (env() in a flow body).
+        self.masker = secrets if isinstance(secrets, SecretMasker) else SecretMasker(secrets)
         self._keys: dict[str, tuple[str, bool]] = {}
+        self._keys_version = self.masker.version
         self._ids = itertools.count(1)
         self._open: dict[str, Span] = {}
         self._lock = threading.Lock()
@@ -173,7 +167,8 @@ class TraceWriter:
 
     def _append(self, record: dict) -> None:
         """Serialise and append one clean record; I/O trouble never breaks a run."""
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        # clean_text: a lone surrogate that slipped through must not make the line unwritable.
+        line = clean_text(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n"
         with self._lock:
             if self._fh.closed:
                 return
@@ -232,6 +227,9 @@ class TraceWriter:
 
     def _clean_dict(self, value: dict, depth: int) -> dict:
         out = {}
+        if self._keys_version != self.masker.version:   # a new secret may hide in a memoised key
+            self._keys.clear()
+            self._keys_version = self.masker.version
         keys = self._keys
         for key, item in value.items():
             known = keys.get(key) if type(key) is str else None
@@ -249,7 +247,7 @@ class TraceWriter:
     def _clean_key(self, key: Any) -> tuple[str, bool]:
         """(masked key text, whether its value is a credential); str keys memoised."""
         name = self._clean_str(key if type(key) is str else str(key))
-        known = (name, bool(_SECRET_KEY.search(name.lower().replace("-", "_"))))
+        known = (name, is_secret_key_name(name))
         if type(key) is str and len(self._keys) < 4096:   # key names repeat on every span
             self._keys[key] = known
         return known
@@ -262,8 +260,7 @@ class TraceWriter:
 
     def _clean_str(self, text: str) -> str:
         # Mask before cutting: a cut could leave half a secret visible.
-        if self._secret_re is not None and self._secret_re.search(text):
-            text = self._secret_re.sub(MASK, text)
+        text = self.masker.mask(text)
         if len(text) > MAX_STR:
             text = f"{text[:MAX_STR]}…[{len(text) - MAX_STR} more chars]"
         return text

@@ -122,16 +122,17 @@ def test_two_instances_share_one_file(tmp_path):
     assert b.get("k") == {"v": 1}
 
 
-def test_corrupted_file_is_a_miss_and_writes_do_not_raise(tmp_path):
+def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_cache_started(tmp_path):
     path = tmp_path / "c.sqlite3"
-    path.write_bytes(b"this is not a sqlite database at all\x00" * 200)
-    cache = ResponseCache(path)
-    assert cache.get("k") is None
-    cache.put("k", {"v": 1})        # no exception
-    assert cache.get("k") is None
-    assert cache.last_error is not None
-    assert not cache.available
-    cache.clear()
+    garbage = b"this is not a sqlite database at all\x00" * 200
+    path.write_bytes(garbage)
+    warnings = []
+    cache = ResponseCache(path, warn=warnings.append)
+    assert cache.available and cache.get("k") is None
+    cache.put("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    assert (tmp_path / "c.sqlite3.broken").read_bytes() == garbage
+    assert len(warnings) == 1 and str(path) in warnings[0] and "damaged" in warnings[0]
     cache.close()
 
 

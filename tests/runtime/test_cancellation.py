@@ -154,7 +154,7 @@ def test_a_cancelled_run_ends_its_trace(tmp_path):
     asyncio.run(main())
     [trace] = list((tmp_path / ".fmflow" / "runs").glob("*.jsonl"))
     records = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert records[-1]["type"] == "end" and records[-1]["status"] == "error"
+    assert records[-1]["type"] == "end" and records[-1]["status"] == "cancelled"
 
 
 def test_a_failure_cancels_the_other_call_and_leaves_no_task(tmp_path):

@@ -112,8 +112,8 @@ def test_templates_are_compiled_once(renderer, monkeypatch):
     first = renderer.compile(source)
     assert renderer.compile(source) is first
     calls = []
-    original = renderer.env.from_string
-    monkeypatch.setattr(renderer.env, "from_string", lambda s: calls.append(s) or original(s))
+    original = renderer.env.compile_guarded
+    monkeypatch.setattr(renderer.env, "compile_guarded", lambda s: calls.append(s) or original(s))
     assert renderer.render(source, {"name": "a"}) == "Hi a"
     assert renderer.render(source, {"name": "b"}) == "Hi b"
     assert calls == []
