@@ -72,12 +72,12 @@ class Flow:
     def run(self, **inputs):
         import asyncio
 
-        from .runtime import run_flow_once
+        from .runtime import run_flow_once, run_interruptibly
 
         try:
             asyncio.get_running_loop()
-        except RuntimeError:
-            self.last_run = asyncio.run(run_flow_once(self.program, self.decl.name, inputs, self.options))
+        except RuntimeError:   # Ctrl-C cancels the run (trace "interrupted") and raises KeyboardInterrupt
+            self.last_run = run_interruptibly(run_flow_once(self.program, self.decl.name, inputs, self.options))
             return self.last_run.value
         raise RuntimeError("flow.run() was called inside a running event loop; use `await flow.arun(…)`")
 

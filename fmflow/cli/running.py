@@ -130,8 +130,7 @@ class _Progress:
 
 
 def cmd_test(args) -> int:
-    import asyncio
-
+    from ..runtime import run_interruptibly
     from ..runtime.testing import run_tests
 
     passed = failed = 0
@@ -140,7 +139,7 @@ def cmd_test(args) -> int:
         if program is None:
             failed += 1
             continue
-        outcomes = asyncio.run(run_tests(program))
+        outcomes = run_interruptibly(run_tests(program))   # Ctrl-C: `main` says "interrupted", exit 130
         if not outcomes:
             continue
         print(path)

@@ -79,6 +79,6 @@ async def _use_tool(run, tools: dict[str, ast.Decl], call) -> dict[str, Any]:
             names = list(call.arguments)
             result = await run.call(target, names, [call.arguments[n] for n in names])
             content = json.dumps(run.program.types.to_jsonable(result), ensure_ascii=False)
-        except FlowRuntimeError as error:
-            content = f"error: {error.cause}"
+        except FlowRuntimeError as error:   # the model hears why, with the run's secrets masked
+            content = f"error: {run.secrets.mask(error.cause)}"
     return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}

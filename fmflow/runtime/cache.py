@@ -67,7 +67,8 @@ def cache_key(provider: str, model: str | None, settings: dict[str, Any],
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in a message keys the request instead of failing it.
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResponseCache:
@@ -130,11 +131,16 @@ class ResponseCache:
         return True
 
     def _damaged(self, exc: Exception) -> None:
-        """A statement found the open file damaged: start a new file (lock held)."""
+        """A statement failed: when the file proved damaged, move it aside and start a new
+        one (the lock is held); anything else (a busy file) is only recorded."""
         self.last_error = exc
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = self._open() if _is_damage(exc) else self._conn
+        if not _is_damage(exc):
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        if self._move_aside(exc):
+            self._conn = self._open(rebuilt=True)
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:

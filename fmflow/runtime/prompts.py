@@ -77,7 +77,7 @@ def render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dic
             if source is None:
                 raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} must be a string")
             try:
-                texts[key] = renderer.render(source, variables)
+                texts[key] = clean_text(renderer.render(source, variables))
             except TemplateRenderError as error:
                 raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} failed to render: {error}") from None
     schema = None

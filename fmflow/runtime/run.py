@@ -71,7 +71,8 @@ class RunResult:
 class RunState:
     """What every call of one run shares."""
 
-    def __init__(self, program, options: RunOptions, trace=None, cache=None) -> None:
+    def __init__(self, program, options: RunOptions, trace=None, cache=None,
+                 secrets: SecretMasker | None = None) -> None:
         self.program = program
         self.options = options
         self.trace = trace
@@ -83,7 +84,7 @@ class RunState:
         self._flows_started = False
         self._enums: dict[int, type] = {}
         # What this run must never write down (fmflow.secrets); traces, the cache and errors share it.
-        self.secrets = secrets_for(program)
+        self.secrets = secrets if secrets is not None else secrets_for(program)
         # The final answer streams masked: a secret in it must not reach the screen either.
         self.stream = MaskedStream(self.secrets, options.on_text, clean=clean_text) if options.on_text else None
 

@@ -68,8 +68,8 @@ class _Budget:
 
     def count(self, size: int, what: str) -> None:
         if size > self.limits.chars:
-            raise RenderLimitError(f"{what} would hold {size:,} characters or items, over the limit of "
-                                   f"{self.limits.chars:,}")
+            raise RenderLimitError(f"{what} would be larger than the limit of {self.limits.chars:,} characters "
+                                   f"({size:,})")
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("fmflow_render_budget", default=None)

@@ -83,8 +83,8 @@ class TemplateRenderer:
         try:
             return self._generate(template, variables)
         except RenderLimitError as exc:
-            raise TemplateRenderError(_located(f"{exc} (templates are limited to {self._limits_text()})")) \
-                from None
+            message = f"{exc} (templates are limited to {self._limits_text()})"
+            raise TemplateRenderError(message if message.startswith("line ") else _located(message)) from None
         except SecurityError as exc:
             raise TemplateRenderError(_located(f"{exc.message} (a template reads values; it cannot change "
                                                "them or reach Python internals)")) from None
@@ -100,9 +100,13 @@ class TemplateRenderer:
     def _generate(self, template: Template, variables: dict[str, Any]) -> str:
         """Render piece by piece, so that the output's size and the time are checked as it grows."""
         spent, pieces, size = budget(), [], 0
-        for piece in template.generate(variables):
+        stream = template.generate(variables)
+        for piece in stream:
             size += len(piece)
-            spent.count(size, "the rendered text")
+            if size > self.limits.chars:
+                line = _template_line(stream, template)
+                message = f"the rendered text would be larger than the limit of {self.limits.chars:,} characters"
+                raise RenderLimitError(f"line {line}: {message}" if line else message)
             spent.tick()
             pieces.append(piece)
         return "".join(pieces)
@@ -157,6 +161,16 @@ class _Substitution:
             out.append(value if type(value) is str else str(value))
             out.append(parts[i + 1])
         return "".join(out)
+
+
+def _template_line(stream, template: Template) -> int | None:
+    """The template line a paused render stream is at (Template.generate yields from the
+    compiled root function, whose frame maps back to the template's lines)."""
+    inner = getattr(stream, "gi_yieldfrom", None)
+    frame = getattr(inner, "gi_frame", None)
+    if frame is None or frame.f_code.co_filename != "<template>":
+        return None
+    return template.get_corresponding_lineno(frame.f_lineno)
 
 
 def _located(message: str) -> str:

@@ -33,19 +33,21 @@ async def run_test(program, test: ast.TestDecl, options: RunOptions | None = Non
     flow = program.lookup(test.entry("flow").value.id)
     outcome = TestOutcome(test.name, flow.name, passed=False)
     base = options or RunOptions(cache=False, trace=False)
+    setup = RunState(program, RunOptions(cache=False, trace=False, mocks={}))
     try:
-        setup = RunState(program, RunOptions(cache=False, trace=False, mocks={}))
         evaluator = Evaluator(setup, test)
         inputs = await _dict_entry(evaluator, test, "input")
         mocks = await _dict_entry(evaluator, test, "mock")
-        state = RunState(program, RunOptions(cache=False, trace=False, workdir=base.workdir, mocks=mocks))
+        state = RunState(program, RunOptions(cache=False, trace=False, workdir=base.workdir, mocks=mocks),
+                         secrets=setup.secrets)
         params, _returns = program.signature(flow)
         args = {name: state.validate(t, inputs.get(name), f"input '{name}'") for name, t in params}
         output = await state.run_flow(flow, args)
         outcome.failures = await _failed_expectations(Evaluator(state, test, {"output": output}), test)
         outcome.passed = not outcome.failures
     except FlowRuntimeError as error:
-        outcome.error = str(error)
+        outcome.error = str(error.mask(setup.secrets))
+    outcome.failures = [setup.secrets.mask(failure) for failure in outcome.failures]   # values shown may hold env()
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome
 

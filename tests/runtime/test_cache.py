@@ -168,3 +168,82 @@ def test_closed_cache_misses(tmp_path):
     cache.close()
     assert cache.get("k") is None
     cache.put("k", {"v": 2})        # no exception
+
+
+# -- damage: detected, said once, rebuilt ---------------------------------------------
+
+def filled(path, rows: int = 300) -> ResponseCache:
+    cache = ResponseCache(path)
+    for i in range(rows):
+        cache.put(f"k{i}", {"text": "x" * 400})
+    return cache
+
+
+def test_a_file_damaged_while_open_is_moved_aside_and_rebuilt(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    filled(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    warnings = []
+    cache = ResponseCache(path, warn=warnings.append)
+    assert cache.get("k1") == {"text": "x" * 400}
+    with open(path, "r+b") as f:             # another program writes over the middle of the file
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xff" * 8192)
+    results = [cache.get(f"k{i}") for i in range(300)]
+    assert None in results                   # the damaged pages read as misses …
+    cache.put("new", {"text": "fresh"})
+    assert cache.get("new") == {"text": "fresh"}   # … and the cache works again, on a new file
+    assert len(warnings) == 1 and "is damaged" in warnings[0] and str(path) in warnings[0]
+    assert (tmp_path / "c.sqlite3.broken").exists()
+
+
+def test_a_table_of_another_shape_is_moved_aside(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, payload BLOB)")
+    conn.commit()
+    conn.close()
+    warnings = []
+    cache = ResponseCache(path, warn=warnings.append)
+    cache.put("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    assert len(warnings) == 1 and "columns" in warnings[0]
+
+
+def test_a_busy_file_is_not_damage(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    ResponseCache(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")        # another process holds the lock
+    warnings = []
+    ResponseCache(path, warn=warnings.append).close()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert warnings == [] and not (tmp_path / "c.sqlite3.broken").exists()
+
+
+def test_entries_the_reader_refuses_are_deleted_and_said_once(tmp_path):
+    warnings = []
+    cache = ResponseCache(tmp_path / "c.sqlite3", warn=warnings.append)
+    conn = sqlite3.connect(tmp_path / "c.sqlite3")
+    conn.executemany("INSERT INTO responses VALUES (?, ?, 0)",
+                     [("text-null", '{"text": null}'), ("not-json", "{oops"), ("list", "[1]"), ("good", '{"text": "a"}')])
+    conn.commit()
+    conn.close()
+    accept = lambda value: isinstance(value.get("text"), str)  # noqa: E731
+    assert [cache.get(k, accept) for k in ("text-null", "not-json", "list", "good")] == [None, None, None, {"text": "a"}]
+    assert len(cache) == 1 and len(warnings) == 1 and "damaged entry" in warnings[0]
+
+
+def test_values_are_masked_and_made_valid_text_before_they_are_stored(tmp_path):
+    from fmflow.secrets import SecretMasker
+
+    path = tmp_path / "c.sqlite3"
+    cache = ResponseCache(path, masker=SecretMasker(["hunter22"]))
+    cache.put("k", {"text": "pw hunter22 at http://u:p@h \ud800", "api_key": "k-1"})
+    assert cache.get("k") == {"text": "pw *** at http://***@h \ufffd", "api_key": "***"}
+    cache.put("nan", {"v": float("nan")})     # not JSON: not stored
+    assert cache.get("nan") is None and isinstance(cache.last_error, ValueError)
+    assert b"hunter22" not in path.read_bytes() + (tmp_path / "c.sqlite3-wal").read_bytes()

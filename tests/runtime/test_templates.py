@@ -178,3 +178,98 @@ def test_plain_substitution_of_models_and_enums(renderer, models, docs):
 def test_a_missing_variable_still_gets_jinjas_error(renderer):
     with pytest.raises(TemplateRenderError, match="'q' is undefined"):
         renderer.render("Q: {{ q }}", {})
+
+
+# -- templates read values; they never change them ---------------------------------
+
+ANSWER = StructType("Answer", "t.fmflow", fields=(("text", STR), ("tags", ListType(STR)), ("model_config", STR)))
+
+
+@pytest.mark.parametrize("source", [
+    "{{ tags.append('x') }}", "{{ tags.extend(['x']) }}", "{{ tags.pop() }}", "{{ tags.sort() }}",
+    "{{ tags.clear() }}", "{{ d.update({'k': 2}) }}", "{{ d.setdefault('z', 1) }}", "{{ d.pop('k') }}",
+    "{{ a.tags.append('x') }}", "{{ a.model_copy(update={'text': 'y'}) }}", "{{ a.__setattr__('text', 'y') }}",
+    "{{ a.model_rebuild(force=True) }}", "{{ a.model_fields_set.add('x') }}", "{{ docs[0].metadata.update({'k': 1}) }}",
+    "{{ docs.append(docs[0]) }}", "{% set ns = a %}{{ ns.tags.insert(0, 'x') }}",
+])
+def test_a_template_cannot_change_lists_dicts_declared_types_or_docs(renderer, models, docs, source):
+    answer = models.validate(ANSWER, {"text": "t", "tags": ["a"], "model_config": "c"})
+    values = {"tags": ["a"], "d": {"k": 1}, "a": answer, "docs": docs}
+    with pytest.raises(TemplateRenderError) as info:
+        renderer.render(source, values)
+    assert "unsafe" in info.value.message and "cannot change" in info.value.message
+    assert values["tags"] == ["a"] and values["d"] == {"k": 1} and len(docs) == 2
+    assert answer.tags == ["a"] and answer.text == "t" and docs[0].metadata == {}
+
+
+def test_a_template_reads_fields_of_declared_types_by_their_own_names(renderer, models):
+    answer = models.validate(ANSWER, {"text": "t", "tags": ["a", "b"], "model_config": "c"})
+    source = "{{ a.text }} {{ a['text'] }} {{ a.tags | join(',') }} {{ a.model_config }} {{ a.tags[1:] }}"
+    assert renderer.render(source, {"a": answer}) == 't t a,b c ["b"]'
+    assert renderer.render("{% for t in a.tags %}{{ loop.index }}{{ t }}{% endfor %}", {"a": answer}) == "1a2b"
+
+
+# -- renders are bounded in time and size -------------------------------------------
+
+def small(**limits) -> TemplateRenderer:
+    from fmflow.runtime.sandbox import RenderLimits
+
+    return TemplateRenderer(limits=RenderLimits(**limits))
+
+
+def render_error(renderer: TemplateRenderer, source: str, values: dict | None = None) -> str:
+    with pytest.raises(TemplateRenderError) as info:
+        renderer.render(source, values or {})
+    return info.value.message
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "loops ran more than 100,000 times"),
+    ("{% for i in range(999) %}{% for j in range(999) %}x{% endfor %}{% endfor %}", "the rendered text"),
+    ('{{ "x" * 999999999 }}', "'*' would be larger than the limit of 1,000 characters"),
+    ('{{ ["x"] * 999999999 }}', "'*' would be larger"),
+    ('{{ "x".center(999999999) }}', "'center' would be larger"),
+    ('{{ "x" | center(999999999) }}', "'center' would be larger"),
+    ('{{ ("\\n" * 900) | indent(900) }}', "'indent' would be larger"),
+    ('{{ "{:>999999999}".format(1) }}', "a format width"),
+    ('{{ "%999999999s" % 1 }}', "a format width"),
+    ('{{ "%999999999s" | format(1) }}', "a format width"),
+    ("{{ 10 ** 99999999 }}", "'**' would be larger"),
+    ('{% set ns = namespace(s="xxxxxxxxxx") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}',
+     "a value would be larger"),
+    ('{% set ns = namespace(s="xxxxxxxxxx") %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}',
+     "'+' would be larger"),
+    ('{% set ns = namespace(s=["x"]) %}{% for i in range(40) %}{% set ns.s = [ns.s, ns.s] %}{% endfor %}',
+     "a value would be larger"),
+    ('{% set a = "x" * 900 %}{{ a | replace("x", a) }}', "'replace' would be larger"),
+    ('{% set a = "x" * 900 %}{{ ([a] * 900) | join }}', "larger than the limit"),
+    ('{% set x %}{{ "a" * 900 }}{% endset %}{% set ns = namespace(s=x) %}{% for i in range(30) %}'
+     '{% set ns.s %}{{ ns.s }}{{ ns.s }}{% endset %}{% endfor %}', "a value would be larger"),
+])
+def test_a_render_over_its_limits_stops_with_an_error(source, problem):
+    message = render_error(small(chars=1_000, iterations=100_000), source)
+    assert problem in message, message
+    assert message.startswith("line 1: ") and "templates are limited to 3s, 1,000 characters" in message
+
+
+def test_a_slow_render_stops_at_its_time_limit():
+    # Every item allocates a value close to the size limit: slow, but within the other limits.
+    source = '{% for i in range(99999) %}{{ ("x" * 99999) | length }}{% endfor %}'
+    message = render_error(small(seconds=0.05, chars=100_000, iterations=10**9), source)
+    assert "rendering took longer than 0.05s" in message
+
+
+def test_deep_recursion_in_a_template_is_an_error(renderer):
+    assert "calls itself too deeply" in render_error(renderer, "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}")
+
+
+def test_the_output_limit_names_the_line_of_the_template():
+    message = render_error(small(chars=100), "ok\n{% for i in range(1000) %}{{ x }}{% endfor %}", {"x": "abc"})
+    assert message.startswith("line 2: the rendered text would be larger than the limit of 100 characters")
+
+
+def test_renders_within_the_limits_are_unchanged(renderer):
+    source = "{% for i in range(3) %}{{ i }}{{ lipsum(1, html=False) | length > 0 }}{% endfor %} {{ 'ab' * 2 }}"
+    assert renderer.render(source, {}) == "0true1true2true abab"
+    big = "y" * 900_000    # a large input renders; only what the template builds is bounded
+    assert renderer.render("{{ x | truncate(10) }}|{{ x | length }}", {"x": big}) == "yyyyyyy...|900000"
