@@ -130,6 +130,9 @@ class SecretMasker:
     def __len__(self) -> int:
         return len(self._secrets)
 
+    def secrets(self) -> list[str]:
+        return list(self._secrets)
+
     # -- masking --------------------------------------------------------
 
     def mask(self, text: str) -> str:
@@ -159,35 +162,57 @@ class SecretMasker:
 class MaskedStream:
     """Text that arrives in pieces (a streamed reply), masked before it is shown.
 
-    A piece may end in the middle of a secret, so the text after the last
-    whitespace is held back until more arrives (or :meth:`flush`); a secret
-    that itself contains whitespace could therefore show in part. ``restart``
-    forgets what is held back and tells the listener the text so far is void.
+    Pieces are passed on as they come, except for what could still turn into
+    a secret: the end of the text that begins a known secret, and a last word
+    holding ``://`` (its credentials may follow). That part is held back until
+    more arrives or :meth:`flush`. The last word already shown is masked
+    together with the new text, so a URL whose scheme came in an earlier piece
+    is still recognised. ``restart`` forgets what is held back and tells the
+    listener the text so far is void.
     """
 
-    HOLD_LIMIT = 4096   # a run of text without whitespace longer than this is shown anyway
+    HOLD_LIMIT = 4096   # never hold back more than this
 
     def __init__(self, masker: SecretMasker, write: Callable[[str], None],
                  clean: Callable[[str], str] = lambda text: text) -> None:
         self.masker, self._write, self._clean = masker, write, clean
         self._held = ""
+        self._shown_word = ""   # the end of the text shown so far, after its last whitespace
 
     def write(self, piece: str) -> None:
         held = self._held + self._clean(piece)
-        cut = max(held.rfind(" "), held.rfind("\n"), held.rfind("\t"))
-        if cut < 0 and len(held) < self.HOLD_LIMIT:
-            self._held = held
-            return
-        shown, self._held = (held[:cut + 1], held[cut + 1:]) if cut >= 0 else (held, "")
-        self._write(self.masker.mask(shown))
+        keep = self._undecided(held)
+        self._held = held[len(held) - keep:] if keep else ""
+        self._show(held[:len(held) - keep])
 
     def flush(self) -> None:
-        if self._held:
-            held, self._held = self._held, ""
-            self._write(self.masker.mask(held))
+        held, self._held = self._held, ""
+        self._show(held)
 
     def restart(self) -> None:
-        self._held = ""
+        self._held = self._shown_word = ""
         restart = getattr(getattr(self._write, "__self__", None), "restart", None)
         if restart is not None:
             restart()
+
+    def _show(self, text: str) -> None:
+        if not text:
+            return
+        context = self._shown_word
+        masked = self.masker.mask(context + text)
+        shown = masked[len(context):] if masked.startswith(context) else self.masker.mask(text)
+        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+        self._shown_word = (context + text if cut < 0 else text[cut + 1:])[-256:]
+        self._write(shown)
+
+    def _undecided(self, text: str) -> int:
+        """How many characters at the end of ``text`` could still become part of a secret."""
+        if len(text) > self.HOLD_LIMIT:
+            return 0
+        keep = max((k for secret in self.masker.secrets() for k in range(min(len(secret) - 1, len(text)), 0, -1)
+                    if text.endswith(secret[:k])), default=0)
+        cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
+        word = text[cut + 1:]
+        if "://" in word and not any(c in word.partition("://")[2] for c in "/?#") or word.endswith((":", ":/")):
+            keep = max(keep, len(word))
+        return keep

@@ -53,7 +53,7 @@ def admit(value: Any) -> Any:
 def _admit(value: Any, path: str, active: set[int]) -> Any:
     kind = type(value)
     if kind is str:
-        return clean_text(value)
+        return value if value.isascii() else clean_text(value)
     if value is None or kind is bool or kind is int:
         return value
     if kind is float:

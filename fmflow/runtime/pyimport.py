@@ -15,10 +15,18 @@ import sys
 import threading
 from typing import Any, Callable
 
-from .errors import FlowRuntimeError
+from .errors import FlowRuntimeError, describe
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, str], Any] = {}
+# What a module may raise while it is imported; KeyboardInterrupt too (tools import on a worker
+# thread, where no Ctrl-C arrives), so that only a real Ctrl-C ends a run.
+_IMPORT_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
+def is_imported(target: str, folder: str) -> bool:
+    """Whether the module of ``module:attr`` was imported for ``folder`` already (loading is then quick)."""
+    return (os.path.abspath(folder), target.partition(":")[0]) in _loaded
 
 
 def load_object(target: str, folder: str) -> Any:
@@ -66,9 +74,9 @@ def _from_folder(module_name: str, folder: str):
     sys.modules[private] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except _IMPORT_FAILURES as error:   # sys.exit() at import must not end fmflow
         sys.modules.pop(private, None)
-        raise FlowRuntimeError(f"importing {location} failed: {type(error).__name__}: {error}") from error
+        raise FlowRuntimeError(f"importing {location} failed: {describe(error)}") from error
     return module
 
 
@@ -81,6 +89,5 @@ def _from_path(module_name: str, folder: str):
     except ImportError as error:
         raise FlowRuntimeError(f"cannot import module '{module_name}' (looked in {folder} and on the Python "
                                f"path): {error}") from error
-    except Exception as error:
-        raise FlowRuntimeError(f"importing module '{module_name}' failed: {type(error).__name__}: {error}") \
-            from error
+    except _IMPORT_FAILURES as error:
+        raise FlowRuntimeError(f"importing module '{module_name}' failed: {describe(error)}") from error

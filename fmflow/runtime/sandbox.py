@@ -72,21 +72,21 @@ class _Budget:
                                    f"({size:,})")
 
 
-_BUDGET: ContextVar[_Budget | None] = ContextVar("fmflow_render_budget", default=None)
+CURRENT_BUDGET: ContextVar[_Budget | None] = ContextVar("fmflow_render_budget", default=None)
 _UNTIMED = RenderLimits(seconds=math.inf)   # Jinja folds constants at compile time, outside a render
 
 
 def budget() -> _Budget:
-    return _BUDGET.get() or _Budget(_UNTIMED)
+    return CURRENT_BUDGET.get() or _Budget(_UNTIMED)
 
 
 def start_budget(limits: RenderLimits):
     """Make ``limits`` apply to the render about to run; returns the token for ``end_budget``."""
-    return _BUDGET.set(_Budget(limits))
+    return CURRENT_BUDGET.set(_Budget(limits))
 
 
 def end_budget(token) -> None:
-    _BUDGET.reset(token)
+    CURRENT_BUDGET.reset(token)
 
 
 def size_of(value: Any, limit: int = 1 << 62) -> int:

@@ -18,7 +18,8 @@ from jinja2.exceptions import SecurityError
 from pydantic import BaseModel
 
 from .outputs import to_jsonable
-from .sandbox import LimitedSandbox, RenderLimitError, RenderLimits, budget, end_budget, start_budget
+from .sandbox import CURRENT_BUDGET, LimitedSandbox, RenderLimitError, RenderLimits, budget, end_budget, \
+    start_budget
 
 
 class TemplateRenderError(Exception):
@@ -33,7 +34,12 @@ def _finalize(value: Any) -> Any:
     """How a value prints in ``{{ … }}``: enums as their names, and everything that is
     not a string as fmflow writes it (JSON: true, null, ["a"], {"id": …}) rather than
     Python's repr, which would leak into prompts."""
-    budget().check(value, "a value")   # the output of every {{ … }}, captured ones too
+    if type(value) is str:   # the output of every {{ … }}, captured ones too, is within the size limit
+        spent = CURRENT_BUDGET.get()
+        if spent is not None and len(value) > spent.limits.chars:
+            spent.count(len(value), "a value")
+        return value
+    budget().check(value, "a value")
     if isinstance(value, str):
         return value.value if isinstance(value, enum.Enum) else value
     if isinstance(value, enum.Enum):
@@ -99,16 +105,21 @@ class TemplateRenderer:
 
     def _generate(self, template: Template, variables: dict[str, Any]) -> str:
         """Render piece by piece, so that the output's size and the time are checked as it grows."""
-        spent, pieces, size = budget(), [], 0
-        stream = template.generate(variables)
-        for piece in stream:
-            size += len(piece)
-            if size > self.limits.chars:
-                line = _template_line(stream, template)
-                message = f"the rendered text would be larger than the limit of {self.limits.chars:,} characters"
-                raise RenderLimitError(f"line {line}: {message}" if line else message)
-            spent.tick()
-            pieces.append(piece)
+        # Template.render without its join: the root function yields the output piece by piece.
+        stream = template.root_render_func(template.new_context(variables))
+        pieces, size, limit = [], 0, self.limits.chars
+        try:
+            for piece in stream:
+                size += len(piece)
+                if size > limit:
+                    break
+                pieces.append(piece)
+        except Exception:
+            template.environment.handle_exception()   # re-raises with the template's own line numbers
+        if size > limit:
+            line = _template_line(stream, template)
+            message = f"the rendered text would be larger than the limit of {limit:,} characters"
+            raise RenderLimitError(f"line {line}: {message}" if line else message)
         return "".join(pieces)
 
     def _limits_text(self) -> str:
@@ -164,10 +175,9 @@ class _Substitution:
 
 
 def _template_line(stream, template: Template) -> int | None:
-    """The template line a paused render stream is at (Template.generate yields from the
-    compiled root function, whose frame maps back to the template's lines)."""
-    inner = getattr(stream, "gi_yieldfrom", None)
-    frame = getattr(inner, "gi_frame", None)
+    """The template line a paused render stream is at (the compiled root function's frame
+    maps back to the template's lines)."""
+    frame = getattr(stream, "gi_frame", None)
     if frame is None or frame.f_code.co_filename != "<template>":
         return None
     return template.get_corresponding_lineno(frame.f_lineno)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .. import ast
 from .errors import CallFailed, FlowRuntimeError, describe
 from .evaluate import Evaluator
-from .pyimport import load_callable
+from .pyimport import is_imported, load_callable
 
 DEFAULT_TIMEOUT = 60.0   # seconds: python("…") without `timeout:`
 MAX_WORKERS = 32         # sync tools running at once (abandoned calls do not count)
@@ -41,11 +41,14 @@ def target_of(decl: ast.ToolDecl) -> str:
 async def call_tool(run, decl: ast.ToolDecl, args: dict[str, Any], returns) -> Any:
     """Call the tool's implementation with validated arguments; its result validated against ``returns``."""
     label = tool_label(run, decl)
-    function = _load(run, decl)
     timeout = await _timeout_of(run, decl, label)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
+            if is_imported(target_of(decl), run.program.folder_of(decl)):
+                function = _load(run, decl)
+            else:   # a first import may be slow or hang: on a worker thread, within the timeout
+                function = await _invoke(_load, {"run": run, "decl": decl})
             result = await _invoke(function, args)
     except TimeoutError as error:
         if deadline.expired():
@@ -82,14 +85,15 @@ async def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(function):
         return await function(**args)
     loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-    job = _Job(loop, future, contextvars.copy_context(), function, args)
+    job = _Job(loop, loop.create_future(), contextvars.copy_context(), function, args)
     _WORKERS.submit(job)
     try:
-        ok, value = await future
+        ok, value, leaving = await job.future
     except BaseException:
         job.abandon()
         raise
+    if leaving is not None:   # its worker had nothing more to do: it is ending now, and no thread stays behind
+        leaving.join()
     if not ok:
         raise value
     if inspect.isawaitable(value):   # a sync callable that hands back a coroutine (functools.partial …)
@@ -103,15 +107,14 @@ class _Job:
     def __init__(self, loop, future, context, function, args) -> None:
         self.loop, self.future, self.context = loop, future, context
         self.function, self.args = function, args
-        self.started = self.finished = self.abandoned = False
+        self.started = self.finished = self.abandoned = self.released = False
         self._lock = threading.Lock()
 
-    def run(self) -> bool:
-        """Run the call; False when the caller gave up on it while it ran (its
-        worker's place went to another thread, so this one ends)."""
+    def run(self) -> tuple | None:
+        """The call's outcome ``(ok, value)``; None when it was abandoned before it started."""
         with self._lock:
             if self.abandoned:
-                return True
+                return None
             self.started = True
         try:
             outcome = (True, self.context.run(self.function, **self.args))
@@ -119,13 +122,13 @@ class _Job:
             outcome = (False, error)
         with self._lock:
             self.finished = True
-            if self.abandoned:
-                return False
+        return outcome
+
+    def settle(self, outcome: tuple, leaving: threading.Thread | None) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._settle, outcome)
+            self.loop.call_soon_threadsafe(self._settle, (*outcome, leaving))
         except RuntimeError:             # the loop is closed: nobody waits any more
             pass
-        return True
 
     def _settle(self, outcome) -> None:
         if not self.future.done():
@@ -136,51 +139,62 @@ class _Job:
         running one gives its worker's place to another thread."""
         with self._lock:
             self.abandoned = True
-            stuck = self.started and not self.finished
-        if stuck:
+            self.released = self.started and not self.finished
+        if self.released:
             _WORKERS.release()
 
 
 class _Workers:
-    """Daemon threads that run sync tools. Daemon threads do not hold the process
-    at exit (asyncio's default executor joins its threads, so Ctrl-C on a sleeping
-    tool would wait for it).
+    """Daemon threads that run sync tools, started as calls come and ending as soon as
+    no call waits: nothing stays behind once a run is over, and a tool that never
+    returns does not hold the process (asyncio's default executor joins its threads
+    when the loop closes, so Ctrl-C on a sleeping tool would wait for it).
 
-    ``_free`` counts workers waiting for a job nobody has claimed, ``_unclaimed``
-    jobs queued with no worker promised to them: a job either claims a free
-    worker or starts a new one (up to ``limit``).
+    ``_live`` counts the threads serving calls (at most ``limit``), ``_waiting`` the
+    queued calls no thread has promised to take yet.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._free = self._unclaimed = self._live = 0
+        self._waiting = self._live = 0
 
     def submit(self, job: _Job) -> None:
         with self._lock:
             self._jobs.put(job)
-            if self._free > 0:
-                self._free -= 1
-                return
-            self._unclaimed += 1
             if self._live < self.limit:
-                self._live += 1
-                threading.Thread(target=self._work, name="fmflow-tool", daemon=True).start()
+                self._start()       # the new thread takes a call
+            else:
+                self._waiting += 1  # a thread takes it when its call ends
 
     def release(self) -> None:
-        """A worker is stuck in an abandoned call: let another take its place."""
+        """A thread is stuck in an abandoned call: another takes its place."""
         with self._lock:
             self._live -= 1
+            if self._waiting > 0 and self._live < self.limit:
+                self._waiting -= 1
+                self._start()
+
+    def _start(self) -> None:
+        self._live += 1
+        threading.Thread(target=self._work, name="fmflow-tool", daemon=True).start()
 
     def _work(self) -> None:
         while True:
+            job = self._jobs.get()
+            outcome = job.run()
+            if job.released:
+                return   # abandoned while it ran: this thread's place went to another
             with self._lock:
-                if self._unclaimed > 0:
-                    self._unclaimed -= 1
+                following = self._waiting > 0
+                if following:
+                    self._waiting -= 1
                 else:
-                    self._free += 1
-            if not self._jobs.get().run():
+                    self._live -= 1
+            if outcome is not None:
+                job.settle(outcome, None if following else threading.current_thread())
+            if not following:
                 return
 
 

@@ -18,6 +18,17 @@ from flowfiles import load, write
 SCRIPTED = 'env("FMFLOW_TEST_PROVIDER", "scripted")'
 
 
+@pytest.fixture(autouse=True)
+def _tool_threads_end():
+    """A timed-out tool's thread runs on (threads cannot be killed): wait for it, so no test
+    leaves one behind."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == "fmflow-tool":
+            thread.join(10)
+            assert not thread.is_alive()
+
+
 # -------------------------------------------------------------- admit, clean_text
 
 def test_clean_text_replaces_lone_surrogates_and_joins_split_pairs():
@@ -152,7 +163,7 @@ def test_a_tool_timeout_through_the_api(tmp_path):
         }
     ''')
     with pytest.raises(FlowRuntimeError) as info:
-        flow.run(x=30.0)   # the worker thread sleeps on; the run does not wait for it
+        flow.run(x=2.0)   # the worker thread sleeps on; the run does not wait for it
     assert "tool 'slow' (my_tools:slow) at " in str(info.value)
     assert "flow.fmflow:2 did not finish within its timeout of 0.1s" in str(info.value)
     assert flow.run(x=0.0) == "late"
@@ -311,3 +322,21 @@ def test_a_tool_cancelled_before_its_thread_starts_never_runs():
 
     asyncio.run(main())
     assert ran == []
+
+
+@pytest.mark.parametrize("module, problem", [
+    ("import sys\nsys.exit(2)\n", "failed: SystemExit: 2"),
+    ("raise KeyboardInterrupt\n", "failed: KeyboardInterrupt"),
+    ("import time\ntime.sleep(2)\n", "did not finish within its timeout of 0.2s"),
+])
+def test_a_tool_module_that_exits_or_hangs_while_imported_fails_the_call(tmp_path, module, problem):
+    write(tmp_path, module + "def f(x):\n    return x\n", "odd_tools.py")
+    flow = load(tmp_path, '''
+        tool f(x: str) -> str = python("odd_tools:f", timeout: 200ms)
+        flow g(x: str) -> str {
+          return f(x)
+        }
+    ''')
+    with pytest.raises(FlowRuntimeError) as info:
+        flow.run(x="a")
+    assert problem in str(info.value)
