@@ -234,8 +234,8 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
     _end_model_span(run, span, response, cache_hit=False, attempts=attempts)
 
     def commit() -> None:
-        if key is not None:
-            run.cache.put(key, _response_data(response))
+        if key is not None:   # masked with the run's secrets: a cache may be shared by many runs (a server's)
+            run.cache.put(key, run.secrets.mask_data(_response_data(response)))
 
     return response, commit
 

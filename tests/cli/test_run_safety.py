@@ -357,7 +357,8 @@ def test_a_tool_that_misbehaves_gives_a_located_tool_error(tmp_path, name, cause
     assert result.returncode == 1, (result.stdout, result.stderr)
     message = one_line(result.stderr)
     assert message.startswith("fmflow: error: flow.fmflow:")
-    where = f"tool '{name}' (my_tools:{name.removesuffix('_list').removesuffix('_str')}) at flow.fmflow:{tool_line(name)}"
+    function = name.removesuffix("_list").removesuffix("_str")
+    where = f"tool '{name}' (my_tools:{function}) at flow.fmflow:{tool_line(name)}"
     assert where in message and cause in message, message
     assert "internal error" not in message
     no_traceback(result)

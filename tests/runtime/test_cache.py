@@ -229,11 +229,13 @@ def test_entries_the_reader_refuses_are_deleted_and_said_once(tmp_path):
     cache = ResponseCache(tmp_path / "c.sqlite3", warn=warnings.append)
     conn = sqlite3.connect(tmp_path / "c.sqlite3")
     conn.executemany("INSERT INTO responses VALUES (?, ?, 0)",
-                     [("text-null", '{"text": null}'), ("not-json", "{oops"), ("list", "[1]"), ("good", '{"text": "a"}')])
+                     [("text-null", '{"text": null}'), ("not-json", "{oops"), ("list", "[1]"),
+                      ("good", '{"text": "a"}')])
     conn.commit()
     conn.close()
     accept = lambda value: isinstance(value.get("text"), str)  # noqa: E731
-    assert [cache.get(k, accept) for k in ("text-null", "not-json", "list", "good")] == [None, None, None, {"text": "a"}]
+    found = [cache.get(k, accept) for k in ("text-null", "not-json", "list", "good")]
+    assert found == [None, None, None, {"text": "a"}]
     assert len(cache) == 1 and len(warnings) == 1 and "damaged entry" in warnings[0]
 
 

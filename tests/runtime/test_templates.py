@@ -224,7 +224,8 @@ def render_error(renderer: TemplateRenderer, source: str, values: dict | None = 
 
 
 @pytest.mark.parametrize("source, problem", [
-    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "loops ran more than 100,000 times"),
+    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+     "loops ran more than 100,000 times"),
     ("{% for i in range(999) %}{% for j in range(999) %}x{% endfor %}{% endfor %}", "the rendered text"),
     ('{{ "x" * 999999999 }}', "'*' would be larger than the limit of 1,000 characters"),
     ('{{ ["x"] * 999999999 }}', "'*' would be larger"),
