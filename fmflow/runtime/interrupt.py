@@ -37,8 +37,8 @@ def run_interruptibly(coro: Coroutine[Any, Any, Any]) -> Any:
         previous = signal.signal(signal.SIGINT, on_sigint) if handling else None
         try:
             return loop.run_until_complete(task)
-        except asyncio.CancelledError:
-            if presses:
+        except BaseException:
+            if presses:   # however the run ended once Ctrl-C was pressed, the user stopped it
                 raise KeyboardInterrupt from None
             raise
         finally:

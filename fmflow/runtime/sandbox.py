@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 import re
 import time
+import weakref
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import wraps
-from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from jinja2 import Environment, nodes
@@ -292,7 +293,8 @@ def _clamp(value: Any, upper: int) -> Any:
     return min(value, upper) if isinstance(value, int) else value
 
 
-_FIELDS: dict[type, dict[str, str]] = {}
+# Weak: a model class goes with the program that made it (a server or an editor reloads programs).
+_FIELDS: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def _field_attribute(model: type[BaseModel], name: str) -> str | None:
