@@ -83,6 +83,10 @@ class TemplateRenderer:
         if plain is not None:
             text = plain.render(variables)
             if text is not None:
+                if len(text) > self.limits.chars:   # the same limit as a render by Jinja
+                    raise TemplateRenderError(f"the rendered text would be larger than the limit of "
+                                              f"{self.limits.chars:,} characters (templates are limited to "
+                                              f"{self._limits_text()})")
                 return text
         template = self.compile(source)
         token = start_budget(self.limits)

@@ -274,3 +274,8 @@ def test_renders_within_the_limits_are_unchanged(renderer):
     assert renderer.render(source, {}) == "0true1true2true abab"
     big = "y" * 900_000    # a large input renders; only what the template builds is bounded
     assert renderer.render("{{ x | truncate(10) }}|{{ x | length }}", {"x": big}) == "yyyyyyy...|900000"
+
+
+def test_a_plain_substitution_has_the_same_output_limit():
+    message = render_error(small(chars=100), "Q: {{ q }}", {"q": "x" * 200})
+    assert message.startswith("the rendered text would be larger than the limit of 100 characters")
