@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from fmflow.providers import ChatResponse, ToolCall
+from fmflow.providers import ChatResponse, Provider, ToolCall, register_provider
 from fmflow.runtime.boundary import Unrepresentable, admit, clean_text
 from fmflow.runtime.errors import FlowRuntimeError
 from flowfiles import load, write
@@ -203,7 +203,18 @@ def test_an_agent_hears_that_its_tool_called_sys_exit(tmp_path, monkeypatch):
 
 # -------------------------------------------------------------- replies and inputs
 
+class Streamer(Provider):
+    """Streams its reply in two pieces, the second a lone surrogate (as a broken provider might)."""
+
+    async def complete(self, config, request) -> ChatResponse:
+        for piece in ("plain ", "\udc80"):
+            if request.on_text is not None:
+                request.on_text(piece)
+        return ChatResponse(text="plain \udc80")
+
+
 def test_lone_surrogates_in_replies_streams_and_tool_calls_are_replaced(tmp_path, scripted):
+    register_provider("streamer", Streamer)
     scripted([
         ChatResponse(text="", tool_calls=[ToolCall(id="c1", name="echo", arguments={"x": "t\ud800"})]),
         "answer \ud800 done",
@@ -222,8 +233,7 @@ def test_lone_surrogates_in_replies_streams_and_tool_calls_are_replaced(tmp_path
           template: "{{{{ q }}}}"
         }}
         model streams {{
-          provider: "replay"
-          options: {{ responses: ["plain \\u{{DC80}}"] }}
+          provider: env("FMFLOW_TEST_STREAMER", "streamer")
         }}
         prompt p(q: str) -> str {{
           model: streams
