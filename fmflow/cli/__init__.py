@@ -14,7 +14,7 @@ import os
 import sys
 
 from . import batch, checking, indexing, running, serve, traces
-from .common import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CommandParser, UsageError
+from .common import EXIT_ERRORS, EXIT_USAGE, CommandParser, UsageError
 
 COMMAND_GROUPS = (checking, running, batch, traces, indexing, serve)
 
@@ -37,6 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    stdout = sys.stdout
+    sys.stdout = _StdoutGuard(stdout)
+    try:
+        status = _dispatch(args)
+        sys.stdout.flush()  # a reader that left shows up here at the latest, not at exit
+        return status
+    finally:
+        sys.stdout = stdout
+
+
+def _dispatch(args) -> int:
     try:
         return args.handler(args)
     except UsageError as error:
@@ -45,9 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fmflow: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `fmflow graph … | head`: the reader left, nothing is wrong
-        sys.stdout = open(os.devnull, "w")
-        return EXIT_OK
     except OSError as error:
         print(f"fmflow: error: {error.strerror or error}: {getattr(error, 'filename', '') or ''}".rstrip(": "),
               file=sys.stderr)
@@ -58,6 +66,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fmflow: internal error: {type(error).__name__}: {error}\n"
               "  run again with --debug for a traceback, and please report it", file=sys.stderr)
         return EXIT_ERRORS
+
+
+class _StdoutGuard:
+    """sys.stdout that outlives its reader (`fmflow check … | head`).
+
+    Once the reader has gone, output is dropped and the command goes on to
+    its own exit status (errors found still give 1 under `set -o pipefail`),
+    instead of dying of BrokenPipeError. Text that stdout's encoding cannot
+    hold is written as backslash escapes rather than failing the command.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_left()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_left()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    def _reader_left(self) -> None:
+        # What is still buffered goes to /dev/null at exit, not to a closed pipe
+        # (where Python would report the failure and exit with 120).
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (a test's capture): later writes are caught again
 
 
 def run() -> None:

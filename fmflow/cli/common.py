@@ -76,14 +76,16 @@ def parse_pins(pins: list[str]) -> dict[str, int]:
     return parsed
 
 
-def print_diagnostics(diagnostics, sources, output_format: str = "text") -> None:
+def print_diagnostics(diagnostics, sources, output_format: str = "text", file=None) -> None:
+    """Diagnostics on stdout (``check``'s output), or on ``file`` for commands whose stdout is a result."""
     from ..diagnostics import render_json, render_text, summary
 
+    out = file or sys.stdout
     if output_format == "json":
-        print(render_json(diagnostics))
+        print(render_json(diagnostics), file=out)
         return
     if diagnostics:
-        print(render_text(diagnostics, sources, color=use_color(sys.stdout)))
+        print(render_text(diagnostics, sources, color=use_color(out)), file=out)
         print(summary(diagnostics), file=sys.stderr)
 
 
@@ -101,13 +103,13 @@ def load_checked(path: str, pins: dict[str, int] | None = None):
         raise UsageError(str(error)) from None
 
 
-def checked(path: str, pins: dict[str, int] | None = None, allow: tuple[str, ...] = ()):
-    """A checked file's context; prints diagnostics and returns None on errors."""
+def checked(path: str, pins: dict[str, int] | None = None, allow: tuple[str, ...] = (), diagnostics_to=None):
+    """A checked file's context; prints diagnostics (on stdout, or ``diagnostics_to``) and returns None on errors."""
     loader, ctx = load_checked(path, pins)
     diagnostics = loader.diagnostics()
     blocking = [d for d in diagnostics if d.is_error and d.code not in allow]
     if blocking:
-        print_diagnostics(diagnostics, loader.sources())
+        print_diagnostics(diagnostics, loader.sources(), file=diagnostics_to)
         return None
     return ctx
 
@@ -126,11 +128,11 @@ def select_flow(flows, name: str | None, path: str):
     raise UsageError(f"{path} declares several flows ({', '.join(f.name for f in flows)}); choose one with --flow")
 
 
-def load_flow_program(path: str, pins: dict[str, int] | None = None):
+def load_flow_program(path: str, pins: dict[str, int] | None = None, diagnostics_to=None):
     """(Program, None) for a file without errors, else (None, exit status) after printing them."""
     from ..runtime import Program
 
-    ctx = checked(path, pins=pins)
+    ctx = checked(path, pins=pins, diagnostics_to=diagnostics_to)
     if ctx is None:
         return None, EXIT_ERRORS
     return Program(ctx.loader, ctx), None

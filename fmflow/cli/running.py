@@ -12,35 +12,21 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def cmd_run(args) -> int:
-    import json
-
-    from ..runtime import RunOptions, check_inputs, run_flow_once, run_interruptibly
+    from ..runtime import RunOptions, run_flow_once, run_interruptibly
     from ..runtime.errors import FlowRuntimeError
-    from ..runtime.inputs import InputError, parse_inputs
-    from ..runtime.outputs import OutputError
 
     if not os.path.isfile(args.file):
         raise UsageError(f"cannot read '{args.file}': no such file")
     model = parse_model(args.model)
-    program, status = load_flow_program(args.file, parse_pins(args.pin))
+    # stdout holds the result and nothing else: diagnostics go to stderr.
+    program, status = load_flow_program(args.file, parse_pins(args.pin), diagnostics_to=sys.stderr)
     if program is None:
         return status
     try:
         flow = program.flow(args.flow)
     except FlowRuntimeError as error:
         raise UsageError(error.cause) from None
-    params = program.signature(flow)[0]
-    try:
-        inputs = parse_inputs(args.input, args.input_json, params)
-        check_inputs(flow, params, inputs)
-        for name, t in params:  # a value of the wrong type is the caller's mistake: exit 2, before any call
-            program.types.validate(t, inputs[name])
-    except InputError as error:
-        raise UsageError(str(error)) from None
-    except FlowRuntimeError as error:
-        raise UsageError(error.cause) from None
-    except OutputError as error:
-        raise UsageError(f"input '{name}': {error.message}") from None
+    inputs = _inputs(program, flow, args)
     progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
     stream = _Stream(progress) if not args.json and sys.stdout.isatty() else None
     options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
@@ -64,17 +50,76 @@ def cmd_run(args) -> int:
     if progress:
         progress.stop()
     data = result.secrets.mask_data(result.data)  # the run's secrets are not shown either
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False))
-    elif stream is not None and stream.text and stream.text.strip() == str(data).strip():
-        print()  # the answer is on the screen already
-    elif isinstance(data, str):
-        print(data)
-    else:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+    _print_result(data, args.json, stream)
     if result.trace_path and not args.json:
         print(f"trace: {result.trace_path}", file=sys.stderr)
     return EXIT_OK
+
+
+def _inputs(program, flow, args) -> dict:
+    """The run's inputs from -i and --input-json, each strictly of its type; a usage error if not."""
+    from ..runtime import check_input_values, check_inputs
+    from ..runtime.errors import FlowRuntimeError
+    from ..runtime.inputs import InputError, parse_inputs
+
+    params = program.signature(flow)[0]
+    try:
+        inputs = parse_inputs(args.input, args.input_json, params)
+        check_inputs(flow, params, inputs)  # a wrong input is the caller's mistake: exit 2, before any call
+        check_input_values(program, flow, params, inputs)
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    except FlowRuntimeError as error:
+        raise UsageError(error.cause) from None
+    return inputs
+
+
+def _print_result(data, as_json: bool, stream: "_Stream | None") -> None:
+    """A `str` result as text, anything else (and everything under --json) as valid JSON."""
+    if not as_json and stream is not None and stream.text and stream.text.strip() == str(data).strip():
+        print()  # the answer is on the screen already
+    elif not as_json and isinstance(data, str):
+        print(data)
+    else:
+        print(json_text(data, indent=None if as_json else 2))
+
+
+def json_text(data, indent: int | None = None) -> str:
+    """``data`` as strict JSON that stdout can carry.
+
+    NaN and ±Infinity have no JSON form: they are written as null, with a
+    warning on stderr naming where they were. Text that stdout's encoding
+    cannot hold (lone surrogates, a non-UTF-8 locale) is written as \\u escapes.
+    """
+    import json
+
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=indent)
+    except ValueError:
+        places: list[str] = []
+        data = _finite(data, "$", places)
+        print(f"fmflow: warning: JSON has no NaN or Infinity; written as null at {', '.join(places)}",
+              file=sys.stderr)
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=indent)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(data, ensure_ascii=True, allow_nan=False, indent=indent)
+    return text
+
+
+def _finite(data, path: str, places: list[str]):
+    """``data`` with every non-finite float replaced by None; ``places`` gets their JSON paths."""
+    import math
+
+    if isinstance(data, float) and not math.isfinite(data):
+        places.append(f"{path} ({data})")
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v, f"{path}.{k}", places) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_finite(v, f"{path}[{i}]", places) for i, v in enumerate(data)]
+    return data
 
 
 class _Stream:

@@ -8,13 +8,19 @@ from .common import EXIT_OK, CommandParser, UsageError
 
 
 def cmd_trace_show(args) -> int:
-    from ..runtime.trace_view import TraceNotFound, find_run, read_trace, render_trace
+    import sys
+
+    from ..runtime.trace_view import TraceNotFound, describe_skipped, find_run, load_trace, render_trace
 
     try:
         path = find_run(os.path.join(".fmflow", "runs"), args.run)
     except TraceNotFound as error:
         raise UsageError(str(error)) from None
-    print(render_trace(read_trace(path)).rstrip())
+    records, skipped = load_trace(path)
+    # What can be read is shown; what could not is said, on stderr.
+    print(render_trace(records).rstrip())
+    if skipped:
+        print(f"fmflow: warning: {path}: {describe_skipped(skipped)}", file=sys.stderr)
     return EXIT_OK
 
 

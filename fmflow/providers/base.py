@@ -24,7 +24,7 @@ class ModelConfig:
     api_key_env: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
-    timeout: float | None = None   # seconds, per call
+    timeout: float | None = None   # seconds, per call (None: DEFAULT_TIMEOUT; see call_deadline)
     retry: int = 0                 # transport-level retries
     rate: tuple[int, float] | None = None  # (requests, period in seconds)
     concurrency: int | None = None
@@ -82,6 +82,19 @@ class ChatResponse:
     tool_calls: list[ToolCall] = field(default_factory=list)
     model: str | None = None                # the model that answered, as the provider names it
     truncated: bool = False                 # the reply stopped at max_tokens (or the context's end)
+
+
+# LANGUAGE.md §2: a model call without `timeout:` has a total deadline of 120s,
+# so a server that answers a byte at a time cannot keep a run alive forever.
+DEFAULT_TIMEOUT = 120.0
+
+
+def call_deadline(config: ModelConfig) -> float:
+    """The total time one call of this model may take: its `timeout:`, else DEFAULT_TIMEOUT.
+
+    `timeout: 0s` counts as unset: a model call always has a deadline.
+    """
+    return config.timeout if config.timeout is not None and config.timeout > 0 else DEFAULT_TIMEOUT
 
 
 def split_model_spec(spec: str) -> tuple[str, str] | None:

@@ -6,18 +6,24 @@ the same provider with a local default ``base_url`` and no key.
 
 Faults become ProviderError: 408, 429 and 5xx, dropped connections, timeouts
 and replies that cannot be read (malformed JSON, a stream cut before
-``[DONE]``) are retryable; a refused key or a bad request is not. The key is
-read from the environment variable the model names (``api_key_env``) and
-never appears in an error message.
+``[DONE]``, no content) are retryable; a refused key, a bad request, a reply
+withheld by a content filter, an HTML page where JSON was due or a reply
+larger than ``MAX_REPLY_BYTES`` once decoded is not. Every call has a total
+deadline (the model's `timeout:`, else 120 s) over the whole reply, streamed
+or not, besides httpx's per-read timeout. The key is read from the
+environment variable the model names (``api_key_env``) and never appears in
+an error message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import email.utils
 import json
 import os
+import re
 import threading
 import time
 import weakref
@@ -26,8 +32,9 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 
 from . import register_provider
-from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall
+from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, call_deadline
 from .costs import CostError, cost_of
+from .http_body import ACCEPT_ENCODING, MAX_ERROR_BYTES, MAX_REPLY_BYTES, BodyError, aiter_body, read_body
 
 __all__ = ["OpenAIProvider", "OllamaProvider", "OPENAI_BASE_URL", "OLLAMA_BASE_URL"]
 
@@ -39,10 +46,10 @@ _OWN_OPTIONS = frozenset({"cost"})
 # Body fields the provider owns; an option cannot replace them.
 _RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
 _MAX_MESSAGE = 300
-# The runtime enforces the model's `timeout:` around each call; these are only
-# backstops. Connecting gets generous time (a cold local server), reading is
-# long because a CPU model may think for minutes before its first byte.
-_TIMEOUT = httpx.Timeout(600.0, connect=30.0)
+# Connecting gets generous time (a cold local server) but never more than the
+# call's deadline; each read may take the whole deadline (a CPU model may think
+# for minutes before its first byte), and the deadline bounds the whole reply.
+_CONNECT_TIMEOUT = 30.0
 
 
 class OpenAIProvider(Provider):
@@ -106,7 +113,9 @@ class OpenAIProvider(Provider):
             clients = self._clients.setdefault(loop, {})
             client = clients.get(base_url)
             if client is None or client.is_closed:
-                client = clients[base_url] = httpx.AsyncClient(timeout=_TIMEOUT)
+                client = clients[base_url] = httpx.AsyncClient(
+                    timeout=httpx.Timeout(600.0, connect=_CONNECT_TIMEOUT),  # each call passes its own
+                    headers={"Accept-Encoding": ACCEPT_ENCODING})  # only what http_body decodes
             return client
 
     async def aclose(self) -> None:
@@ -209,23 +218,16 @@ class _Call:
         self.options = _options(config, request)
 
     async def send(self, body: dict[str, Any]) -> ChatResponse:
-        url = f"{self.base_url}/chat/completions"
+        deadline = call_deadline(self.config)
         try:
-            if body.get("stream"):
-                async with self.client.stream("POST", url, json=body, headers=self.headers) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise self._http_error(response)
-                    data = await _read_stream(response, self.on_text or (lambda _text: None), self.base_url)
-            else:
-                response = await self.client.post(url, json=body, headers=self.headers)
-                if response.status_code >= 400:
-                    raise self._http_error(response)
-                try:
-                    data = response.json()
-                except ValueError:
-                    raise ProviderError(f"{self.base_url} answered with a body that is not JSON: "
-                                        f"{self._clip(response.text)!r}", retryable=True) from None
+            # The whole reply, every byte of a stream included, within the deadline:
+            # httpx's read timeout alone lets a server that drips a byte a second
+            # keep the call alive forever.
+            async with asyncio.timeout(deadline):
+                data = await self._exchange(body, deadline)
+        except TimeoutError:
+            raise ProviderError(f"{self.base_url} gave no complete reply within {deadline:g}s",
+                                retryable=True) from None
         except httpx.TimeoutException as exc:
             raise ProviderError(f"timed out talking to {self.base_url} ({type(exc).__name__})",
                                 retryable=True) from None
@@ -233,30 +235,89 @@ class _Call:
             detail = f": {self._clip(str(exc))}" if str(exc) else ""
             raise ProviderError(f"could not reach {self.base_url} ({type(exc).__name__}{detail})",
                                 retryable=True) from None
+        except BodyError as error:  # a reply too large once decoded, or one that cannot be decoded
+            raise ProviderError(f"{self.base_url}: {error}") from None
         return self._response(data, body["model"])
 
+    async def _exchange(self, body: dict[str, Any], deadline: float) -> Any:
+        """The reply's JSON body (a stream merged into one), or ProviderError."""
+        url = f"{self.base_url}/chat/completions"
+        timeout = httpx.Timeout(deadline, connect=min(_CONNECT_TIMEOUT, deadline))
+        async with self.client.stream("POST", url, json=body, headers=self.headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                raise self._http_error(response, await read_body(response, MAX_ERROR_BYTES, truncate=True))
+            if _is_html(response):
+                raise self._html_error(await read_body(response, MAX_ERROR_BYTES, truncate=True))
+            if body.get("stream"):
+                return await _read_stream(response, self.on_text or (lambda _text: None), self.base_url)
+            return self._json(await read_body(response, MAX_REPLY_BYTES))
+
+    def _json(self, raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as error:  # RecursionError: nested thousands deep
+            what = "JSON nested too deeply" if isinstance(error, RecursionError) else "a body that is not JSON"
+            text = raw[:_MAX_MESSAGE * 2].decode("utf-8", "replace")
+            raise ProviderError(f"{self.base_url} answered with {what}: {self._clip(text)!r}",
+                                retryable=True) from None
+
+    def _html_error(self, raw: bytes) -> ProviderError:
+        # A web page where the API should be: a wrong base_url (a UI, a login or
+        # captive portal), not a fault that trying again would fix.
+        text = raw.decode("utf-8", "replace")
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        shown = f" titled {self._clip(title.group(1))!r}" if title else ""
+        return ProviderError(f"{self.base_url} answered with an HTML page{shown}, not JSON: check base_url "
+                             f"(an OpenAI-compatible API usually ends in /v1)")
+
     def _response(self, data: Any, asked: str) -> ChatResponse:
-        choices = data.get("choices") if isinstance(data, dict) else None
-        if not choices or not isinstance(choices[0], dict):
-            raise ProviderError(f"{self.base_url} answered without choices: {self._clip(json.dumps(data))}",
-                                retryable=True)
-        message = _dict(choices[0].get("message"))
+        choice, message = self._choice(data)
         content = message.get("content")
         if isinstance(content, list):  # some servers send content parts
             content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+        calls = self._tool_calls(message.get("tool_calls") or [])
+        if not isinstance(content, str) and not calls:
+            refusal = message.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                raise ProviderError(f"{self.base_url}: the model refused: {self._clip(refusal)}")
+            finish = choice.get("finish_reason")
+            raise ProviderError(f"{self.base_url}: the model returned no content (content: "
+                                f"{json.dumps(content) if content is None else type(content).__name__}, no tool "
+                                f"calls{f', finish_reason: {finish}' if finish else ''})", retryable=True)
         usage = _dict(data.get("usage"))
         tokens_in, tokens_out = (v if isinstance(v, int) else None
                                  for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")))
-        answered = data.get("model") or asked
+        answered = data.get("model") if isinstance(data.get("model"), str) else asked
         try:
             cost = cost_of(self.options, [asked, answered], tokens_in, tokens_out,
                            f"model '{self.config.name}'")
         except CostError as error:
             raise ProviderError(str(error)) from None
-        calls = self._tool_calls(message.get("tool_calls") or [])
         return ChatResponse(text=content if isinstance(content, str) else "", tokens_in=tokens_in,
                             tokens_out=tokens_out, cost=cost, tool_calls=calls, model=answered,
-                            truncated=choices[0].get("finish_reason") == "length")
+                            truncated=choice.get("finish_reason") == "length")
+
+    def _choice(self, data: Any) -> tuple[dict, dict]:
+        """The first choice of a reply and its message, or ProviderError saying what is missing."""
+        if not isinstance(data, dict):
+            raise ProviderError(f"{self.base_url} answered with JSON that is not an object: "
+                                f"{self._clip(json.dumps(data))}", retryable=True)
+        choices = data.get("choices")
+        if not choices and data.get("error"):  # some proxies answer 200 with an error body
+            raise ProviderError(f"{self.base_url} answered with an error: {self._clip(_error_text(data['error']))}",
+                                retryable=True)
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ProviderError(f"{self.base_url} answered without choices: {self._clip(json.dumps(data))}",
+                                retryable=True)
+        choice = choices[0]
+        if choice.get("finish_reason") == "content_filter":
+            raise ProviderError(f"{self.base_url}: the server's content filter withheld the reply "
+                                f"(finish_reason: content_filter)")
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise ProviderError(f"{self.base_url} answered a choice without a message: "
+                                f"{self._clip(json.dumps(choice))}", retryable=True)
+        return choice, message
 
     def _tool_calls(self, calls: list[Any]) -> list[ToolCall]:
         parsed = []
@@ -278,7 +339,7 @@ class _Call:
             parsed.append(ToolCall(id=str(call.get("id") or f"call_{i + 1}"), name=name, arguments=arguments))
         return parsed
 
-    def _http_error(self, response: httpx.Response) -> ProviderError:
+    def _http_error(self, response: httpx.Response, raw: bytes) -> ProviderError:
         status = response.status_code
         if status in (401, 403):
             # The server's own text may quote part of the key: leave it out.
@@ -286,7 +347,7 @@ class _Call:
                     else "the server wants a key; name its environment variable with api_key_env")
             return ProviderError(f"{self.base_url} was refused ({status}): {hint}", status=status)
         retryable = status in (408, 429) or status >= 500
-        message = self._clip(_server_message(response))
+        message = self._clip(_server_message(response, raw))
         return ProviderError(f"{self.base_url} answered {status}: {message}", retryable=retryable, status=status,
                              retry_after=_retry_after(response.headers.get("retry-after")) if retryable else None)
 
@@ -301,20 +362,29 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}  # odd servers: a wrong shape reads as absent
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(response: httpx.Response, raw: bytes) -> str:
     """The error text of a reply: OpenAI's {"error": {"message"}}, llama.cpp/Ollama's {"error": "…"}, or the body."""
+    text = raw.decode("utf-8", "replace")
     try:
-        data = response.json()
-    except ValueError:
-        return response.text or response.reason_phrase
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return text or response.reason_phrase
+    if isinstance(data, dict) and data.get("error"):
+        return _error_text(data["error"])
     if isinstance(data, dict) and data.get("detail"):  # FastAPI-based servers (vLLM)
         return str(data["detail"])
-    return response.text
+    return text
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return error if isinstance(error, str) else json.dumps(error)
+
+
+def _is_html(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower() in ("text/html",
+                                                                                      "application/xhtml+xml")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -334,10 +404,29 @@ def _retry_after(value: str | None) -> float | None:
 
 # ------------------------------------------------------------------ streams
 
+async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines, decoded as UTF-8, within MAX_REPLY_BYTES for the whole stream.
+
+    Not httpx's aiter_lines: it decodes each network chunk whole (a gzip bomb)
+    and keeps a line without end in memory however long it grows.
+    """
+    text = codecs.getincrementaldecoder("utf-8")("replace")
+    pending: list[str] = []
+    async for piece in aiter_body(response, MAX_REPLY_BYTES):
+        parts = text.decode(piece).split("\n")
+        for part in parts[:-1]:
+            yield ("".join(pending) + part).rstrip("\r")
+            pending = []
+        pending.append(parts[-1])
+    last = "".join(pending) + text.decode(b"", final=True)
+    if last:
+        yield last.rstrip("\r")
+
+
 async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
     """The `data` of each server-sent event (several data lines join with newlines)."""
     lines: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in _lines(response):
         if not line:  # a blank line ends an event
             if lines:
                 yield "\n".join(lines)
@@ -360,13 +449,11 @@ async def _read_stream(response: httpx.Response, on_text: Callable[[str], None],
                 return merged.body()
             try:
                 chunk = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ProviderError(f"malformed stream chunk from {base_url}: {data[:_MAX_MESSAGE]!r}",
                                     retryable=True) from None
             if isinstance(chunk, dict) and chunk.get("error"):  # a server failing mid-stream says so in-band
-                error = chunk["error"]
-                message = error.get("message") if isinstance(error, dict) else error
-                raise ProviderError(f"{base_url} failed mid-stream: {str(message)[:_MAX_MESSAGE]}",
+                raise ProviderError(f"{base_url} failed mid-stream: {_error_text(chunk['error'])[:_MAX_MESSAGE]}",
                                     retryable=True)
             text = merged.add(chunk)
             if text:
@@ -405,15 +492,16 @@ class _StreamMerge:
                 call["name"] += name
             call["args"] += function.get("arguments") or ""
         content = delta.get("content")
-        if isinstance(content, str) and content:
-            self.text.append(content)
+        if isinstance(content, str):
+            self.text.append(content)  # "" counts: the server did send content
             return content
         return ""
 
     def body(self) -> dict[str, Any]:
         calls = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["args"]}}
                  for _, c in sorted(self.calls.items())]
-        message = {"role": "assistant", "content": "".join(self.text), "tool_calls": calls}
+        # No content piece at all is a reply without content, as `content: null` is.
+        message = {"role": "assistant", "content": "".join(self.text) if self.text else None, "tool_calls": calls}
         body: dict[str, Any] = {"model": self.model, "usage": self.usage}
         body["choices"] = [{"message": message, "finish_reason": self.finish_reason}] if self.choices else []
         return body

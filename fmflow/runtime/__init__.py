@@ -19,6 +19,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     flow = program.flow(flow_name)
     params, _returns = program.signature(flow)
     check_inputs(flow, params, inputs)
+    check_input_values(program, flow, params, inputs)
     state = RunState(program, options, cache=open_cache(options))
     trace = state.trace = _open_trace(program, flow, options, state.secrets)
     try:
@@ -66,6 +67,16 @@ def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
         raise FlowRuntimeError(f"flow '{flow.name}' needs input {', '.join(map(repr, missing))}")
 
 
+def check_input_values(program: Program, flow, params, inputs: dict[str, Any]) -> None:
+    """Every input strictly of its declared type (inputs.py says how strict); FlowRuntimeError if not."""
+    from .inputs import InputError, check_input_types
+
+    try:
+        check_input_types(params, inputs, program.resolver_for_fields)
+    except InputError as error:
+        raise FlowRuntimeError(str(error), flow=flow.name) from None
+
+
 def open_cache(options: RunOptions):
     """The response cache a run uses: ``options.shared_cache``, or one opened in ``options.workdir``
     (which its opener closes); None with the cache off."""
@@ -103,5 +114,5 @@ def _end_status(error: BaseException) -> str:
     return "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
 
 
-__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "SharedModels", "check_inputs", "open_cache",
-           "run_flow", "run_flow_once", "run_interruptibly"]
+__all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "SharedModels", "check_input_values",
+           "check_inputs", "open_cache", "run_flow", "run_flow_once", "run_interruptibly"]

@@ -16,6 +16,7 @@ from .. import ast
 from ..checks.blocks import settings_problem
 from ..formatter import expr_doc, flat
 from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
+from ..providers.base import call_deadline
 from ..types import STR
 from .boundary import Unrepresentable, admit, clean_text
 from .cache import cache_key
@@ -25,7 +26,7 @@ from .limits import limiter_for
 from .outputs import OutputError, coerce_reply
 from .spans import CURRENT_SPAN, STREAM_TO
 from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
-from .transport import call_with_retries, with_timeout
+from .transport import call_with_retries, terminal_notice, with_timeout
 
 _REASK = ("Your previous answer could not be used: {error}\n"
           "Answer again, following the instructions exactly.")
@@ -212,16 +213,18 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
             return response, lambda: None
     provider = get_provider(config.provider)
     limiter = limiter_for(config)
+    deadline = call_deadline(config)
 
     async def attempt() -> ChatResponse:
         async with limiter.slot():
             # The timeout covers the call itself: waiting for a slot or for the
             # rate window is the flow's own doing, not a slow model.
-            return await with_timeout(provider.complete(config, request), config.timeout)
+            return await with_timeout(provider.complete(config, request), deadline, default=not config.timeout)
 
     try:
-        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=None,
-                                                     on_retry=_restart_stream(stream_to))
+        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=None, max_wait=deadline,
+                                                     on_retry=_restart_stream(stream_to),
+                                                     notify=terminal_notice(config.name))
     except ProviderError as error:
         if span is not None:
             span.set(attempts=getattr(error, "attempts", []))

@@ -19,17 +19,44 @@ class TraceNotFound(FmflowError):
 
 
 def read_trace(path: str | Path) -> list[dict]:
-    """Every record of a trace file; a line cut short by a crash is skipped."""
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+    """Every readable record of a trace file (see load_trace for what is skipped)."""
+    return load_trace(path)[0]
+
+
+def load_trace(path: str | Path) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The records of a trace file, and the lines skipped as ``(line number, why)``.
+
+    A run that crashed or was killed can leave its last line cut short, even
+    inside a UTF-8 character; a damaged file can hold anything. Each line is
+    read on its own, so one bad line costs only itself.
+    """
+    records: list[dict] = []
+    skipped: list[tuple[int, str]] = []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
             try:
-                record = json.loads(line)
-            except ValueError:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                skipped.append((number, "not UTF-8 text (cut inside a character?)"))
+                continue
+            except (ValueError, RecursionError):
+                cut = not raw.endswith(b"\n")
+                skipped.append((number, "cut short" if cut else "not a JSON record"))
                 continue
             if isinstance(record, dict):
                 records.append(record)
-    return records
+            else:
+                skipped.append((number, "not a JSON object"))
+    return records, skipped
+
+
+def describe_skipped(skipped: list[tuple[int, str]]) -> str:
+    """One sentence on the skipped lines of a trace: how many, which, and why."""
+    shown = "; ".join(f"line {number}: {why}" for number, why in skipped[:5])
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return f"skipped {len(skipped)} unreadable line{'s' if len(skipped) != 1 else ''} ({shown}{more})"
 
 
 def _started(path: Path) -> float:
@@ -112,29 +139,44 @@ def _span_label(s: dict) -> str:
     return "  ".join(p for p in parts if p)
 
 
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, type(None))) else json.dumps(value, default=str)
+
+
 def _tree_lines(spans: list[dict]) -> list[str]:
-    """Children under their parent in start order; orphans at the top level."""
-    ids = {s.get("id") for s in spans}
+    """Children under their parent in start order; orphans at the top level.
+
+    Tolerates damaged files: ids of any JSON type, starts that are not numbers,
+    parent cycles, chains deeper than Python's recursion limit.
+    """
+    spans = [{**s, "id": _hashable(s.get("id")), "parent": _hashable(s.get("parent"))} for s in spans]
+    ids = {s["id"] for s in spans}
     children: dict[Any, list[dict]] = {}
-    for span in sorted(spans, key=lambda s: s.get("start") or 0.0):
-        parent = span.get("parent") if span.get("parent") in ids else None
+    for span in sorted(spans, key=lambda s: s["start"] if isinstance(s.get("start"), (int, float)) else 0.0):
+        parent = span["parent"] if span["parent"] in ids else None
         children.setdefault(parent, []).append(span)
     lines: list[str] = []
     seen: set = set()
 
-    def walk(parent: Any, prefix: str) -> None:
-        group = [s for s in children.get(parent, []) if s.get("id") not in seen]
-        for i, span in enumerate(group):
-            seen.add(span.get("id"))
-            last = i == len(group) - 1
-            lines.append(prefix + ("└─ " if last else "├─ ") + _span_label(span))
-            walk(span.get("id"), prefix + ("   " if last else "│  "))
+    def walk(root: Any) -> None:
+        stack = [(root, "", None)]  # (parent id, prefix, the span to print first)
+        while stack:
+            parent, prefix, pending = stack.pop()
+            if pending is not None:
+                span, last = pending
+                lines.append(prefix + ("└─ " if last else "├─ ") + _span_label(span))
+                stack.append((span["id"], prefix + ("   " if last else "│  "), None))
+                continue
+            group = [s for s in children.get(parent, []) if s["id"] not in seen]
+            seen.update(s["id"] for s in group)
+            for i in reversed(range(len(group))):  # pushed backwards: popped in order
+                stack.append((None, prefix, (group[i], i == len(group) - 1)))
 
-    walk(None, "")
+    walk(None)
     # Spans in a parent cycle (a malformed file) hang from no root: show them
     # at the top rather than drop them.
-    children[stray := object()] = [s for s in spans if s.get("id") not in seen]
-    walk(stray, "")
+    children[stray := object()] = [s for s in spans if s["id"] not in seen]
+    walk(stray)
     return lines
 
 

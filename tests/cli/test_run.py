@@ -253,7 +253,10 @@ def test_a_file_with_errors_exits_1_with_diagnostics(tmp_path):
 ])
 def test_usage_errors_exit_2(tmp_path, args, expected):
     path = write(tmp_path, ECHO)
-    result = fmflow(tmp_path, "run", path, "-i", "n=1", "-i", "tags=[]", *args)
+    given = {a.partition("=")[0] for a in args if "=" in a}
+    base = [part for key, value in (("n", "1"), ("tags", "[]")) if key not in given
+            for part in ("-i", f"{key}={value}")]  # an input given twice is an error of its own
+    result = fmflow(tmp_path, "run", path, *base, *args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert expected in result.stderr
     assert result.stdout == ""

@@ -1,6 +1,8 @@
 """A local OpenAI-compatible server that answers, or fails, on command.
 
-Tests queue replies with ``server.script(ok("hi"), error(429, retry_after=1))``;
+Tests queue replies with ``server.script(ok("hi"), error(429, retry_after=1))``
+(and the hostile ones: ``drip(…)`` a byte at a time, ``gzip_bomb(…)``,
+``no_content()``, ``html_page()``);
 each POST to ``…/chat/completions`` takes the next one (``server.default``
 once the queue is empty). Every request is recorded — body, headers, the
 client's port (to see connection reuse) and its arrival time — in
@@ -33,6 +35,9 @@ class Reply:
     done: bool = True                     # end the stream with `data: [DONE]`
     drop: bool = False                    # cut the connection mid-stream (incomplete chunked body)
     delay: float = 0.0                    # seconds before answering
+    drip: float = 0.0                     # seconds between bytes of the body (or events of a stream)
+    gzip: bytes | None = None             # a body sent as is with Content-Encoding: gzip
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -74,6 +79,37 @@ def error(status: int, message: str = "failed", *, retry_after: str | None = Non
 
 def malformed() -> Reply:
     return Reply(raw='{"choices": [ {"message": ')
+
+
+def no_content(finish_reason: str = "stop", **fields) -> Reply:
+    """A reply whose message has `content: null` and no tool calls (plus any other message fields)."""
+    body = completion(None)
+    body["choices"][0]["finish_reason"] = finish_reason
+    body["choices"][0]["message"].update(fields)
+    return Reply(json=body)
+
+
+def html_page(status: int = 200) -> Reply:
+    return Reply(status=status, content_type="text/html; charset=utf-8",
+                 raw="<!doctype html><html><head><title>Sign in</title></head><body>Please sign in</body></html>")
+
+
+def drip(seconds_per_byte: float, text: str = "a drip") -> Reply:
+    """A whole reply, sent one byte at a time: no single read ever waits long."""
+    return Reply(json=completion(text), drip=seconds_per_byte)
+
+
+def gzip_bomb(decoded_mb: int) -> Reply:
+    """A completion whose content is `decoded_mb` MB of "a", gzip-compressed (about 1000:1)."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head, tail = json.dumps(completion("@")).encode().split(b"@")
+    parts = [packer.compress(head)]
+    block = b"a" * (1024 * 1024)
+    parts += [packer.compress(block) for _ in range(decoded_mb)]
+    parts += [packer.compress(tail), packer.flush()]
+    return Reply(gzip=b"".join(parts))
 
 
 def slow(seconds: float, text: str = "slow") -> Reply:
@@ -215,14 +251,34 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 return
             if reply.events is not None:
                 return self._stream(reply)
-            data = (reply.raw if reply.raw is not None else json.dumps(reply.json)).encode()
+            if reply.gzip is not None:
+                data = reply.gzip
+            else:
+                data = (reply.raw if reply.raw is not None else json.dumps(reply.json)).encode()
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(data)))
+            if reply.gzip is not None:
+                self.send_header("Content-Encoding", "gzip")
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if not reply.drip:
+                return self._write(data)
+            for i in range(len(data)):
+                if not self._write(data[i:i + 1]) or server._stopping.wait(reply.drip):
+                    self.close_connection = True
+                    return
+
+        def _write(self, data: bytes) -> bool:
+            """False when the client has gone (a test's client gives up on a hostile reply)."""
+            try:
+                self.wfile.write(data)
+                self.wfile.flush()
+                return True
+            except OSError:
+                self.close_connection = True
+                return False
 
         def _stream(self, reply: Reply) -> None:
             self.send_response(reply.status)
@@ -231,14 +287,17 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             events = list(reply.events) + (["[DONE]"] if reply.done else [])
             for event in events:
-                self._chunk(f"data: {event}\n\n".encode())
+                if not self._chunk(f"data: {event}\n\n".encode()):
+                    return
+                if reply.drip and server._stopping.wait(reply.drip):
+                    self.close_connection = True
+                    return
             if reply.drop:
                 self.close_connection = True  # no terminating chunk: the body is cut
                 return
-            self.wfile.write(b"0\r\n\r\n")
+            self._write(b"0\r\n\r\n")
 
-        def _chunk(self, data: bytes) -> None:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
+        def _chunk(self, data: bytes) -> bool:
+            return self._write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
     return Handler
