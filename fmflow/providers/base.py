@@ -8,6 +8,7 @@ connections) or must give up at once (401/403, a bad request).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -95,6 +96,26 @@ def call_deadline(config: ModelConfig) -> float:
     `timeout: 0s` counts as unset: a model call always has a deadline.
     """
     return config.timeout if config.timeout is not None and config.timeout > 0 else DEFAULT_TIMEOUT
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate in its strings (keys too) replaced by U+FFFD.
+
+    JSON lets a server write ``"\\ud800"`` without its pair; such text cannot be
+    encoded as UTF-8, so it would fail the run at its first write (trace,
+    cache, stdout) and lose the answer. Nested values are walked; a value
+    nested past Python's recursion limit raises RecursionError.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_text(v) for v in value]
+    return value
 
 
 def split_model_spec(spec: str) -> tuple[str, str] | None:

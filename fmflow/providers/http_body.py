@@ -21,6 +21,7 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 # An error reply is read this far, for its message; the rest is dropped.
 MAX_ERROR_BYTES = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
+_STEP = 1024 * 1024
 
 __all__ = ["ACCEPT_ENCODING", "MAX_ERROR_BYTES", "MAX_REPLY_BYTES", "BodyError", "aiter_body", "iter_body",
            "read_body", "read_body_sync"]
@@ -65,8 +66,9 @@ class _CappedDecoder:
     def _inflate_some(self, data: bytes) -> bytes:
         pieces = []
         while data and not self.full:
-            # max_length: never inflate more than one byte past the limit in one step.
-            piece = self._inflate.decompress(data, self.limit - self.size + 1)
+            # max_length: never inflate more than one byte past the limit, and in
+            # steps of at most _STEP (zlib builds a piece, then copies it whole).
+            piece = self._inflate.decompress(data, min(self.limit - self.size + 1, _STEP))
             self._started = True
             pieces.append(self._count(piece))
             data = self._inflate.unconsumed_tail

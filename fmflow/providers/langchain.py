@@ -49,7 +49,7 @@ import threading
 from typing import Any
 
 from . import register_provider
-from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall
+from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, valid_text
 
 __all__ = ["LangChainProvider", "register_chat_model", "unregister_chat_model"]
 
@@ -120,6 +120,10 @@ def _load_attribute(target: str, folder: str) -> Any:
 
 def _text(content: Any) -> str:
     """A message's text: string content, or the text parts of a list of content blocks."""
+    return valid_text(_raw_text(content))
+
+
+def _raw_text(content: Any) -> str:
     if content is None:
         return ""
     if isinstance(content, str):

@@ -32,7 +32,8 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 
 from . import register_provider
-from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, call_deadline
+from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, call_deadline,
+                   valid_text)
 from .costs import CostError, cost_of
 from .http_body import ACCEPT_ENCODING, MAX_ERROR_BYTES, MAX_REPLY_BYTES, BodyError, aiter_body, read_body
 
@@ -293,7 +294,7 @@ class _Call:
                            f"model '{self.config.name}'")
         except CostError as error:
             raise ProviderError(str(error)) from None
-        return ChatResponse(text=content if isinstance(content, str) else "", tokens_in=tokens_in,
+        return ChatResponse(text=valid_text(content) if isinstance(content, str) else "", tokens_in=tokens_in,
                             tokens_out=tokens_out, cost=cost, tool_calls=calls, model=answered,
                             truncated=choice.get("finish_reason") == "length")
 
@@ -330,6 +331,10 @@ class _Call:
                     arguments = json.loads(arguments) if arguments.strip() else {}
                 if not isinstance(arguments, dict):
                     raise ValueError(f"expected an object, got {type(arguments).__name__}")
+                name, arguments = valid_text(name), valid_text(arguments)
+            except RecursionError:
+                raise ProviderError(f"{self.base_url}: tool call '{name}' has arguments nested too deeply",
+                                    retryable=True) from None
             except ValueError as exc:
                 # A model that emits broken JSON often does better on a second try.
                 raise ProviderError(f"{self.base_url}: tool call '{name}' has arguments that are not a JSON "
@@ -457,7 +462,7 @@ async def _read_stream(response: httpx.Response, on_text: Callable[[str], None],
                                     retryable=True)
             text = merged.add(chunk)
             if text:
-                on_text(text)
+                on_text(valid_text(text))
     # Without [DONE] we cannot tell a finished answer from a cut one.
     raise ProviderError(f"truncated stream from {base_url}: it ended before [DONE]", retryable=True)
 

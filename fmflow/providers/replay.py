@@ -28,7 +28,7 @@ import threading
 from typing import Any, Awaitable, Callable
 
 from . import register_provider
-from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall
+from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, valid_text
 
 __all__ = ["ReplayProvider", "ScriptedProvider", "build_response"]
 
@@ -96,7 +96,7 @@ async def build_response(item: Any, config: ModelConfig, request: ChatRequest, *
     if "error" in item:
         raise _error(item["error"], where)
     # `json:` spares flow files from escaping structured answers inside a string.
-    text = json.dumps(item["json"]) if "json" in item else str(item.get("text") or "")
+    text = valid_text(json.dumps(item["json"]) if "json" in item else str(item.get("text") or ""))
     calls = _tool_calls(item["tool_calls"], where) if "tool_calls" in item else []
     tokens_in = item.get("tokens_in", _request_words(request))
     tokens_out = item.get("tokens_out", _words(text))

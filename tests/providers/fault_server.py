@@ -36,7 +36,7 @@ class Reply:
     drop: bool = False                    # cut the connection mid-stream (incomplete chunked body)
     delay: float = 0.0                    # seconds before answering
     drip: float = 0.0                     # seconds between bytes of the body (or events of a stream)
-    gzip: bytes | None = None             # a body sent as is with Content-Encoding: gzip
+    gzip: bytes | None = None             # a body sent as is, Content-Encoding: gzip (unless headers say)
     content_type: str = "application/json"
 
 
@@ -99,17 +99,21 @@ def drip(seconds_per_byte: float, text: str = "a drip") -> Reply:
     return Reply(json=completion(text), drip=seconds_per_byte)
 
 
-def gzip_bomb(decoded_mb: int) -> Reply:
-    """A completion whose content is `decoded_mb` MB of "a", gzip-compressed (about 1000:1)."""
+def gzip_bomb(decoded_mb: int, *, stream: bool = False, status: int = 200) -> Reply:
+    """A body of `decoded_mb` MB, nearly all "a", gzip-compressed about 1000:1: a completion
+    whose content is that text, or (``stream``) one server-sent event line that never ends."""
     import zlib
 
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    head, tail = json.dumps(completion("@")).encode().split(b"@")
+    if stream:
+        head, tail = b'data: {"choices": [{"index": 0, "delta": {"content": "', b""
+    else:
+        head, tail = json.dumps(completion("@")).encode().split(b"@")
     parts = [packer.compress(head)]
     block = b"a" * (1024 * 1024)
     parts += [packer.compress(block) for _ in range(decoded_mb)]
     parts += [packer.compress(tail), packer.flush()]
-    return Reply(gzip=b"".join(parts))
+    return Reply(status=status, gzip=b"".join(parts), content_type="text/event-stream" if stream else "application/json")
 
 
 def slow(seconds: float, text: str = "slow") -> Reply:
@@ -212,6 +216,13 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that gave up on a hostile reply resets its connection: expected here
+        super().handle_error(request, client_address)
+
 
 def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -258,7 +269,7 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(data)))
-            if reply.gzip is not None:
+            if reply.gzip is not None and "Content-Encoding" not in reply.headers:
                 self.send_header("Content-Encoding", "gzip")
             for name, value in reply.headers.items():
                 self.send_header(name, value)

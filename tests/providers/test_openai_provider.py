@@ -29,7 +29,8 @@ from fmflow.runtime import Program, RunOptions, run_flow
 from fmflow.runtime.errors import FlowRuntimeError
 from fmflow.runtime.transport import call_with_retries, with_timeout
 
-from fault_server import FaultServer, Reply, chunk, error, malformed, ok, slow, stream, tool_calls, truncated
+from fault_server import (FaultServer, Reply, chunk, completion, drip, error, gzip_bomb, html_page, malformed,
+                          no_content, ok, slow, stream, tool_calls, truncated)
 
 KEY_ENV = "FMFLOW_TEST_KEY"
 KEY = "sk-test-very-secret-0123456789"
@@ -436,14 +437,132 @@ def test_connection_refused_names_the_base_url():
     assert exc.retryable and f"could not reach {base_url}" in str(exc)
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"object": "chat.completion"}, "without choices"),
-    ({"choices": []}, "without choices"),
+@pytest.mark.parametrize("reply, words", [
+    (Reply(json={"object": "chat.completion"}), "without choices"),
+    (Reply(json={"choices": []}), "without choices"),
+    (Reply(json={"choices": "none"}), "without choices"),
+    (Reply(json={"choices": [{"index": 0, "finish_reason": "stop"}]}), "a choice without a message"),
+    (Reply(json=[completion("hi")]), "JSON that is not an object"),
+    (Reply(json="hi"), "JSON that is not an object"),
+    (Reply(json={"error": {"message": "upstream overloaded"}}), "answered with an error: upstream overloaded"),
+    (no_content(), "the model returned no content (content: null, no tool calls, finish_reason: stop)"),
+    (no_content(finish_reason="length"), "the model returned no content"),
+    (Reply(json=completion(None, usage=None) | {"choices": [{"message": {"role": "assistant"}}]}),
+     "the model returned no content"),
+    (Reply(events=[chunk({"role": "assistant"}), chunk(None, usage=(3, 0))]), "the model returned no content"),
+    (Reply(raw="[" * 100_000 + "]" * 100_000), "JSON nested too deeply"),
 ])
-def test_replies_without_choices_are_retryable(server, body, words):
-    server.script(Reply(json=body))
+def test_replies_without_an_answer_are_retryable_failed_attempts(server, reply, words):
+    server.script(reply)
+    streaming = reply.events is not None
+    exc = call(cfg(server), req(on_text=(lambda _t: None) if streaming else None))
+    assert isinstance(exc, ProviderError), exc
+    assert exc.retryable and words in str(exc) and server.base_url in str(exc)
+
+
+@pytest.mark.parametrize("reply, words", [
+    (no_content(finish_reason="content_filter"), "content filter withheld the reply"),
+    (Reply(json=completion("partial", usage=None) | {"choices": [{"message": {"content": "partial"},
+                                                                   "finish_reason": "content_filter"}]}),
+     "content filter withheld the reply"),
+    (Reply(events=[chunk({"content": "par"}), json.dumps({"choices": [{"index": 0, "delta": {},
+                                                                       "finish_reason": "content_filter"}]})]),
+     "content filter withheld the reply"),
+    (no_content(refusal="I can't help with that."), "the model refused: I can't help with that."),
+    (html_page(), "answered with an HTML page titled 'Sign in', not JSON: check base_url"),
+])
+def test_replies_that_trying_again_would_not_fix_fail_at_once(server, reply, words):
+    server.script(reply)
+    streaming = reply.events is not None
+    exc = call(cfg(server), req(on_text=(lambda _t: None) if streaming else None))
+    assert isinstance(exc, ProviderError), exc
+    assert not exc.retryable and words in str(exc)
+
+
+def test_an_html_page_to_a_stream_request_is_named_too(server):
+    server.script(html_page())
+    exc = call(cfg(server), req(on_text=lambda _t: None))
+    assert isinstance(exc, ProviderError) and "HTML page" in str(exc) and not exc.retryable
+
+
+def test_empty_content_is_an_answer_not_a_failure(server):
+    server.script(ok(""), stream([]))
+    plain, streamed = call(cfg(server), req(), req(on_text=lambda _t: None))
+    assert (plain.text, streamed.text) == ("", "")
+
+
+# ------------------------------------------------------------ size and time limits
+
+def test_a_gzip_bomb_stops_at_the_size_limit_without_decoding_it_all(server):
+    import tracemalloc
+
+    server.script(gzip_bomb(300), ok("never asked"))  # 300 KB on the wire, 300 MB decoded
+    tracemalloc.start()
+    try:
+        exc = call(cfg(server), req())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(exc, ProviderError) and not exc.retryable
+    assert "larger than 32 MB once decoded" in str(exc)
+    assert peak < 48 * 1024 * 1024, f"peak {peak / 2**20:.0f} MB"
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_a_streamed_gzip_bomb_stops_at_the_size_limit(server):
+    server.script(gzip_bomb(300, stream=True))
+    exc = call(cfg(server), req(on_text=lambda _t: None))
+    assert isinstance(exc, ProviderError) and not exc.retryable and "larger than 32 MB" in str(exc)
+
+
+def test_a_stream_of_many_small_events_is_capped_in_total(server, monkeypatch):
+    import fmflow.providers.openai as openai_module
+
+    monkeypatch.setattr(openai_module, "MAX_REPLY_BYTES", 4096)
+    server.script(stream(["x" * 100] * 100))
+    exc = call(cfg(server), req(on_text=lambda _t: None))
+    assert isinstance(exc, ProviderError) and "larger than 4096 bytes" in str(exc)
+
+
+def test_an_error_reply_is_read_only_far_enough_for_its_message(server):
+    server.script(gzip_bomb(300, status=503))
     exc = call(cfg(server), req())
-    assert exc.retryable and words in str(exc)
+    assert isinstance(exc, ProviderError) and exc.status == 503 and exc.retryable
+    assert len(str(exc)) < 400
+
+
+def test_a_deflate_reply_is_decoded(server):
+    import zlib
+
+    body = json.dumps(completion("deflated")).encode()
+    for packed in (zlib.compress(body), zlib.compress(body)[2:-4]):  # zlib-wrapped, and raw as some servers send
+        server.script(Reply(gzip=packed, headers={"Content-Encoding": "deflate"}))
+    assert [r.text for r in call(cfg(server), req(), req())] == ["deflated", "deflated"]
+
+
+def test_the_provider_bounds_a_call_by_the_models_timeout_without_the_runtime(server):
+    # Called directly, not through the runtime's with_timeout: the provider's own deadline holds.
+    server.script(slow(5.0))
+    started = time.monotonic()
+    exc = call(cfg(server, timeout=0.3), req())
+    assert isinstance(exc, ProviderError) and exc.retryable
+    assert time.monotonic() - started < 3
+
+
+def test_a_dripping_reply_is_bounded_by_the_total_deadline(server):
+    # One byte every 50 ms: no read ever waits long, only the whole reply is late.
+    server.script(drip(0.05))
+    exc = call(cfg(server, timeout=0.5), req())
+    assert isinstance(exc, ProviderError) and exc.retryable
+    assert "gave no complete reply within 0.5s" in str(exc)
+
+
+def test_a_dripping_stream_is_bounded_by_the_total_deadline(server):
+    server.script(Reply(events=[chunk({"content": "."})] * 200, drip=0.05))
+    pieces: list[str] = []
+    exc = call(cfg(server, timeout=0.5), req(on_text=pieces.append))
+    assert isinstance(exc, ProviderError) and "within 0.5s" in str(exc)
+    assert 0 < len(pieces) < 200
 
 
 def test_malformed_tool_arguments_are_retryable(server):
@@ -543,3 +662,13 @@ def test_cost_of():
 def test_bad_cost_option_is_a_clear_error(server):
     exc = call(cfg(server, options={"cost": {"input": "cheap", "output": 1}}), req())
     assert isinstance(exc, ProviderError) and "options.cost" in str(exc) and not exc.retryable
+
+
+def test_lone_surrogates_in_replies_become_replacement_characters(server):
+    wire = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"text": "x\\udce9"}'}}]
+    server.script(Reply(raw=json.dumps(completion("caf\udce9"))), Reply(json=completion(None, tool_calls=wire)),
+                  stream(["a\udce9", "b"]))
+    pieces: list[str] = []
+    plain, calls, streamed = call(cfg(server), req(), req(), req(on_text=pieces.append))
+    assert plain.text == "caf\ufffd" and calls.tool_calls[0].arguments == {"text": "x\ufffd"}
+    assert streamed.text == "a\ufffdb" and pieces == ["a\ufffd", "b"]

@@ -190,3 +190,64 @@ def test_cancellation_during_backoff_is_not_retried():
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     run(go())
+
+
+# ------------------------------------------------------------ Retry-After within limits
+
+def test_retry_after_longer_than_the_longest_backoff_is_capped_and_said():
+    sleep, notices = FakeSleep(), []
+    call, _ = script(ProviderError("busy", retryable=True, status=429, retry_after=100), "ok")
+    result, attempts = run(call_with_retries(call, retries=1, timeout=None, max_wait=120, max_delay=30,
+                                             sleep=sleep, random=lambda: 0.5, notify=notices.append))
+    assert result == "ok" and sleep.waits == [30]
+    assert attempts == [{"attempt": 1, "error": "busy", "status": 429, "waited": 30, "retry_after": 100,
+                         "capped": True}]
+    assert notices == ["the server asked to wait 100 s; waiting 30 s (the longest backoff) before trying again"]
+
+
+def test_retry_after_longer_than_the_model_may_wait_fails_at_once():
+    sleep, notices = FakeSleep(), []
+    call, calls = script(ProviderError("slow down", retryable=True, status=429, retry_after=3600), "never")
+    with pytest.raises(ProviderError) as exc:
+        run(call_with_retries(call, retries=3, timeout=None, max_wait=5, sleep=sleep, notify=notices.append))
+    assert len(calls) == 1 and sleep.waits == []  # no sleeping at all
+    message = str(exc.value)
+    assert message.startswith("slow down; the server asked to wait 3600 s, longer than the model may wait "
+                              "(its timeout is 5s)")
+    assert not exc.value.retryable and exc.value.status == 429
+    assert exc.value.attempts == [{"attempt": 1, "error": message, "status": 429, "waited": 0.0,
+                                   "retry_after": 3600}]
+    assert notices == [message]
+
+
+def test_retry_after_within_the_models_wait_is_honoured_silently():
+    sleep, notices = FakeSleep(), []
+    call, _ = script(ProviderError("busy", retryable=True, status=503, retry_after=3), "ok")
+    _, attempts = run(call_with_retries(call, retries=1, timeout=None, max_wait=5, sleep=sleep,
+                                        random=lambda: 0.0, notify=notices.append))
+    assert sleep.waits == [3.0] and notices == [] and "capped" not in attempts[0]
+
+
+def test_the_last_attempt_does_not_give_up_over_retry_after():
+    # No retries left: the server's own error ends the call, not a message about waiting.
+    call, _ = script(ProviderError("slow down", retryable=True, status=429, retry_after=3600))
+    with pytest.raises(ProviderError) as exc:
+        run(call_with_retries(call, retries=0, timeout=None, max_wait=5, sleep=FakeSleep()))
+    assert str(exc.value) == "slow down"
+
+
+def test_a_model_without_timeout_has_the_default_deadline():
+    from fmflow.providers.base import DEFAULT_TIMEOUT, ModelConfig, call_deadline
+
+    assert DEFAULT_TIMEOUT == 120.0
+    assert call_deadline(ModelConfig(name="m", provider="openai")) == 120.0
+    assert call_deadline(ModelConfig(name="m", provider="openai", timeout=0.0)) == 120.0
+    assert call_deadline(ModelConfig(name="m", provider="openai", timeout=5.0)) == 5.0
+
+
+def test_the_default_deadline_is_named_when_it_runs_out():
+    from fmflow.runtime.transport import with_timeout
+
+    with pytest.raises(ProviderError) as exc:
+        run(with_timeout(asyncio.Event().wait(), 0.001, default=True))
+    assert str(exc.value) == "timed out after 0.001s (the default deadline of a model without `timeout:`)"
