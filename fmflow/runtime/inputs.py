@@ -152,7 +152,7 @@ def check_input_types(params: list[tuple[str, Type]], inputs: dict[str, Any],
             problem = _mismatch(t, inputs[name], fields_of)
             if problem is not None:
                 where, why = problem
-                raise InputError(f"input '{name}'{where}: {why}")
+                raise InputError(f"input '{name}{where}': {why}")
 
 
 def _mismatch(t: Type, value: Any, fields_of) -> tuple[str, str] | None:
