@@ -131,25 +131,36 @@ def test_the_refusal_to_wait_is_a_notice_on_a_terminal(tmp_path, server):
     assert quiet.returncode == 0 and "3600" not in quiet.stderr
 
 
-def _on_terminal(cwd: Path, *args) -> tuple[int, str, str]:
-    """(status, stdout, what a terminal on stderr showed)."""
+def _on_terminal(cwd: Path, *args, timeout: float = 60) -> tuple[int, str, str]:
+    """(status, stdout, what a terminal on stderr showed); a run past ``timeout`` is stopped and fails."""
+    import select
+
     controller, terminal = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "fmflow", *map(str, args)], cwd=cwd, env=_env(),
                                stdout=subprocess.PIPE, stderr=terminal, text=True)
     os.close(terminal)
-    shown = bytearray()
-    while True:
-        try:
-            data = os.read(controller, 4096)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not data:
-            break
-        shown += data
-    stdout = process.stdout.read()
-    status = process.wait(timeout=60)
-    process.stdout.close()
-    os.close(controller)
+    shown, ends = bytearray(), time.monotonic() + timeout
+    try:
+        while time.monotonic() < ends:
+            if not select.select([controller], [], [], max(0.0, ends - time.monotonic()))[0]:
+                continue
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not data:
+                break
+            shown += data
+        else:
+            process.kill()
+            pytest.fail(f"fmflow {' '.join(map(str, args))} still running after {timeout:g}s")
+        stdout = process.stdout.read()
+        status = process.wait(timeout=timeout)
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        os.close(controller)
     return status, stdout, shown.decode("utf-8", "replace")
 
 
