@@ -273,6 +273,9 @@ class LangChainProvider(Provider):
                  for n, c in enumerate(getattr(message, "tool_calls", None) or [])]
         usage = getattr(message, "usage_metadata", None) or {}
         meta = getattr(message, "response_metadata", None) or {}
+        if meta.get("finish_reason") == "content_filter":  # as OpenAI-backed chat models report it
+            raise ProviderError(f"langchain model '{config.name}': the server's content filter withheld the "
+                                f"reply (finish_reason: content_filter)")
         return ChatResponse(text=_text(getattr(message, "content", message)), tool_calls=calls,
                             tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
                             model=meta.get("model_name") or meta.get("model") or config.model)

@@ -325,6 +325,14 @@ def test_an_agent_on_a_model_without_tool_calling_says_so(tmp_path):
         flow.run(question="?")
 
 
+def test_a_reply_withheld_by_a_content_filter_is_a_failed_call(tmp_path):
+    withheld = AIMessage(content="", response_metadata={"finish_reason": "content_filter"})
+    register_chat_model("fake-list", GenericFakeChatModel(messages=iter([withheld])))
+    flow = make_flow(tmp_path, prompt_flow("fake-list"))
+    with pytest.raises(FlowRuntimeError, match="content filter withheld the reply"):
+        flow.run(q="Ann")
+
+
 def test_a_transient_model_error_is_retried(tmp_path):
     flow = make_flow(tmp_path, prompt_flow("lc_models:flaky_model", "retry: 2"))
     assert flow.run(q="Ann") == "after a retry"
