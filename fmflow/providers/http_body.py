@@ -12,6 +12,7 @@ by the ``openai:`` embedder, which talk to the same kind of servers.
 
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Any, AsyncIterator, Iterator
 
@@ -135,13 +136,17 @@ async def read_body(response: Any, limit: int = MAX_REPLY_BYTES, *, truncate: bo
     return b"".join([piece async for piece in aiter_body(response, limit, truncate=truncate)])
 
 
-def iter_body(response: Any, limit: int = MAX_REPLY_BYTES, *, truncate: bool = False) -> Iterator[bytes]:
-    """aiter_body for a synchronous httpx response."""
+def iter_body(response: Any, limit: int = MAX_REPLY_BYTES, *, truncate: bool = False,
+              deadline: float | None = None) -> Iterator[bytes]:
+    """aiter_body for a synchronous httpx response; past ``deadline`` (a time.monotonic() value) a
+    TimeoutError: httpx's own timeouts are per read, so a body dripping in never ends without it."""
     decoder = _decoder(response.headers, limit, truncate)
     if response.is_stream_consumed:
         yield _identity(decoder).feed(response.content)
         return
     for raw in response.iter_raw():
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("the reply did not arrive whole in time")
         piece = decoder.feed(raw)
         if piece:
             yield piece
@@ -152,6 +157,7 @@ def iter_body(response: Any, limit: int = MAX_REPLY_BYTES, *, truncate: bool = F
         yield tail
 
 
-def read_body_sync(response: Any, limit: int = MAX_REPLY_BYTES, *, truncate: bool = False) -> bytes:
-    """read_body for a synchronous httpx response."""
-    return b"".join(iter_body(response, limit, truncate=truncate))
+def read_body_sync(response: Any, limit: int = MAX_REPLY_BYTES, *, truncate: bool = False,
+                   deadline: float | None = None) -> bytes:
+    """read_body for a synchronous httpx response (with iter_body's ``deadline``)."""
+    return b"".join(iter_body(response, limit, truncate=truncate, deadline=deadline))

@@ -295,7 +295,9 @@ class OpenAIEmbedder(Embedder):
         with self._lock:
             if self._client is None:
                 import httpx
-                self._client = httpx.Client(timeout=_OPENAI_TIMEOUT)
+
+                from ..providers.http_body import ACCEPT_ENCODING
+                self._client = httpx.Client(timeout=_OPENAI_TIMEOUT, headers={"Accept-Encoding": ACCEPT_ENCODING})
             return self._client
 
     def _headers(self) -> dict[str, str]:
@@ -318,17 +320,18 @@ class OpenAIEmbedder(Embedder):
         return out
 
     def _request(self, batch: list[str], headers: dict[str, str]) -> list[list[float]]:
-        import httpx
-
         url = f"{self.base_url}/embeddings"
         body = {"model": self.model, "input": batch}
         where = f"embedding '{self.spec}' ({url})"
         for attempt in range(1, _OPENAI_TRIES + 1):
             last = attempt == _OPENAI_TRIES
             try:
-                response = self._http().post(url, json=body, headers=headers)
-            except httpx.HTTPError as error:
+                response, raw = self._post(url, body, headers)
+            except EmbeddingError as error:
+                raise EmbeddingError(f"{where}: {error}") from None
+            except _RequestFailed as failed:  # unreachable, dropped, or past the total deadline
                 if last:
+                    error = failed.__cause__
                     raise EmbeddingError(f"{where}: request failed: {type(error).__name__}: {error} "
                                          f"(is {BASE_URL_ENV} right?)") from error
                 time.sleep(0.25)
@@ -339,19 +342,36 @@ class OpenAIEmbedder(Embedder):
                 continue
             if status in (401, 403):
                 raise EmbeddingError(f"{where}: HTTP {status}, the server refused the key "
-                                     f"(check {KEY_ENV}): {_snippet(response)}")
+                                     f"(check {KEY_ENV}): {_snippet(raw)}")
             if status >= 400:
-                raise EmbeddingError(f"{where}: HTTP {status}: {_snippet(response)}")
-            return self._parse(response, len(batch), where)
+                raise EmbeddingError(f"{where}: HTTP {status}: {_snippet(raw)}")
+            return self._parse(raw, len(batch), where)
         raise AssertionError("unreachable")
 
-    def _parse(self, response: Any, count: int, where: str) -> list[list[float]]:
+    def _post(self, url: str, body: dict, headers: dict[str, str]) -> tuple[Any, bytes]:
+        """The response and its decoded body, read within MAX_REPLY_BYTES and _OPENAI_TIMEOUT in all."""
+        import httpx
+
+        from ..providers.http_body import MAX_ERROR_BYTES, MAX_REPLY_BYTES, BodyError, read_body_sync
+
         try:
-            data = response.json()["data"]
+            with self._http().stream("POST", url, json=body, headers=headers) as response:
+                error = response.status_code >= 400
+                raw = read_body_sync(response, MAX_ERROR_BYTES if error else MAX_REPLY_BYTES, truncate=error,
+                                     deadline=time.monotonic() + _OPENAI_TIMEOUT)
+        except (httpx.HTTPError, TimeoutError) as error:
+            raise _RequestFailed from error
+        except BodyError as error:
+            raise EmbeddingError(str(error)) from None
+        return response, raw
+
+    def _parse(self, raw: bytes, count: int, where: str) -> list[list[float]]:
+        try:
+            data = json.loads(raw)["data"]
             rows = sorted(data, key=lambda row: row.get("index", 0))
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
         except Exception as error:  # noqa: BLE001
-            raise EmbeddingError(f"{where}: the reply is not an embeddings list: {_snippet(response)}") from error
+            raise EmbeddingError(f"{where}: the reply is not an embeddings list: {_snippet(raw)}") from error
         if len(vectors) != count:
             raise EmbeddingError(f"{where}: asked for {count} embeddings, got {len(vectors)}")
         sizes = {len(v) for v in vectors}
@@ -363,6 +383,10 @@ class OpenAIEmbedder(Embedder):
         return [_normalise(v) for v in vectors]
 
 
+class _RequestFailed(Exception):
+    """A request that got no complete reply; its __cause__ says why."""
+
+
 def _retry_after(response: Any) -> float:
     try:
         return min(max(float(response.headers.get("retry-after", "0.5")), 0.0), 2.0)
@@ -370,8 +394,8 @@ def _retry_after(response: Any) -> float:
         return 0.5
 
 
-def _snippet(response: Any) -> str:
-    text = response.text.strip().replace("\n", " ")
+def _snippet(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip().replace("\n", " ")
     return text[:300] + ("…" if len(text) > 300 else "")
 
 

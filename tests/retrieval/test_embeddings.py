@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -428,6 +429,74 @@ def test_openai_malformed_reply_is_an_error(monkeypatch):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def _serve_once(handler_body, monkeypatch):
+    """A server whose every POST runs ``handler_body(handler)``; returns a function that stops it."""
+    class Hostile(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            try:
+                handler_body(self)
+            except OSError:  # the client gave up on this reply, as it should
+                pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FMFLOW_EMBEDDINGS_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+
+    def stop() -> None:
+        httpd.shutdown()
+        httpd.server_close()
+    return stop
+
+
+def test_openai_gzip_bomb_stops_at_the_size_limit(monkeypatch):
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = packer.compress(b'{"data": [{"index": 0, "embedding": [') \
+        + b"".join(packer.compress(b"0," * (512 * 1024)) for _ in range(200)) + packer.flush()  # 200 MB decoded
+
+    def send(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("content-length", str(len(bomb)))
+        handler.send_header("content-encoding", "gzip")
+        handler.end_headers()
+        handler.wfile.write(bomb)
+
+    stop = _serve_once(send, monkeypatch)
+    try:
+        with pytest.raises(EmbeddingError, match="larger than 32 MB once decoded"):
+            get_embedder("openai:m").embed(["a"])
+    finally:
+        stop()
+
+
+def test_openai_reply_dripping_in_is_bounded_by_a_total_deadline(monkeypatch):
+    payload = b'{"data": [{"index": 0, "embedding": [1.0, 0.0]}]}'
+
+    def drip(handler) -> None:
+        handler.send_response(200)
+        handler.send_header("content-length", str(len(payload)))
+        handler.end_headers()
+        for i in range(len(payload)):  # a byte every 100 ms: 5 s in all, each read quick
+            handler.wfile.write(payload[i:i + 1])
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    monkeypatch.setattr(E, "_OPENAI_TIMEOUT", 0.5)
+    stop = _serve_once(drip, monkeypatch)
+    try:
+        started = time.monotonic()
+        with pytest.raises(EmbeddingError, match="request failed: TimeoutError"):
+            get_embedder("openai:m").embed(["a"])
+        assert time.monotonic() - started < 4
+    finally:
+        stop()
 
 
 # ----------------------------------------------------------------- chroma
