@@ -113,7 +113,8 @@ def gzip_bomb(decoded_mb: int, *, stream: bool = False, status: int = 200) -> Re
     block = b"a" * (1024 * 1024)
     parts += [packer.compress(block) for _ in range(decoded_mb)]
     parts += [packer.compress(tail), packer.flush()]
-    return Reply(status=status, gzip=b"".join(parts), content_type="text/event-stream" if stream else "application/json")
+    return Reply(status=status, gzip=b"".join(parts),
+                 content_type="text/event-stream" if stream else "application/json")
 
 
 def slow(seconds: float, text: str = "slow") -> Reply:

@@ -12,13 +12,12 @@ import pty
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from fault_server import FaultServer, drip, error, gzip_bomb, no_content, ok
+from fault_server import drip, error, gzip_bomb, no_content, ok
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "FMFLOW_TEST_KEY"
@@ -27,15 +26,6 @@ KEY_ENV = "FMFLOW_TEST_KEY"
 # not wait the real 120 s to see it end a call.
 WITH_DEADLINE = ("import sys; import fmflow.providers.base as base; base.DEFAULT_TIMEOUT = float(sys.argv[1]); "
                  "from fmflow.cli import main; sys.exit(main(sys.argv[2:]))")
-
-
-@pytest.fixture
-def server():
-    threads = set(threading.enumerate())
-    with FaultServer() as srv:
-        yield srv
-    left = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert not left, f"threads left behind: {left}"
 
 
 def _env() -> dict[str, str]:

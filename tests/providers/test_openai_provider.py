@@ -12,7 +12,6 @@ import email.utils
 import json
 import socket
 import textwrap
-import threading
 import time
 
 import httpx
@@ -29,20 +28,11 @@ from fmflow.runtime import Program, RunOptions, run_flow
 from fmflow.runtime.errors import FlowRuntimeError
 from fmflow.runtime.transport import call_with_retries, with_timeout
 
-from fault_server import (FaultServer, Reply, chunk, completion, drip, error, gzip_bomb, html_page, malformed,
+from fault_server import (Reply, chunk, completion, drip, error, gzip_bomb, html_page, malformed,
                           no_content, ok, slow, stream, tool_calls, truncated)
 
 KEY_ENV = "FMFLOW_TEST_KEY"
 KEY = "sk-test-very-secret-0123456789"
-
-
-@pytest.fixture
-def server():
-    threads = set(threading.enumerate())
-    with FaultServer() as srv:
-        yield srv
-    left = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert not left, f"threads left behind: {left}"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,19 @@
+"""Fixtures shared by the provider tests."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fault_server import FaultServer
+
+
+@pytest.fixture
+def server():
+    """A fault server of the test's own, stopped at the end; no thread of it may outlive the test."""
+    threads = set(threading.enumerate())
+    with FaultServer() as srv:
+        yield srv
+    left = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
+    assert not left, f"threads left behind: {left}"
