@@ -29,7 +29,14 @@ __all__ = ["InputError", "MAX_INPUT_DEPTH", "check_input_types", "parse_inputs"]
 
 
 class InputError(ValueError):
-    """A malformed or ill-typed input (from the command line: a usage error, exit status 2)."""
+    """A malformed or ill-typed input (from the command line: a usage error, exit status 2).
+
+    ``input`` names the input when the error is about one.
+    """
+
+    def __init__(self, message: str, input: str | None = None) -> None:
+        super().__init__(message)
+        self.input = input
 
 
 # ------------------------------------------------------------------ parsing
@@ -148,11 +155,14 @@ def check_input_types(params: list[tuple[str, Type]], inputs: dict[str, Any],
     """
     for name, t in params:
         if name in inputs:
-            _check_text(inputs[name], f"input '{name}'")
+            try:
+                _check_text(inputs[name], f"input '{name}'")
+            except InputError as error:
+                raise InputError(str(error), name) from None
             problem = _mismatch(t, inputs[name], fields_of)
             if problem is not None:
                 where, why = problem
-                raise InputError(f"input '{name}{where}': {why}")
+                raise InputError(f"input '{name}{where}': {why}", name)
 
 
 def _mismatch(t: Type, value: Any, fields_of) -> tuple[str, str] | None:

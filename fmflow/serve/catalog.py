@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..runtime import Program
+from ..runtime.inputs import InputError, check_input_types
 from ..runtime.outputs import describe_errors
 
 _REQUEST_CONFIG = ConfigDict(extra="forbid", protected_namespaces=())
@@ -82,6 +83,10 @@ class ServedFlow:
             self.request_model.model_validate_json(body, strict=True)
         except ValidationError as error:
             raise InvalidInputs(self.name, self._problems(error)) from None
+        try:  # what the runtime refuses too (unknown fields of nested types, lone surrogates): a 422, not a 500
+            check_input_types(self.params, data, self.program.resolver_for_fields)
+        except InputError as error:
+            raise InvalidInputs(self.name, [InputProblem(error.input, str(error))]) from None
         return data
 
     def _problems(self, error: ValidationError) -> list[InputProblem]:

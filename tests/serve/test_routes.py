@@ -113,6 +113,21 @@ def test_strict_inputs_reject_what_lax_validation_would_coerce(serve_app, client
         assert [p["input"] for p in reply.json()["inputs"]] == [field]
 
 
+def test_what_the_runtime_refuses_in_an_input_is_a_422(serve_app, client):
+    server = serve_app('''
+    type Point {
+      x: int
+    }
+    flow where(p: Point, label: str) -> int {
+      return p.x
+    }
+    ''')
+    assert client.post(f"{server.url}/flows/where", json={"p": {"x": 1}, "label": "a"}).json()["output"] == 1
+    reply = client.post(f"{server.url}/flows/where", json={"p": {"x": 1, "y": 2}, "label": "a"})
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["inputs"] == [{"input": "p", "message": "input 'p': Point has no field 'y' (fields: x)"}]
+
+
 def test_inputs_may_bear_names_pydantic_keeps_for_itself(serve_app, client):
     server = serve_app('''
     flow odd(copy: str, model_config: int, schema: str, validate: bool) -> str {
