@@ -74,7 +74,7 @@ def check_input_values(program: Program, flow, params, inputs: dict[str, Any]) -
     try:
         check_input_types(params, inputs, program.resolver_for_fields)
     except InputError as error:
-        raise FlowRuntimeError(str(error), flow=flow.name) from None
+        raise FlowRuntimeError(str(error)) from None
 
 
 def open_cache(options: RunOptions):
