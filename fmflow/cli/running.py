@@ -18,8 +18,9 @@ def cmd_run(args) -> int:
     if not os.path.isfile(args.file):
         raise UsageError(f"cannot read '{args.file}': no such file")
     model = parse_model(args.model)
-    # stdout holds the result and nothing else: diagnostics go to stderr.
-    program, status = load_flow_program(args.file, parse_pins(args.pin), diagnostics_to=sys.stderr)
+    # Under --json stdout holds the result and nothing else: diagnostics go to stderr.
+    program, status = load_flow_program(args.file, parse_pins(args.pin),
+                                        diagnostics_to=sys.stderr if args.json else None)
     if program is None:
         return status
     try:

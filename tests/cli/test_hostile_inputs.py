@@ -210,7 +210,7 @@ def test_json_output_names_where_infinities_were(tmp_path):
     assert strict_json(text.stdout) == {"score": None, "parts": [1.0, None]}  # text mode prints JSON too
 
 
-@pytest.mark.parametrize("flags", [["--json"], []])
+@pytest.mark.parametrize("flags", [["--json"]])
 def test_a_file_with_errors_keeps_stdout_for_the_result(tmp_path, flags):
     path = write(tmp_path, '''
         flow f(question: str) -> str {
