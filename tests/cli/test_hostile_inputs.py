@@ -168,21 +168,16 @@ def test_json_nested_past_the_input_depth_limit_is_a_usage_error(tmp_path):
 # ------------------------------------------------------------ stdout under --json
 
 def nan_flow(tmp_path, reply: str, returns: str = "float"):
+    """A flow whose result comes from a Python tool returning ``reply`` evaluated (NaN, infinities)."""
+    (tmp_path / "nan_tools.py").write_text(f"def score(x):\n    return {reply}\n", encoding="utf-8")
     return write(tmp_path, f'''
         type Score {{
           score: float
           parts: list[float]
         }}
-        model m {{
-          provider: "replay"
-          options: {{ responses: [{json.dumps(reply)}] }}
-        }}
-        prompt rate(x: str) -> {returns} {{
-          model: m
-          template: "{{{{ x }}}}"
-        }}
+        tool score(x: str) -> {returns} = python("nan_tools:score")
         flow f(x: str) -> {returns} {{
-          return rate(x)
+          return score(x)
         }}
     ''')
 
@@ -193,21 +188,19 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_json_output_never_holds_nan(tmp_path):
-    result = fmflow(tmp_path, "run", nan_flow(tmp_path, "NaN"), "-i", "x=a", "--json")
-    assert result.returncode == 0, result.stderr
-    assert strict_json(result.stdout) is None
-    assert "JSON has no NaN or Infinity; written as null at $ (nan)" in result.stderr
+def test_a_non_finite_result_leaves_stdout_empty_under_json(tmp_path):
+    result = fmflow(tmp_path, "run", nan_flow(tmp_path, "float('nan')"), "-i", "x=a", "--json")
+    assert (result.returncode, result.stdout) == (1, "")  # the run refuses NaN; stdout stays JSON-clean
+    assert "NaN" in result.stderr
 
 
-def test_json_output_names_where_infinities_were(tmp_path):
-    reply = '{"score": Infinity, "parts": [1.0, -Infinity]}'
-    result = fmflow(tmp_path, "run", nan_flow(tmp_path, reply, "Score"), "-i", "x=a", "--json")
-    assert result.returncode == 0, result.stderr
-    assert strict_json(result.stdout) == {"score": None, "parts": [1.0, None]}
-    assert "at $.score (inf), $.parts[1] (-inf)" in result.stderr
-    text = fmflow(tmp_path, "run", nan_flow(tmp_path, reply, "Score"), "-i", "x=a")
-    assert strict_json(text.stdout) == {"score": None, "parts": [1.0, None]}  # text mode prints JSON too
+def test_json_text_writes_non_finite_numbers_as_null_and_names_them(capsys):
+    from fmflow.cli.running import json_text
+
+    text = json_text({"score": float("inf"), "parts": [1.0, float("-inf")], "x": float("nan")})
+    assert strict_json(text) == {"score": None, "parts": [1.0, None], "x": None}
+    assert "written as null at $.score (inf), $.parts[1] (-inf), $.x (nan)" in capsys.readouterr().err
+    assert strict_json(json_text("caf\udce9")) == "caf\udce9"  # text stdout cannot encode: escaped, valid
 
 
 @pytest.mark.parametrize("flags", [["--json"]])
