@@ -129,10 +129,13 @@ def _shown(text: str) -> str:
 def _check_text(value: Any, what: str) -> None:
     """No lone surrogates in any string or key, and no nesting past MAX_INPUT_DEPTH (iteratively:
     the value itself may be deeper than Python's recursion limit)."""
-    stack = [(value, 1)]
+    stack: list[tuple[Any, int, tuple | None]] = [(value, 1, None)]   # (item, depth, its parent's entry)
     while stack:
-        item, depth = stack.pop()
+        entry = stack.pop()
+        item, depth, _parent = entry
         if depth > MAX_INPUT_DEPTH:
+            if _contains_itself(entry):
+                raise InputError(f"{what}: it contains itself")
             raise InputError(f"{what} is nested deeper than {MAX_INPUT_DEPTH} levels")
         if isinstance(item, str):
             found = _SURROGATE.search(item)
@@ -141,10 +144,22 @@ def _check_text(value: Any, what: str) -> None:
                                  f"{found.start()}: it is not valid Unicode text (invalid UTF-8 bytes, or a "
                                  f"\\ud800-\\udfff escape without its pair)")
         elif isinstance(item, dict):
-            stack.extend((k, depth + 1) for k in item)
-            stack.extend((v, depth + 1) for v in item.values())
+            stack.extend((k, depth + 1, entry) for k in item)
+            stack.extend((v, depth + 1, entry) for v in item.values())
         elif isinstance(item, (list, tuple)):
-            stack.extend((v, depth + 1) for v in item)
+            stack.extend((v, depth + 1, entry) for v in item)
+
+
+def _contains_itself(entry: tuple) -> bool:
+    """Whether a container repeats on the path from the top to this entry (a cycle, not deep data)."""
+    seen: set[int] = set()
+    while entry is not None:
+        item, _depth, entry = entry
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                return True
+            seen.add(id(item))
+    return False
 
 
 def check_input_types(params: list[tuple[str, Type]], inputs: dict[str, Any],
