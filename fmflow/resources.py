@@ -24,3 +24,20 @@ def grammar_path() -> Path:
 
 def stdlib_dir() -> Path:
     return _first_existing(_PACKAGE / "stdlib", _PACKAGE.parent / "stdlib")
+
+
+def stdlib_module(name: str):
+    """A Python module of the standard library (``stdlib/NAME.py``), imported once per process.
+
+    The stdlib's modules import their helpers through this, and a user's own
+    tool module reaches the stdlib's factories with it
+    (``stdlib_module("std_tools").http_get_tool(allow=[…])``). The stdlib
+    folder goes at the end of ``sys.path``, so it never shadows anything.
+    """
+    import importlib
+    import sys
+
+    folder = str(stdlib_dir())
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(name)

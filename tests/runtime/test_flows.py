@@ -256,8 +256,8 @@ def test_pipes_with_std_filters_and_builtins(tmp_path):
         }
     ''')
     result = flow.run(text="Mail me at jane.doe@example.com or call +1 555 123 4567 today please")
-    assert result[0] == "Mail me at [email] or call [phone] today please"
-    assert result[1] == "Mail me at [email]"
+    assert result[0] == "Mail me at [EMAIL] or call [PHONE] today please"
+    assert result[1] == "Mail me at [EMAIL]"
     assert result[2:] == ["mixed case", "A & B", "X Y"]
 
 
