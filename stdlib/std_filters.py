@@ -57,43 +57,79 @@ def join_docs(docs: list, separator: str) -> str:
 
 
 # ----------------------------------------------------------------------------- markdown
-_FENCE = re.compile(r"^[ \t]*(```+|~~~+)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
+# Every repetition is bounded, none crosses a line, and none can run past the next delimiter of
+# its own kind: no pattern rescans a long text from each of many openers.
+_URL = r"[^()\[\]\n]{0,2000}"
+
+
+def _emphasis(mark: str) -> re.Pattern:
+    quoted, char = re.escape(mark), re.escape(mark[0])
+    return re.compile(rf"(?<![\w{char}]){quoted}(?=[^\s{char}])([^{char}\n]{{1,1000}})(?<=\S){quoted}(?![\w{char}])")
+
+
 _MARKDOWN_STEPS = [
-    (re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.MULTILINE), ""),                   # rules
-    (re.compile(r"^[ \t]*\|?(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*:?-*:?[ \t]*$", re.MULTILINE), ""),  # table rules
-    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)[ \t#]*$", re.MULTILINE), r"\1"),          # headings
-    (re.compile(r"^(.+)\n[ \t]*(?:=+|-+)[ \t]*$", re.MULTILINE), r"\1"),                 # setext headings
-    (re.compile(r"^[ \t]*>[ \t]?", re.MULTILINE), ""),                                   # quotes
+    (re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$\n?", re.MULTILINE), ""),                    # rules
+    (re.compile(r"^[ \t]*\|?(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*(?::?-+:?)?[ \t]*$\n?", re.MULTILINE), ""),  # table
+    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+([^\n]*?)[ \t#]*$", re.MULTILINE), r"\1"),     # headings
+    (re.compile(r"^([^\n]+)\n[ \t]*(?:=+|-+)[ \t]*$", re.MULTILINE), r"\1"),            # setext headings
+    (re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE), ""),                               # quotes
     (re.compile(r"^([ \t]*)(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?", re.MULTILINE), r"\1"),  # list marks
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),                                      # images
-    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),                                       # links
-    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),                                      # reference links
-    (re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$", re.MULTILINE), ""),                   # link definitions
-    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),                               # autolinks
-    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),                               # bold
-    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),                   # *italic*
-    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),                           # _italic_ (not snake_case)
-    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),                                      # strikethrough
-    (re.compile(r"(`+)(.+?)\1"), r"\2"),                                                 # inline code
-    (re.compile(r"^[ \t]*\|(.*)\|[ \t]*$", re.MULTILINE), r"\1"),                        # table rows: outer bars
-    (re.compile(r"[ \t]*(?<!\\)\|[ \t]*"), " | "),                                       # table rows: inner bars
-    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])"), r"\1"),                                # escapes
+    (re.compile(rf"!\[([^\[\]\n]{{0,1000}})\]\({_URL}\)"), r"\1"),                         # images
+    (re.compile(rf"\[([^\[\]\n]{{1,1000}})\]\({_URL}\)"), r"\1"),                          # links
+    (re.compile(r"\[([^\[\]\n]{1,1000})\]\[[^\[\]\n]{0,200}\]"), r"\1"),                   # reference links
+    (re.compile(r"^[ \t]*\[[^\[\]\n]{1,200}\]:[ \t]*\S+[^\n]*$\n?", re.MULTILINE), ""),      # link definitions
+    (re.compile(r"<((?:https?|mailto):[^<>\s]{1,2000})>"), r"\1"),                        # autolinks
+    (_emphasis("**"), r"\1"), (_emphasis("__"), r"\1"), (_emphasis("*"), r"\1"), (_emphasis("_"), r"\1"),
+    (_emphasis("~~"), r"\1"),
+    (re.compile(r"(`{1,3})([^`\n]{1,1000})\1"), r"\2"),                                    # inline code
+    (re.compile(r"^[ \t]*\|[ \t]*([^\n]*?)[ \t]*\|[ \t]*$", re.MULTILINE), r"\1"),          # table rows: outer bars
+    (re.compile(r"[ \t]*(?<!\\)\|[ \t]*"), " | "),                                         # table rows: inner bars
+    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])"), r"\1"),                                 # escapes
 ]
+_FENCE_LINE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
 
 
 def strip_markdown(text: str) -> str:
     """Plain text: markup gone, the words kept (code blocks keep their content as is)."""
-    blocks: list[str] = []
+    out: list[str] = []
+    prose: list[str] = []
+    for kind, lines in _fenced_blocks(text.replace("\r\n", "\n").split("\n")):
+        if kind == "code":
+            if prose:
+                out.append(_strip_prose("\n".join(prose)))
+                prose = []
+            out.append("\n".join(lines))
+        else:
+            prose.extend(lines)
+    if prose:
+        out.append(_strip_prose("\n".join(prose)))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
 
-    def hold(match: re.Match) -> str:  # code is not markdown: set it aside untouched
-        blocks.append(match.group(2).rstrip("\n"))
-        return f"\x00{len(blocks) - 1}\x00"
 
-    text = _FENCE.sub(hold, text.replace("\r\n", "\n"))
+def _fenced_blocks(lines: list[str]):
+    """("prose" | "code", lines) in order; a fence left open runs to the end (as CommonMark reads it)."""
+    block: list[str] = []
+    fence = None
+    for line in lines:
+        opener = _FENCE_LINE.match(line)
+        if fence is None and opener:
+            if block:
+                yield "prose", block
+            block, fence = [], opener.group(1)
+        elif fence is not None and opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence) \
+                and not line.strip().lstrip(fence[0]):
+            yield "code", block
+            block, fence = [], None
+        else:
+            block.append(line)
+    if block:
+        yield ("code" if fence is not None else "prose"), block
+
+
+def _strip_prose(text: str) -> str:
     for pattern, replacement in _MARKDOWN_STEPS:
         text = pattern.sub(replacement, text)
-    text = re.sub(r"\x00(\d+)\x00", lambda m: blocks[int(m.group(1))], text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return text
 
 
 # -------------------------------------------------------------------------------- model

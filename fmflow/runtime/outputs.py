@@ -331,15 +331,20 @@ def _candidates(text: str, expect: str | None) -> list[str]:
 
 
 def _bracketed(text: str, expect: str | None, limit: int = 8) -> list[str]:
-    """Complete top-level {...} / [...] spans in text, in order; the expected kind first."""
+    """Complete top-level {...} / [...] spans in text, in order; the expected kind first.
+
+    A bracket that never closes is passed over and the complete values inside
+    it are found, as if each opener were tried in turn; the text is scanned once
+    (trying each opener in turn rescans the rest of the text for each one left
+    open: "{" * 20000 took two minutes).
+    """
+    pairs = _pairs(text)
     spans: list[str] = []
-    opener = re.compile(r"[{\[]")
-    found = opener.search(text)
-    while found is not None and len(spans) < limit:
-        end = _match(text, found.start())
-        if end is not None:
-            spans.append(text[found.start():end])
-        found = opener.search(text, end if end is not None else found.start() + 1)
+    resume = 0
+    for start in sorted(pairs):
+        if start >= resume and len(spans) < limit:
+            spans.append(text[start:pairs[start]])
+            resume = pairs[start]
     if expect is not None:
         first = "{" if expect == "object" else "["
         spans.sort(key=lambda span: span[0] != first)  # stable: keeps the order within a kind
@@ -352,18 +357,34 @@ _BRACKETS = re.compile(_STRING + r"|[][{}]", re.DOTALL)
 _REPAIRABLE = re.compile(_STRING + r"|[A-Za-z_]\w*(?P<key>\s*:)?|,(?=\s*[}\]])", re.DOTALL)
 
 
-def _match(text: str, start: int) -> int | None:
-    """The end (exclusive) of the bracketed value starting at ``start``; strings respected."""
-    depth = 0
-    for token in _BRACKETS.finditer(text, start):
-        bracket = token.group()
-        if bracket in ("{", "["):
-            depth += 1
-        elif bracket in ("}", "]"):
-            depth -= 1
-            if depth == 0:
-                return token.end()
-    return None
+_OPENER = re.compile(r"[{\[]")
+
+
+def _pairs(text: str) -> dict[int, int]:
+    """Each closed bracket's start → its end (exclusive); strings respected.
+
+    Scanning starts at the first opener and starts again at the next opener
+    after each complete top-level value (text between values is prose, whose
+    apostrophes must not be read as the start of a string).
+    """
+    pairs: dict[int, int] = {}
+    found = _OPENER.search(text)
+    while found is not None:
+        stack: list[int] = []
+        restart = None
+        for token in _BRACKETS.finditer(text, found.start()):
+            bracket = token.group()
+            if bracket in ("{", "["):
+                stack.append(token.start())
+            elif bracket in ("}", "]") and stack:
+                pairs[stack.pop()] = token.end()
+                if not stack:
+                    restart = token.end()
+                    break
+        if restart is None:
+            break
+        found = _OPENER.search(text, restart)
+    return pairs
 
 
 def _repair(text: str) -> str:

@@ -559,3 +559,22 @@ def test_coerce_errors_carry_the_reply(models, returns):
     assert parse_info.value.reply == "Sorry, I can't."
     with pytest.raises(OutputError):
         coerce_reply(INT, "forty-two", models)
+
+
+def test_unclosed_brackets_are_scanned_once(monkeypatch):
+    """Every opener left open used to rescan the rest of the reply: quadratic ("{" * 20000 took minutes)."""
+    from fmflow.runtime import outputs
+
+    scanned = []
+
+    class Counting:
+        def finditer(self, text, start=0):
+            for token in real.finditer(text, start):
+                scanned.append(1)
+                yield token
+
+    real = outputs._BRACKETS
+    monkeypatch.setattr(outputs, "_BRACKETS", Counting())
+    reply = "{" * 2000 + ' the value is {"a": [1, 2]} and it\'s fine'
+    assert outputs._bracketed(reply, None) == ['{"a": [1, 2]}']
+    assert len(scanned) < 10 * 2000
