@@ -500,7 +500,9 @@ def _joint(out: _Emitter, lines: list[str], header_line: int, first: Pos, inner:
 
 def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
     close = _last_char(decl.span)
-    if isinstance(decl, ast.ToolDecl):
+    if isinstance(decl, ast.ToolDecl) and _commented_params(out, decl):
+        _tool_with_commented_params(out, decl, after)
+    elif isinstance(decl, ast.ToolDecl):
         out.leaf(decl, [*_signature(decl), " = ", expr_doc(decl.impl)], 0, after)
     elif isinstance(decl, ast.TypeDecl):
         _braced(out, decl, 0, [f"type {decl.name}"], decl.name_span.line, decl.fields, _field,
@@ -517,6 +519,28 @@ def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
     else:
         _braced(out, decl, 0, [f"{decl.kind} {decl.name}"], decl.name_span.line, decl.entries,
                 _entry, close, after)
+
+
+def _commented_params(out: _Emitter, decl: ast.ToolDecl) -> bool:
+    """Whether an own-line comment (such as a `##` line) sits among a tool's parameters."""
+    return bool(decl.params) and any(c.own_line and decl.span.line < c.line <= decl.params[-1].span.line
+                                     for c in out.pending)
+
+
+def _tool_with_commented_params(out: _Emitter, decl: ast.ToolDecl, after: Pos) -> None:
+    """One parameter a line, each after the comments above it in the source (where `##` docs are)."""
+    out.flush(decl.span.line, 0)
+    out.gap(decl.span.line)
+    out.lines.append(f"{decl.kind} {decl.name}(")
+    ends = [_start(p) for p in decl.params[1:]] + [_start(decl.returns) if decl.returns is not None else _END]
+    for param, end in zip(decl.params, ends):
+        out.last_end = None
+        out.flush(param.span.line, 2)
+        out.lines.append(f"  {param.name}: {type_text(param.type)},")
+        out.claim(param.span.end_line, end)
+    out.lines.extend(layout([f") -> {type_text(decl.returns)} = ", expr_doc(decl.impl)], 0))
+    out.last_end = decl.span.end_line
+    out.claim(decl.span.end_line, after)
 
 
 def _header_line(decl: ast.Decl) -> int:
