@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests: scripted models, replay models that start over in every test."""
+"""Fixtures shared by the tests: scripted models, replay models that start over in every test, stdlib modules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from fmflow.providers import get_provider, register_provider
 from fmflow.providers.replay import ScriptedProvider
+from fmflow.resources import stdlib_module
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +25,9 @@ def scripted():
         register_provider("scripted", lambda: provider)
         return provider
     return make
+
+
+@pytest.fixture(scope="session")
+def std():
+    """``std("filters")`` is the stdlib's module std_filters, as flows load it (once per process)."""
+    return lambda name: stdlib_module(f"std_{name}")
