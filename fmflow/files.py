@@ -52,6 +52,19 @@ def read_regular_file(path: str | os.PathLike, limit: int, what: str = "files") 
     return data
 
 
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a regular file ("no such file", "it is a pipe (FIFO)…"), or None.
+
+    Looked up without opening it, so a FIFO is named, never waited on."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        return _os_reason(error)
+    if not stat.S_ISREG(info.st_mode):
+        return f"it is {_file_kind(info.st_mode)}, not a regular file"
+    return None
+
+
 def write_atomically(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` by ``text`` at once: readers see the old file or the new, never half of one."""
     import tempfile

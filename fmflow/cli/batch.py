@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program, parse_model, parse_pins
+from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program, require_regular_file, parse_model, parse_pins
 
 
 def cmd_batch(args) -> int:
     from ..data import DataError, run_batch
     from ..data.progress import summary
 
-    if not os.path.isfile(args.file):
-        raise UsageError(f"cannot read '{args.file}': no such file")
+    require_regular_file(args.file)
     model = parse_model(args.model)
     pins = parse_pins(args.pin)
     program, status = load_flow_program(args.file, pins)

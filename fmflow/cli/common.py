@@ -128,6 +128,15 @@ def select_flow(flows, name: str | None, path: str):
     raise UsageError(f"{path} declares several flows ({', '.join(f.name for f in flows)}); choose one with --flow")
 
 
+def require_regular_file(path: str) -> None:
+    """A usage error naming what is wrong with a file given on the command line (missing, a folder, a FIFO…)."""
+    from ..files import not_a_regular_file
+
+    reason = not_a_regular_file(path)
+    if reason is not None:
+        raise UsageError(f"cannot read '{path}': {reason}")
+
+
 def load_flow_program(path: str, pins: dict[str, int] | None = None, diagnostics_to=None):
     """(Program, None) for a file without errors, else (None, exit status) after printing them."""
     from ..runtime import Program

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, flow_files, load_flow_program, parse_model, parse_pins
+from .common import EXIT_ERRORS, EXIT_OK, UsageError, flow_files, load_flow_program, require_regular_file, parse_model, parse_pins
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -15,8 +14,7 @@ def cmd_run(args) -> int:
     from ..runtime import RunOptions, run_flow_once, run_interruptibly
     from ..runtime.errors import FlowRuntimeError
 
-    if not os.path.isfile(args.file):
-        raise UsageError(f"cannot read '{args.file}': no such file")
+    require_regular_file(args.file)
     model = parse_model(args.model)
     # Under --json stdout holds the result and nothing else: diagnostics go to stderr.
     program, status = load_flow_program(args.file, parse_pins(args.pin),

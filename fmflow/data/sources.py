@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from ..files import not_a_regular_file
 from ..types import STR, OptionalType, Type, strip_optional
 from .records import DataError, Record
 
@@ -74,10 +75,9 @@ def open_source(path: str, fields: dict[str, Type] | None = None) -> Source:
     if kind is None:
         known = ", ".join(sorted(FORMATS))
         raise DataError(f"cannot tell the format of '{path}' from its name (known: {known})")
-    if not os.path.exists(path):
-        raise DataError(f"cannot read '{path}': no such file")
-    if not os.path.isfile(path):
-        raise DataError(f"cannot read '{path}': not a file")
+    reason = not_a_regular_file(path)  # a FIFO is named, never waited on
+    if reason is not None:
+        raise DataError(f"cannot read '{path}': {reason}")
     try:
         with open(path, "rb"):
             pass

@@ -23,6 +23,7 @@ from ..types import BOOL, FLOAT, INT, NULL, STR, DictType, EnumType, ListType, O
 # Deeper than any real input; keeps validation, traces and printing away from
 # Python's recursion limit.
 MAX_INPUT_DEPTH = 100
+MAX_INPUT_FILE_BYTES = 64 * 1_048_576  # `-i KEY=@file` and `--input-json @file`: whole documents, not datasets
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 __all__ = ["InputError", "MAX_INPUT_DEPTH", "check_input_types", "parse_inputs"]
@@ -106,11 +107,12 @@ def _json_or_text(key: str, text: str) -> Any:
 
 
 def _read(path: str, what: str) -> str:
-    try:
-        with open(os.path.expanduser(path), "rb") as f:
-            data = f.read()
-    except OSError as error:
-        raise InputError(f"{what}: cannot read '{_shown(path)}': {error.strerror}") from None
+    from ..files import UnreadableFile, read_regular_file
+
+    try:  # a regular file only: `-i text=@fifo` must not wait forever for a writer
+        data = read_regular_file(os.path.expanduser(path), MAX_INPUT_FILE_BYTES, "input files")
+    except UnreadableFile as error:
+        raise InputError(f"{what}: cannot read '{_shown(path)}': {error.reason}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -57,12 +57,24 @@ def test_check_of_a_link_to_a_secret_prints_nothing_of_it(tmp_path):
 # ------------------------------------------------ pipes and devices (3)
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-@pytest.mark.parametrize("command", [["check"], ["fmt"], ["fmt", "--check"], ["graph"], ["test"]])
+@pytest.mark.parametrize("command", [["check"], ["fmt"], ["fmt", "--check"], ["graph"], ["test"], ["run"],
+                                     ["batch", "--input", "in.jsonl", "--output", "out.jsonl"]])
 def test_a_fifo_named_like_a_flow_does_not_hang(tmp_path, command):
     os.mkfifo(tmp_path / "pipe.fmflow")
     result = fmflow_cmd(tmp_path, *command, "pipe.fmflow", timeout=30)
     assert "cannot read 'pipe.fmflow': it is a pipe (FIFO), not a regular file" in result.stderr
     assert result.returncode in (1, 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("option", [["-i", "x=@pipe.txt"], ["--input-json", "@pipe.txt"]])
+def test_an_input_read_from_a_fifo_does_not_hang(tmp_path, option):
+    write(tmp_path, "echo.fmflow", ECHO)
+    os.mkfifo(tmp_path / "pipe.txt")
+    result = fmflow_cmd(tmp_path, "run", "echo.fmflow", *option, timeout=30)
+    assert result.returncode == 2
+    assert "cannot read 'pipe.txt': it is a pipe (FIFO), not a regular file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

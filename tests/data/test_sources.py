@@ -73,7 +73,7 @@ def test_unreadable_inputs_are_data_errors(tmp_path, name, content, message):
 
 def test_a_folder_is_not_an_input(tmp_path):
     (tmp_path / "d.jsonl").mkdir()
-    with pytest.raises(DataError, match="not a file"):
+    with pytest.raises(DataError, match="it is a folder, not a regular file"):
         open_source(str(tmp_path / "d.jsonl"))
 
 
