@@ -65,9 +65,31 @@ class TypeRef(Node):
 
 
 @dataclass
+class DocComment:
+    """``##`` lines directly above a declaration, a parameter, a type field or an
+    enum member (see fmflow.doc_comments). Not a Node: nothing walks into it.
+
+    ``text`` is what tools and schemas show (each line without ``##`` and one
+    space, joined by newlines); ``lines`` are the comments verbatim, for the formatter.
+    """
+
+    text: str
+    lines: list[str] = field(compare=False, default_factory=list)
+    span: Span = _span()
+
+
+def _doc():
+    return field(default=None, kw_only=True)
+
+
+@dataclass
 class Param(Node):
+    """``name: type`` or ``name: type = default`` in a signature."""
+
     name: str
     type: TypeRef
+    default: "Expr | None" = None
+    doc: DocComment | None = _doc()
     span: Span = _span()
 
 
@@ -322,6 +344,7 @@ class Decl(Node):
     kind = "declaration"
     name: str
     name_span: Span = field(compare=False, repr=False, kw_only=True)
+    doc: DocComment | None = _doc()
     span: Span = _span()
 
     def entry(self, key: str) -> Entry | None:
@@ -347,6 +370,7 @@ class ModelDecl(Decl):
 class Field(Node):
     name: str
     type: TypeRef
+    doc: DocComment | None = _doc()
     span: Span = _span()
 
 
@@ -359,6 +383,7 @@ class TypeDecl(Decl):
 @dataclass
 class EnumMember(Node):
     name: str
+    doc: DocComment | None = _doc()
     span: Span = _span()
 
 

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Mapping
 from . import ast
 from .checks.expressions import CALLABLE_KINDS
 from .formatter import expr_doc, flat, type_text
+from .types import BUILTIN_STRUCTS
 
 if TYPE_CHECKING:
     import networkx as nx
 
-BUILTIN_TYPES = frozenset({"Doc"})
+BUILTIN_TYPES = frozenset(BUILTIN_STRUCTS)
 MAX_LABEL = 80
 
 

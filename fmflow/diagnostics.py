@@ -69,14 +69,43 @@ class Diagnostic:
         }
 
 
+# Words other tools use where fmflow says something else (LangChain's max_iterations,
+# OpenAI's max_completion_tokens, top_k…): a name is compared word by word after these.
+_SYNONYMS = {
+    "iterations": "steps", "iteration": "steps", "iters": "steps", "rounds": "steps", "turns": "steps",
+    "retries": "retry", "attempts": "retry", "completion": "", "prompt": "template", "instructions": "system",
+    "functions": "tools", "fallbacks": "fallback", "parallel": "concurrency", "workers": "concurrency",
+    "top": "", "n": "", "results": "k", "threshold": "score", "filter": "where", "collection_name": "collection",
+    "memory": "history", "messages": "history", "chat": "history",
+}
+
+
+def _words(name: str) -> tuple[str, ...]:
+    """The words of a snake_case name, each through _SYNONYMS (words mapped to "" dropped)."""
+    words = (_SYNONYMS.get(w, w) for w in name.lower().split("_") if w)
+    return tuple(w for w in words if w)
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate to a misspelt name, if one is close enough (case aside)."""
+    """The closest candidate to a misspelt name, if one is close enough (case aside).
+
+    First a candidate with the same words once other tools' words are
+    translated (`max_iterations` → `max_steps`, `top_k` → `k`); then the
+    closest spelling; then the one candidate the name is the start of (`temp`).
+    """
     by_lower: dict[str, str] = {}
     for candidate in sorted(set(candidates)):
         if candidate != name:
             by_lower.setdefault(candidate.lower(), candidate)
+    words = _words(name)
+    same_words = [c for c in by_lower if words and _words(c) == words]
+    if len(same_words) == 1:
+        return by_lower[same_words[0]]
     matches = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[matches[0]] if matches else None
+    if matches:
+        return by_lower[matches[0]]
+    starting = [c for c in by_lower if len(name) >= 3 and c.startswith(name.lower())]
+    return by_lower[starting[0]] if len(starting) == 1 else None
 
 
 def suggestion_help(name: str, candidates: Iterable[str]) -> str | None:

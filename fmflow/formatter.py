@@ -78,7 +78,15 @@ class Group:
         return f"{self.open}{space}{inner}{space}{self.close}"
 
 
-Doc = Union[str, list, Group]
+@dataclass
+class Documented:
+    """A group item printed below its ``##`` lines: its group is always broken."""
+
+    lines: list[str]
+    item: "Doc"
+
+
+Doc = Union[str, list, Group, Documented]
 
 
 def flat(doc: Doc) -> str:
@@ -86,6 +94,8 @@ def flat(doc: Doc) -> str:
         return doc
     if isinstance(doc, Group):
         return doc.flat()
+    if isinstance(doc, Documented):
+        return flat(doc.item)
     return "".join(flat(part) for part in doc)
 
 
@@ -111,14 +121,16 @@ def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
     """
     memo = {} if memo is None else memo
     text = " " * indent + flat(doc)
-    if _fits(text):
-        return [text]
     groups = _outer_groups(doc)
+    # A group holding documented items (parameters with `##` lines) is always broken.
+    forced = {id(g) for g in groups if any(isinstance(i, Documented) for i in g.items)}
+    if _fits(text) and not forced:
+        return [text]
     if not groups:
         return [text]
     # Break the widest group whose first and last lines then fit (the last on ties).
     for group in sorted(reversed(groups), key=lambda g: -len(g.flat())):
-        lines = _render(doc, indent, {id(group)}, memo)
+        lines = _render(doc, indent, {id(group)} | forced, memo)
         if _fits(lines[0]) and _fits(lines[-1]):
             return lines
     return _render(doc, indent, {id(g) for g in groups}, memo)
@@ -136,6 +148,9 @@ def _render(doc: Doc, indent: int, broken: set[int], memo: dict) -> list[str]:
         elif id(part) in broken:
             lines[-1] += part.open
             for item in part.items:
+                if isinstance(item, Documented):
+                    lines.extend(" " * (indent + INDENT) + line for line in item.lines)
+                    item = item.item
                 key = (id(item), part.comma, indent)
                 if key not in memo:
                     memo[key] = layout([item, ","] if part.comma else item, indent + INDENT, memo)
@@ -302,8 +317,15 @@ def _signature(decl: ast.Decl) -> list[Doc]:
     name = decl.name
     if isinstance(decl, ast.PromptDecl) and decl.version is not None:
         name += f"@{decl.version}"
-    params = Group("(", [f"{p.name}: {type_text(p.type)}" for p in decl.params], ")")
+    params = Group("(", [_param(p) for p in decl.params], ")")
     return [f"{decl.kind} {name}", params, f" -> {type_text(decl.returns)}"]
+
+
+def _param(param: ast.Param) -> Doc:
+    doc: Doc = f"{param.name}: {type_text(param.type)}"
+    if param.default is not None:
+        doc = [doc, " = ", expr_doc(param.default)]
+    return Documented(param.doc.lines, doc) if param.doc is not None else doc
 
 
 # ------------------------------------------------------------------ comments
@@ -377,9 +399,19 @@ class _Emitter:
         self.lines[-1] += "  " + comment.text
         self.commented.add(len(self.lines) - 1)
 
+    def doc_lines(self, node: ast.Node, indent: int) -> None:
+        """The ``##`` lines of a documented node, right above where it is printed."""
+        doc = getattr(node, "doc", None)
+        if doc is None:
+            return
+        self.gap(doc.span.line)
+        self.lines.extend(" " * indent + line for line in doc.lines)
+        self.last_end = doc.span.end_line
+
     def leaf(self, node: ast.Node, doc: Doc, indent: int, after: Pos) -> None:
         """A node printed as one logical line (entry, field, statement…)."""
         self.flush(node.span.end_line, indent, clamp=node.span.line)
+        self.doc_lines(node, indent)
         self.gap(node.span.line)
         self.lines.extend(layout(doc, indent))
         self.last_end = node.span.end_line
@@ -412,6 +444,7 @@ def _braced(out: _Emitter, node: ast.Node, indent: int, header: list[Doc], heade
             children: list, emit: EmitChild, close: Pos, after: Pos) -> None:
     """``header {`` children ``}``; ``header {}`` when empty."""
     out.flush(header_line, indent, clamp=node.span.line)
+    out.doc_lines(node, indent)
     out.gap(node.span.line)
     head = layout([*header, " {"], indent)
     if not children and not out.pending_before(close):
@@ -552,7 +585,8 @@ def _header_line(decl: ast.Decl) -> int:
 def _enum(out: _Emitter, decl: ast.EnumDecl, close: Pos, after: Pos) -> None:
     names = ", ".join(m.name for m in decl.members)
     one_line = f"enum {decl.name} {{ {names} }}" if names else f"enum {decl.name} {{}}"
-    if _fits(one_line) and not out.pending_before(close):
+    documented = any(m.doc is not None for m in decl.members)
+    if _fits(one_line) and not out.pending_before(close) and not documented:
         out.leaf(decl, one_line, 0, after)
     else:
         _braced(out, decl, 0, [f"enum {decl.name}"], decl.name_span.line, decl.members, _member,

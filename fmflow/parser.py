@@ -204,6 +204,7 @@ def _empty_module(source: SourceFile) -> ast.Module:
 
 
 def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
+    from .doc_comments import attach_doc_comments
     from .nesting import check_nesting
     from .transformer import build_module
 
@@ -226,6 +227,7 @@ def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
     _comments.tokens = []
     module = build_module(tree, source, diagnostics, comments)
     module.recovered = errors > 0
+    attach_doc_comments(module, source)
     check_nesting(module, source, diagnostics)  # from here on every phase may recurse safely
     return module
 

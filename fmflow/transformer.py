@@ -120,11 +120,22 @@ class _ASTBuilder(Transformer_NonRecursive):
         return ast.EnumMember(str(items[0]), span=self._span(meta))
 
     def params(self, meta, items):
-        return _children(items)
+        params = _children(items)
+        defaulted = None
+        for param in params:
+            if param.default is not None:
+                defaulted = defaulted or param
+            elif defaulted is not None:  # Python's rule too: a caller could not leave the earlier one out
+                self.diagnostics.add(
+                    "E001", f"parameter '{param.name}' needs a default: it follows '{defaulted.name}', which has one",
+                    param.span.head(len(param.name)),
+                    f"give '{param.name}' a default too, or move it before '{defaulted.name}'")
+        return params
 
     def param(self, meta, items):
-        name, type_ref = items
-        return ast.Param(str(name), type_ref, span=self._span(meta))
+        name, type_ref = items[0], items[1]
+        default = items[2] if len(items) > 2 else None
+        return ast.Param(str(name), type_ref, default, span=self._span(meta))
 
     def type_ref(self, meta, items):
         name = items[0]

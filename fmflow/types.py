@@ -60,9 +60,15 @@ class StructType(Type):
     # The TypeDecl behind it; fields of declared types are resolved by the checker
     # (fmflow.checks.resolve) so that recursive types need no fixed point here.
     decl: object = field(compare=False, default=None, repr=False)
+    # `str` fields whose value must be one of a few words (Message.role): the checker
+    # checks literals, the runtime every value.
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = field(compare=False, default=())
 
     def __str__(self) -> str:
         return self.name
+
+    def field_choices(self, name: str) -> tuple[str, ...] | None:
+        return dict(self.choices).get(name)
 
     def field_type(self, name: str) -> Type | None:
         return dict(self.fields).get(name)
@@ -109,7 +115,13 @@ DOC = StructType(
     fields=(("id", STR), ("text", STR), ("score", FLOAT), ("metadata", DictType(JSON))),
     defaults=frozenset({"metadata"}),
 )
-BUILTIN_TYPE_NAMES = (*PRIMITIVES, *GENERIC_TYPES, "Doc")
+# One turn of a conversation, for a prompt's or an agent's `history:`.
+MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+MESSAGE = StructType("Message", "<builtin>", fields=(("role", STR), ("content", STR)),
+                     choices=(("role", MESSAGE_ROLES),))
+# Built-in declared-like types: usable as types and constructors, never redeclared.
+BUILTIN_STRUCTS = {"Doc": DOC, "Message": MESSAGE}
+BUILTIN_TYPE_NAMES = (*PRIMITIVES, *GENERIC_TYPES, *BUILTIN_STRUCTS)
 
 # A retriever is called as kb(query, k: …, where: …) and gives list[Doc]:
 # (name, type, required) for the checker and the runtime alike.

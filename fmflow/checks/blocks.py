@@ -49,9 +49,9 @@ class KeySpec:
     """A block key: the Type its value must have, or a special kind of value.
 
     Special kinds: ``provider``, ``env_name``, ``model_ref``, ``model_refs``,
-    ``tool_refs``, ``template``, ``checks``, ``policy``, ``flow_ref``, ``inputs``,
-    ``mocks``, ``expects``. ``bound`` limits a number, a duration (in seconds) or
-    the count of a rate.
+    ``tool_refs``, ``template``, ``checks``, ``policy``, ``history``, ``flow_ref``,
+    ``inputs``, ``mocks``, ``expects``. ``bound`` limits a number, a duration (in
+    seconds) or the count of a rate.
     """
 
     value: Type | str
@@ -72,6 +72,8 @@ _GENERATION = {
     "cache": KeySpec(BOOL, doc="cache replies on disk (default: on at temperature 0)"),
 }
 
+_HISTORY_DOC = "earlier messages (list[Message]), sent between the system text and the template's message"
+
 BLOCKS: dict[str, dict[str, KeySpec]] = {
     "model": {
         "provider": KeySpec("provider", required=True, doc="one of " + ", ".join(PROVIDERS)),
@@ -89,6 +91,7 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "model": KeySpec("model_ref", doc="the model that answers (default: the model named `default`)"),
         "template": KeySpec("template", required=True, doc="Jinja2 template of the user message"),
         "system": KeySpec("template", doc="Jinja2 template of the system message"),
+        "history": KeySpec("history", doc=_HISTORY_DOC),
         "check": KeySpec("checks", doc="expressions over `output` that must hold"),
         "on_fail": KeySpec("policy", doc="reask(N) | retry(N) | fallback | default(EXPR) | raise"),
         **_GENERATION,
@@ -97,6 +100,7 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "model": KeySpec("model_ref", doc="the model that plans and answers (default: the model named `default`)"),
         "template": KeySpec("template", required=True, doc="Jinja2 template of the task"),
         "system": KeySpec("template", doc="Jinja2 template of the system message"),
+        "history": KeySpec("history", doc=_HISTORY_DOC),
         "tools": KeySpec("tool_refs", doc="tools, retrievers, prompts or flows the agent may call"),
         "max_steps": KeySpec(INT, doc="upper bound on tool-calling rounds", bound=AT_LEAST_ONE),
         "check": KeySpec("checks", doc="expressions over `output` that must hold"),

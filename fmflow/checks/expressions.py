@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from .. import ast
 from ..builtins import BUILTINS, IMPLEMENTATION_FUNCTIONS
 from ..diagnostics import did_you_mean, suggestion_help
-from ..types import (RETRIEVER_PARAMS, RETRIEVER_RESULT, BOOL, DOC, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
+from ..types import (RETRIEVER_PARAMS, RETRIEVER_RESULT, BOOL, BUILTIN_STRUCTS, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
                      EnumType, ListType, OptionalType, StructType, Type, Unknown, is_assignable, is_dynamic,
                      is_numeric, join, strip_optional)
 from .context import CheckContext
+from .narrowing import non_null_when, path_of
 from .resolve import TypeResolver, decl_type
 
 _LITERAL_TYPES = {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "null": NULL,
@@ -37,9 +38,30 @@ class Scope:
     # Names assigned somewhere in the flow but not (yet) on this path: flow_paths
     # reports those as E203, so they are not unknown names here.
     pending: set[str] = field(default_factory=set)
+    # Paths (`x`, `x.a`) known not to be null here (see narrowing.py); names among
+    # them also have their narrowed type in ``vars``.
+    non_null: frozenset[str] = frozenset()
 
     def child(self, **extra: Type) -> "Scope":
-        return Scope({**self.vars, **extra}, self.pending)
+        non_null = self.non_null
+        if extra and non_null:  # a name bound again (a comprehension's variable) is another value
+            non_null = frozenset(p for p in non_null if p.split(".", 1)[0] not in extra)
+        return Scope({**self.vars, **extra}, self.pending, non_null)
+
+    def narrow(self, paths: frozenset[str]) -> None:
+        """Know ``paths`` are not null from here on (in this scope)."""
+        self.non_null = self.non_null | paths
+        for path in paths:
+            if path in self.vars:
+                self.vars[path] = strip_optional(self.vars[path])
+
+    def narrowed(self, paths: frozenset[str]) -> "Scope":
+        """This scope where ``paths`` are not null (itself when that adds nothing)."""
+        if paths <= self.non_null:
+            return self
+        inner = self.child()
+        inner.narrow(paths)
+        return inner
 
 
 class ExprChecker:
@@ -58,6 +80,8 @@ class ExprChecker:
         typed = self._chain_types.pop(id(expr), None)
         if typed is not None:
             return typed
+        if isinstance(expr, ast.Binary) and expr.op in ("and", "or"):
+            return self._infer_logic_chain(expr, scope)
         # `a + b + … + z` is as deep as it is long: type its links from the innermost out, in a loop.
         for link in _inner_links(expr):
             self._chain_types[id(link)] = self._infer_node(link, scope)
@@ -93,7 +117,8 @@ class ExprChecker:
             return target
         actual = self.infer(expr, scope)
         if not is_assignable(actual, target):
-            self.error("E201", f"{what} expects {target}, got {actual}", expr.span, _mismatch_help(actual, target))
+            self.error("E201", f"{what} expects {target}, got {actual}", expr.span,
+                       _mismatch_help(actual, target, expr))
         return target
 
     def signature(self, decl: ast.Decl) -> tuple[list[Param], Type] | None:
@@ -103,7 +128,7 @@ class ExprChecker:
         if isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.ToolDecl, ast.FlowDecl)):
             owner = self.ctx.loader.context(self.ctx.symbols.path_of(decl)) or self.ctx
             resolver = self.types if owner is self.ctx else TypeResolver(owner, _quiet())
-            params = [Param(p.name, resolver.resolve(p.type)) for p in decl.params]
+            params = [Param(p.name, resolver.resolve(p.type), p.default is None) for p in decl.params]
             return params, resolver.resolve(decl.returns)
         return None
 
@@ -141,12 +166,21 @@ class ExprChecker:
                 self.infer(entry.value, scope)
                 continue
             given.add(entry.key)
-            self.expect(entry.value, fields[entry.key], scope, f"field '{entry.key}' of {struct}")
+            self._expect_field(struct, entry.key, fields[entry.key], entry.value, scope)
         missing = [f for f in fields if f not in given and f not in struct.defaults]
         if missing:
             self.error("E103", f"missing field{'s' if len(missing) > 1 else ''} "
                        f"{', '.join(repr(m) for m in missing)} for {struct} in {what}", node.span)
         return struct
+
+    def _expect_field(self, struct: StructType, name: str, t: Type, value: ast.Node, scope: Scope) -> None:
+        """A field's value in a constructor or a `{ … }` literal; a literal `str` where the
+        field takes one of a few words (Message.role) must be one of them."""
+        self.expect(value, t, scope, f"field '{name}' of {struct}")
+        choices = struct.field_choices(name)
+        if choices and isinstance(value, ast.Literal) and value.kind == "str" and value.value not in choices:
+            self.error("E201", f"field '{name}' of {struct} is one of {', '.join(choices)}, got \"{value.value}\"",
+                       value.span, suggestion_help(value.value, choices) or f"write one of: {', '.join(choices)}")
 
     def _unknown_field(self, struct: StructType, fields: dict, name: str, span) -> set[str]:
         """E104 for a field the type lacks; returns the field it probably meant, if any."""
@@ -207,8 +241,8 @@ class ExprChecker:
             self._infer_args(node.args, scope)
             return self.error("E103", f"{func.id}(…) can only be the implementation of a tool or filter",
                               node.span, 'write: tool name(x: str) -> str = python("module:function")')
-        if func.id == "Doc" and func.version is None and self.ctx.lookup("Doc") is None:
-            return self._construct(DOC, node.args, node, scope)
+        if func.id in BUILTIN_STRUCTS and func.version is None and self.ctx.lookup(func.id) is None:
+            return self._construct(BUILTIN_STRUCTS[func.id], node.args, node, scope)
         decl = self.lookup(func, scope)
         if decl is None:
             if func.version is None and func.id in BUILTINS:
@@ -266,7 +300,7 @@ class ExprChecker:
                 self.error("E103", f"field '{arg.name}' is given twice", arg.span)
             else:
                 given.add(arg.name)
-                self.expect(arg.value, fields[arg.name], scope, f"field '{arg.name}' of {struct}")
+                self._expect_field(struct, arg.name, fields[arg.name], arg.value, scope)
         missing = [f for f in fields if f not in given and f not in struct.defaults]
         if missing and all(a.name is not None for a in args):
             self.error("E103", f"missing field{'s' if len(missing) > 1 else ''} "
@@ -371,6 +405,8 @@ class ExprChecker:
                 return self.error("E104", f"unknown field '{node.attr}' of type {plain}", node.attr_span,
                                   suggestion_help(node.attr, fields) or f"fields: {', '.join(fields)}")
             result = fields[node.attr]
+            if scope.non_null and path_of(node) in scope.non_null:
+                return strip_optional(result)
             return OptionalType(result) if optional and not isinstance(result, OptionalType) else result
         if isinstance(plain, DictType):
             return self.error("E201", f"a {plain} has no fields; read an entry with [\"{node.attr}\"]",
@@ -449,9 +485,22 @@ class ExprChecker:
     def _operands_error(self, node: ast.Binary, left: Type, right: Type, help: str | None) -> Type:
         return self.error("E201", f"operator '{node.op}' does not apply to {left} and {right}", node.span, help)
 
+    def _infer_logic_chain(self, node: ast.Binary, scope: Scope) -> Type:
+        """`a and b and …` / `a or b or …`, in a loop: each operand sees what the ones
+        before it tell when the chain goes on (true for `and`, false for `or`)."""
+        first, links = ast.binary_chain(node)
+        self.infer(first, scope)
+        known = non_null_when(first, node.op == "and")
+        for link in links:
+            self.infer(link.right, scope.narrowed(known))
+            self.ctx.expr_types[id(link)] = BOOL
+            known = known | non_null_when(link.right, node.op == "and")
+        return BOOL
+
     def _infer_Conditional(self, node: ast.Conditional, scope: Scope) -> Type:
         self.infer(node.condition, scope)
-        then, otherwise = self.infer(node.then, scope), self.infer(node.otherwise, scope)
+        then = self.infer(node.then, scope.narrowed(non_null_when(node.condition, True)))
+        otherwise = self.infer(node.otherwise, scope.narrowed(non_null_when(node.condition, False)))
         joined = join(then, otherwise)
         if joined is None:
             return self.error("E201", f"the two sides of 'if … else' have different types: {then} and {otherwise}",
@@ -472,6 +521,7 @@ class ExprChecker:
         inner = scope.child(**{node.var: item})
         if node.condition is not None:
             self.infer(node.condition, inner)
+            inner = inner.narrowed(non_null_when(node.condition, True))
         return ListType(self.infer(node.element, inner))
 
 
@@ -487,10 +537,15 @@ def _inner_links(expr: ast.Node) -> list[ast.Node]:
 _BOOLEAN_OPS = {"and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}
 
 
-def _mismatch_help(actual: Type, target: Type) -> str | None:
+def _mismatch_help(actual: Type, target: Type, expr: ast.Node) -> str | None:
     plain = strip_optional(target)
     if isinstance(actual, OptionalType) and is_assignable(actual.inner, target):
-        return "the value may be null; check it first or give a default with `x if x != null else …`"
+        path = path_of(expr)
+        if path is None:
+            return ("the value may be null: name it (`v = …`), then use it inside `if v != null { … }`, "
+                    "or give a default: `v if v != null else …`")
+        return (f"'{path}' may be null: use it inside `if {path} != null {{ … }}`, "
+                f"or give a default: `{path} if {path} != null else …`")
     if plain == DURATION and is_numeric(actual):
         return "write a duration with its unit: 500ms, 30s, 2m, 1h"
     if plain == RATE and is_numeric(actual):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import ast
 from ..diagnostics import Diagnostics, suggestion_help
-from ..types import (DOC, GENERIC_TYPES, PRIMITIVES, UNKNOWN, DictType, EnumType, ListType, OptionalType,
+from ..types import (BUILTIN_STRUCTS, GENERIC_TYPES, PRIMITIVES, UNKNOWN, DictType, EnumType, ListType, OptionalType,
                      StructType, Type)
 from .context import CheckContext
 
@@ -47,11 +47,11 @@ class TypeResolver:
                                  "only list[T] and dict[T] take one")
         if ref.name in PRIMITIVES:
             return PRIMITIVES[ref.name]
-        if ref.name == "Doc":
-            return DOC
+        if ref.name in BUILTIN_STRUCTS:
+            return BUILTIN_STRUCTS[ref.name]
         decl = self.ctx.lookup(ref.name)
         if decl is None:
-            candidates = [*PRIMITIVES, *GENERIC_TYPES, "Doc",
+            candidates = [*PRIMITIVES, *GENERIC_TYPES, *BUILTIN_STRUCTS,
                           *(n for n, ds in self.ctx.symbols.decls.items()
                             if isinstance(ds[0], (ast.TypeDecl, ast.EnumDecl)))]
             self.diagnostics.add("E101", f"unknown type '{ref.name}'", ref.span,

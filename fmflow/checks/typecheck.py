@@ -13,10 +13,11 @@ from ..builtins import BUILTINS, ON_FAIL_POLICIES
 from ..diagnostics import suggestion_help
 from ..nesting import MAX_TYPE_DEPTH, inner_types, type_depth
 from ..secrets import is_env_var_name, looks_like_key
-from ..types import DURATION, INT, JSON, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
+from ..types import DURATION, INT, JSON, MESSAGE, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
 from .blocks import POLICY_COUNT, PROVIDERS, KeySpec, block_spec, bound_message, out_of_bound
 from .context import CheckContext
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
+from .narrowing import always_returns, non_null_when
 from .resolve import decl_type
 
 DEFAULT_MODEL = "default"  # the model of prompts and agents that name none
@@ -87,8 +88,28 @@ def _unwrapped(t: Type) -> Type:
 
 
 def _signature_scope(checker: ExprChecker, decl: ast.Decl) -> tuple[Scope, Type]:
-    scope = Scope({p.name: checker.types.resolve(p.type) for p in decl.params})
+    """The parameters as a scope, and the result type; defaults are checked on the way."""
+    scope = Scope()
+    for index, param in enumerate(decl.params):
+        t = checker.types.resolve(param.type)
+        if param.default is not None:
+            _check_default(checker, decl, index, t, scope)
+        scope.vars[param.name] = t
     return scope, checker.types.resolve(decl.returns)
+
+
+def _check_default(checker: ExprChecker, decl: ast.Decl, index: int, t: Type, earlier: Scope) -> None:
+    """A default fits its parameter's type and reads only the parameters before it (E101)."""
+    param = decl.params[index]
+    later = {p.name: p for p in decl.params[index:]}
+    for name in ast.read_names(param.default):
+        if name.version is None and name.id in later and name.id not in earlier.vars:
+            what = "the parameter itself" if name.id == param.name else f"a parameter after '{param.name}'"
+            checker.error("E101", f"the default of '{param.name}' reads '{name.id}', {what}", name.span,
+                          "a default can only use the parameters before it"
+                          + ("" if name.id == param.name else f": move '{name.id}' before '{param.name}'"))
+    scope = earlier.child(**{n: UNKNOWN for n in later if n not in earlier.vars})  # reported above
+    checker.expect(param.default, t, scope, f"the default of parameter '{param.name}'")
 
 
 # ------------------------------------------------------------ block values
@@ -133,6 +154,8 @@ def check_entry(checker: ExprChecker, decl: ast.Decl, entry: ast.Entry, spec: Ke
             _expect_ref(checker, item, CALLABLE_KINDS, what)
     elif kind == "template":
         checker.expect(value, STR, Scope(), what)
+    elif kind == "history":
+        checker.expect(value, ListType(MESSAGE), scope, what)
     elif kind in ("checks", "expects"):
         inner = scope.child(output=returns)
         items = value.items if isinstance(value, ast.ListExpr) else [value]
@@ -295,17 +318,36 @@ def _check_statements(checker: ExprChecker, flow: ast.FlowDecl, body: list, scop
         elif isinstance(stmt, ast.Return):
             checker.expect(stmt.value, returns, scope, f"the return value of flow '{flow.name}'")
         elif isinstance(stmt, ast.If):
-            arms = [branch.body for branch in stmt.branches] + [stmt.orelse or []]
-            merged: dict[str, Type] = {}
-            for branch in stmt.branches:
-                checker.infer(branch.condition, scope)
-            for arm in arms:
-                arm_assigned = _check_statements(checker, flow, arm, scope.child(), returns)
-                for name, t in arm_assigned.items():
-                    merged[name] = _merge_branch_type(checker, arm, name, merged.get(name), t)
-            scope.vars.update(merged)
+            merged = _check_if(checker, flow, stmt, scope, returns)
             assigned.update(merged)
     return assigned
+
+
+def _check_if(checker: ExprChecker, flow: ast.FlowDecl, stmt: ast.If, scope: Scope,
+              returns: Type) -> dict[str, Type]:
+    """Each arm sees what its condition (and the earlier ones being false) tells about
+    nulls; after the `if`, so does the rest of the block when every arm that goes on knows it."""
+    merged: dict[str, Type] = {}
+    known_false: frozenset[str] = frozenset()  # what the earlier conditions being false tell
+    arms: list[tuple[list, frozenset[str]]] = []
+    for branch in stmt.branches:
+        checker.infer(branch.condition, scope.narrowed(known_false))
+        arms.append((branch.body, known_false | non_null_when(branch.condition, True)))
+        known_false = known_false | non_null_when(branch.condition, False)
+    arms.append((stmt.orelse or [], known_false))
+    going_on: list[frozenset[str]] = []
+    for body, known in arms:
+        arm_scope = scope.child()
+        arm_scope.narrow(known)
+        arm_assigned = _check_statements(checker, flow, body, arm_scope, returns)
+        for name, t in arm_assigned.items():
+            merged[name] = _merge_branch_type(checker, body, name, merged.get(name), t)
+        if not always_returns(body):
+            going_on.append(arm_scope.non_null)
+    scope.vars.update(merged)
+    if going_on:
+        scope.narrow(frozenset.intersection(*going_on))
+    return merged
 
 
 def _merge_branch_type(checker: ExprChecker, arm: list, name: str, before: Type | None, t: Type) -> Type:

@@ -23,8 +23,8 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     state = RunState(program, options, cache=open_cache(options))
     trace = state.trace = _open_trace(program, flow, options, state.secrets)
     try:
-        args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params}
-        value = await state.run_flow(flow, args)
+        args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params if name in inputs}
+        value = await state.run_flow(flow, args)  # evaluates the defaults of inputs left out
     except BaseException as error:
         if isinstance(error, FlowRuntimeError):
             error.mask(state.secrets)   # the run's secrets never leave it in a message
@@ -56,10 +56,11 @@ async def run_flow_once(program: Program, flow_name: str | None, inputs: dict[st
 
 
 def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
-    """Every input the flow needs, and no other (FlowRuntimeError names the difference)."""
+    """Every input the flow needs, and no other (FlowRuntimeError names the difference).
+    An input with a default may be left out."""
     names = [name for name, _ in params]
     unknown = [k for k in inputs if k not in names]
-    missing = [n for n in names if n not in inputs]
+    missing = [p.name for p in flow.params if p.name not in inputs and p.default is None]
     if unknown:
         raise FlowRuntimeError(f"flow '{flow.name}' has no input {', '.join(map(repr, unknown))} "
                                f"(inputs: {', '.join(names) or 'none'})")

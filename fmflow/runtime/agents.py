@@ -16,7 +16,7 @@ DEFAULT_MAX_STEPS = 6
 
 
 async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) -> Any:
-    messages, schema = render(run, decl, args, returns)
+    messages, schema = await render(run, decl, args, returns)
     tools = _tools_of(run, decl)
     specs = [_spec(run, tool) for tool in tools.values()]
     on_fail = OnFail(run, decl, args, returns, await model_of(run, decl))

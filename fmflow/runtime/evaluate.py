@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Iterable
 
 from .. import ast
 from ..builtins import BUILTINS
+from ..types import BUILTIN_STRUCTS
 from .errors import FlowRuntimeError
 from .spans import STREAM_TO
 
@@ -154,9 +155,9 @@ class Evaluator:
             values = await self.eval_many([a.value for a in node.args])
         names = [a.name for a in node.args]
         func = node.func
-        if isinstance(func, ast.Name) and func.version is None and func.id == "Doc" \
-                and self.run.program.lookup("Doc", within=self.owner) is None:
-            return self.run.construct_doc(dict(zip(names, values)))
+        if isinstance(func, ast.Name) and func.version is None and func.id in BUILTIN_STRUCTS \
+                and self.run.program.lookup(func.id, within=self.owner) is None:
+            return self.run.validate(BUILTIN_STRUCTS[func.id], dict(zip(names, values)), f"{func.id}(…)")
         decl = self.run.program.lookup(func.id, func.version, within=self.owner) \
             if isinstance(func, ast.Name) else None
         if decl is None:

@@ -14,10 +14,11 @@ import itertools
 import json
 import re
 import warnings
-from typing import Any, Callable, ForwardRef, Optional
+from typing import Any, Callable, ForwardRef, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from .enum_replies import EnumNotFound, fold_enum_values, member_by_text, member_in_prose
 from ..types import BOOL, FLOAT, INT, JSON, NULL, STR, DictType, EnumType, ListType, OptionalType, Prim, \
     StructType, Type, Unknown, strip_optional
 
@@ -92,6 +93,9 @@ class TypeModels:
         if key not in self._enums:
             # StrEnum: members equal their names and print / serialize as them.
             self._enums[key] = enum.StrEnum(t.name, [(m, m) for m in t.members])
+            description = enum_description(t.decl)
+            if description:  # pydantic puts an enum's docstring in its schema
+                self._enums[key].__doc__ = description
         return self._enums[key]
 
     def _build_model(self, t: StructType) -> type[BaseModel]:
@@ -99,12 +103,15 @@ class TypeModels:
         ref = f"{t.name}__{next(self._refs)}"
         self._building[key] = ref
         try:
-            declared = dict(t.fields) if t.decl is None else self._fields_of(t)  # Doc has no decl
+            declared = self.fields(t)
             fields = {_field_name(name): self._field(t, name, ft) for name, ft in declared.items()}
+            doc = getattr(t.decl, "doc", None)
             with warnings.catch_warnings():
                 # Field names like `json` or `copy` shadow BaseModel methods; the field wins.
                 warnings.simplefilter("ignore")
-                model = create_model(t.name, __config__=_MODEL_CONFIG, **fields)
+                # The type's doc comment is its schema's description (pydantic reads __doc__).
+                model = create_model(t.name, __config__=_MODEL_CONFIG, __doc__=doc.text if doc else None,
+                                     **fields)
         finally:
             del self._building[key]
         self._models[key] = model
@@ -127,7 +134,15 @@ class TypeModels:
             kwargs["default"] = ...
         if name in _RESERVED:  # pydantic owns these attribute names; keep the JSON name as alias
             kwargs["alias"] = name
-        return self.annotation(t), Field(**kwargs)
+        doc = _field_doc(struct, name)
+        if doc:
+            kwargs["description"] = doc
+        choices = struct.field_choices(name)
+        return (Literal[choices] if choices else self.annotation(t)), Field(**kwargs)
+
+    def fields(self, struct: StructType) -> dict[str, Type]:
+        """Field name → type of a declared type or a built-in one (Doc, Message)."""
+        return dict(struct.fields) if struct.decl is None else self._fields_of(struct)
 
     def _adapter(self, t: Type) -> TypeAdapter:
         if t not in self._adapters:
@@ -162,6 +177,21 @@ class TypeModels:
     @staticmethod
     def to_jsonable(value: Any) -> Any:
         return to_jsonable(value)
+
+
+def _field_doc(struct: StructType, name: str) -> str | None:
+    field = next((f for f in getattr(struct.decl, "fields", ()) if f.name == name), None)
+    return field.doc.text if field is not None and field.doc is not None else None
+
+
+def enum_description(decl: Any) -> str | None:
+    """An enum's doc comment, then one line per documented member (`name: text`): JSON
+    schemas have no place for a description of each value of an `enum`."""
+    if decl is None:
+        return None
+    lines = [decl.doc.text] if decl.doc is not None else []
+    lines += [f"{m.name}: {m.doc.text}" for m in decl.members if m.doc is not None]
+    return "\n".join(lines) or None
 
 
 def _field_name(name: str) -> str:
@@ -422,27 +452,45 @@ _BARE_BOOL = {"true": True, "false": False, "yes": True, "no": False}
 
 
 def coerce_reply(t: Type, text: str, models: TypeModels) -> Any:
-    """The runtime value of type ``t`` that a model's reply text stands for."""
-    if strip_optional(t) == STR:  # free text; an empty reply is the null of a `str?`
+    """The runtime value of type ``t`` that a model's reply text stands for.
+
+    Enums are read leniently (see enum_replies): a bare or quoted name in any
+    case, the one member named in prose, and enum values in JSON in any case.
+    """
+    inner = strip_optional(t)
+    if inner == STR:  # free text; an empty reply is the null of a `str?`
         return text.strip() or (None if t != STR else "")
-    value = _bare_scalar(strip_optional(t), text)
+    value = _bare_scalar(inner, text)
     if value is None:
-        value = _unwrap(t, parse_json_lenient(text, _expected_bracket(t)))
+        try:
+            value = _unwrap(t, parse_json_lenient(text, _expected_bracket(t)))
+        except OutputParseError:
+            if not isinstance(inner, EnumType):
+                raise
+            value = _enum_in_prose(inner, text)
+        value = fold_enum_values(t, value, models.fields)
     try:
         return models.validate(t, value)
     except OutputValidationError as exc:
         raise OutputValidationError(exc.message, text) from None
 
 
+def _enum_in_prose(enum_type: EnumType, text: str) -> str:
+    try:
+        return member_in_prose(enum_type, text)
+    except EnumNotFound as error:
+        raise OutputParseError(f"{error.message}: {_quote(text.strip())}", text) from None
+
+
 def _bare_scalar(t: Type, text: str) -> Any:
-    """A reply like `42`, `True.` or `billing` for an int/float/bool/enum output."""
-    word = text.strip().strip("`").strip().rstrip(".").strip("\"'")
+    """A reply like `42`, `True.` or `billing` (`"Billing"`, `**billing**`) for an int/float/bool/enum output."""
+    word = text.strip().strip("`*_").strip().rstrip(".").strip("\"'")
     if t in (INT, FLOAT) and _BARE_NUMBER.fullmatch(word):
         return float(word) if t == FLOAT or not word.lstrip("+-").isdigit() else int(word)
     if t == BOOL and word.lower() in _BARE_BOOL:
         return _BARE_BOOL[word.lower()]
-    if isinstance(t, EnumType) and word in t.members:
-        return word
+    if isinstance(t, EnumType):
+        return member_by_text(t.members, word)
     return None
 
 

@@ -96,11 +96,17 @@ class Program:
             self._hashes[key] = prompt_hash(decl, self.context_of(decl))
         return self._hashes[key]
 
-    @cached_property
-    def renderer(self):
-        from .templates import TemplateRenderer
+    def renderer_for(self, decl: ast.Decl):
+        """The template renderer of the file declaring ``decl``: its templates may use the
+        filters that file declares or imports, besides Jinja's own."""
+        ctx = self.context_of(decl)
+        key = ("renderer", ctx.path)
+        if key not in self.memo:
+            from .templates import TemplateRenderer
 
-        return TemplateRenderer()
+            declared = [name for name, decls in ctx.symbols.decls.items() if isinstance(decls[0], ast.FilterDecl)]
+            self.memo[key] = TemplateRenderer(declared=declared)
+        return self.memo[key]
 
     @cached_property
     def types(self):

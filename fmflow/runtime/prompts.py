@@ -17,7 +17,7 @@ from ..checks.blocks import settings_problem
 from ..formatter import expr_doc, flat
 from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
 from ..providers.base import call_deadline
-from ..types import STR
+from ..types import MESSAGE, STR, ListType
 from .boundary import Unrepresentable, admit, clean_text
 from .cache import cache_key
 from .errors import CallFailed, FlowRuntimeError
@@ -25,7 +25,7 @@ from .evaluate import Evaluator, truthy
 from .limits import limiter_for
 from .outputs import OutputError, coerce_reply
 from .spans import CURRENT_SPAN, STREAM_TO
-from .templates import OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
+from .templates import FILTER_CALLS, OUTPUT_FORMAT, OUTPUT_INSTRUCTIONS, TemplateRenderError, build_messages
 from .transport import call_with_retries, terminal_notice, with_timeout
 
 _REASK = ("Your previous answer could not be used: {error}\n"
@@ -62,31 +62,75 @@ class ReplyRejected(Exception):
 
 
 async def call_prompt(run, decl: ast.PromptDecl, args: dict[str, Any], returns) -> Any:
-    messages, schema = render(run, decl, args, returns)
+    messages, schema = await render(run, decl, args, returns)
     return await _ask_with_policy(run, decl, args, returns, messages, schema, tools=None)
 
 
-def render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dict], dict | None]:
-    """The chat messages of a prompt or agent call, and the output schema (None for `str`)."""
-    renderer = run.program.renderer
-    variables = {k: v for k, v in args.items()}
+async def render(run, decl: ast.Decl, args: dict[str, Any], returns) -> tuple[list[dict], dict | None]:
+    """The chat messages of a prompt or agent call, and the output schema (None for `str`).
+
+    The messages are the system text, then the `history:` messages, then the
+    template's. A typed output's instructions (the reply's JSON shape) go where
+    the template or the system text writes `{{ output_format }}`, and only
+    there; otherwise after the template's text.
+    """
+    renderer = run.program.renderer_for(decl)
+    schema = None if returns == STR else run.program.types.json_schema(returns)
+    instructions = OUTPUT_INSTRUCTIONS(schema) if schema is not None else None
+    variables = dict(args) if instructions is None else {**args, OUTPUT_FORMAT: instructions}
     texts: dict[str, str | None] = {"template": None, "system": None}
-    for key in texts:
-        entry = decl.entry(key)
-        if entry is not None:
-            source = entry.value.value if isinstance(entry.value, (ast.Literal, ast.BlockString)) else None
-            if source is None:
-                raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} must be a string")
-            try:
-                texts[key] = clean_text(renderer.render(source, variables))
-            except TemplateRenderError as error:
-                raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} failed to render: {error}") from None
-    schema = None
+    placed = False
+    token = FILTER_CALLS.set(_filter_calls(run, decl))
+    try:
+        for key in texts:
+            source = _template_source(decl, key)
+            if source is not None:
+                placed = placed or (instructions is not None and renderer.reads(source, OUTPUT_FORMAT))
+                texts[key] = await _render_text(renderer, decl, key, source, variables)
+    finally:
+        FILTER_CALLS.reset(token)
     user = texts["template"] or ""
-    if returns != STR:
-        schema = run.program.types.json_schema(returns)
-        user = f"{user.rstrip()}\n\n{OUTPUT_INSTRUCTIONS(schema)}"
-    return build_messages(texts["system"], user), schema
+    if instructions is not None and not placed:
+        user = f"{user.rstrip()}\n\n{instructions}"
+    return build_messages(texts["system"], user, await _history(run, decl, args)), schema
+
+
+def _template_source(decl: ast.Decl, key: str) -> str | None:
+    entry = decl.entry(key)
+    if entry is None:
+        return None
+    if not isinstance(entry.value, (ast.Literal, ast.BlockString)) or not isinstance(entry.value.value, str):
+        raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} must be a string")
+    return entry.value.value
+
+
+async def _render_text(renderer, decl: ast.Decl, key: str, source: str, variables: dict[str, Any]) -> str:
+    try:
+        return clean_text(await renderer.render_async(source, variables))
+    except TemplateRenderError as error:
+        raise FlowRuntimeError(f"{decl.kind} '{decl.name}': {key} failed to render: {error}") from None
+
+
+def _filter_calls(run, owner: ast.Decl):
+    """How the templates of ``owner`` call a declared filter: as the flow calls one, named in
+    ``owner``'s file, with the piped value first and the template's arguments after it."""
+    async def call(name: str, values: list, named: dict[str, Any]) -> Any:
+        decl = run.program.lookup(name, within=owner)
+        if not isinstance(decl, ast.FilterDecl):  # the checker rules this out
+            raise FlowRuntimeError(f"{owner.kind} '{owner.name}': no filter '{name}' for its template")
+        return await run.call(decl, [None] * len(values) + list(named), [*values, *named.values()])
+    return call
+
+
+async def _history(run, decl: ast.Decl, args: dict[str, Any]) -> list[dict[str, str]]:
+    """The `history:` messages, validated as list[Message] (a role outside system, user,
+    assistant, tool stops the call)."""
+    entry = decl.entry("history")
+    if entry is None:
+        return []
+    value = await Evaluator(run, decl, dict(args)).eval(entry.value)
+    messages = run.validate(ListType(MESSAGE), value, f"the history of {decl.kind} '{decl.name}'")
+    return [{"role": m.role, "content": m.content} for m in messages]
 
 
 class OnFail:

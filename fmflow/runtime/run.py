@@ -14,7 +14,6 @@ from ..checks.resolve import decl_type
 from ..checks.typecheck import DEFAULT_MODEL
 from ..providers.base import ModelConfig, split_model_spec
 from ..secrets import MaskedStream, SecretMasker, is_env_var_name, looks_like_key
-from ..types import DOC
 from .agents import call_agent
 from .boundary import Unrepresentable, admit, clean_text
 from .errors import FlowRuntimeError, NotMocked, describe
@@ -117,9 +116,6 @@ class RunState:
             self._enums[key] = self.program.types.annotation(decl_type(decl, path))
         return self._enums[key]
 
-    def construct_doc(self, fields: dict[str, Any]) -> Any:
-        return self.validate(DOC, fields, "Doc(…)")
-
     def validate(self, t, value: Any, what: str) -> Any:
         """``value`` as a value of type ``t``, copied and checked to be representable (boundary.py)."""
         try:
@@ -167,7 +163,7 @@ class RunState:
 
     async def _dispatch(self, decl: ast.Decl, params, returns, args: dict[str, Any]) -> Any:
         what = f"{decl.kind} '{decl.name}'"
-        args = self._validate_args(decl, params, args)
+        args = await self.with_defaults(decl, self._validate_args(decl, params, args))
         mocks = self.options.mocks
         if self._mocked(decl):
             return self.validate(returns, mocks[decl.name], f"the mock of {what}")
@@ -197,8 +193,28 @@ class RunState:
         return {name: self.validate(t, args[name], f"argument '{name}' of {what}") for name, t in params
                 if name in args}
 
+    async def with_defaults(self, decl: ast.Decl, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` (validated) with the parameters left out given their defaults, evaluated now,
+        in order (a default may read the parameters before it), and validated like arguments."""
+        params = getattr(decl, "params", ())
+        if all(p.name in args for p in params):
+            return args
+        values = dict(args)
+        types = dict(self.program.signature(decl)[0])
+        for param in params:
+            if param.name in values:
+                continue
+            what = f"{decl.kind} '{decl.name}'"
+            if param.default is None:
+                raise FlowRuntimeError(f"missing argument '{param.name}' for {what}")
+            value = await Evaluator(self, decl, dict(values)).eval(param.default)
+            values[param.name] = self.validate(types[param.name], value,
+                                               f"the default of parameter '{param.name}' of {what}")
+        return {p.name: values[p.name] for p in params}
+
     async def run_flow(self, decl: ast.FlowDecl, args: dict[str, Any]) -> Any:
-        """Run a flow with validated arguments, in a span of its own."""
+        """Run a flow with validated arguments (defaults for those left out), in a span of its own."""
+        args = await self.with_defaults(decl, args)
         span = self.trace_start("flow", decl.name, None, decl.span.line, inputs=args)
         try:
             stream_to = self.stream.write if self.stream is not None and self._top_level() else None
