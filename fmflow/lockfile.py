@@ -1,9 +1,15 @@
-"""fmflow.lock: a sha256 per prompt version, so changes need a new version number.
+"""fmflow.lock: hashes of each prompt version, so changes need a new version number.
 
-The hash covers what changes a prompt's behaviour: its template, its system
-text, its output type (with the fields of declared types) and the settings
-of its model. The lock file sits beside the flow files it covers, keyed by
-file name, so one folder holds one lock for all its flows.
+Two hashes per version (format 2): the prompt's own text (template, system
+text, history, parameters with their types and defaults, the output type
+with the fields, members and doc comments its schema shows, checks and
+on_fail) and its model's identity (provider, name, temperature), so that E401
+says which of the two changed. A model's transport settings, limits and
+provider options are not locked: they change how a reply is obtained, not
+what is asked. Format 1 (one hash of everything, the model's settings
+included) is still read: its entries are compared with the hash it used.
+The lock file sits beside the flow files it covers, keyed by file name, so
+one folder holds one lock for all its flows.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import ast
@@ -20,7 +27,7 @@ if TYPE_CHECKING:
     from .checks.context import CheckContext
 
 LOCK_NAME = "fmflow.lock"
-LOCK_FORMAT = 1
+LOCK_FORMAT = 2  # 1: one hash per version; 2: {"prompt": …, "model": …} per version
 
 
 class LockError(Exception):
@@ -57,6 +64,16 @@ def canonical(node: Any) -> Any:
             out = value
         parent[key] = out
     return root[0]
+
+
+def _enum_docs(decl) -> dict[str, str]:
+    docs = {m.name: m.doc.text for m in getattr(decl, "members", ()) if m.doc is not None}
+    return {**docs, "": decl.doc.text} if getattr(decl, "doc", None) is not None else docs
+
+
+def _struct_docs(decl) -> dict[str, str]:
+    docs = {f.name: f.doc.text for f in getattr(decl, "fields", ()) if f.doc is not None}
+    return {**docs, "": decl.doc.text} if getattr(decl, "doc", None) is not None else docs
 
 
 class _Raw(str):
@@ -102,9 +119,10 @@ def _scalar_json(value: Any, quote) -> str:
     return quote(value if isinstance(value, str) else str(value))
 
 
-def _type_shape(t, resolver) -> Any:
+def _type_shape(t, resolver, with_docs: bool = False) -> Any:
     """A JSON-able form of a type, declared types spelled out (each once per path: recursive
-    types end in ``["type", NAME]``). Built with a stack: declared types may nest deeply."""
+    types end in ``["type", NAME]``). Built with a stack: declared types may nest deeply.
+    ``with_docs``: with the doc comments that output schemas show as descriptions."""
     from .types import DictType, EnumType, ListType, OptionalType, StructType
 
     root: list[Any] = [None]
@@ -119,6 +137,8 @@ def _type_shape(t, resolver) -> Any:
             stack.append((inner, out, 1, seen))
         elif isinstance(current, EnumType):
             out = ["enum", current.name, list(current.members)]
+            if with_docs and _enum_docs(current.decl):
+                out.append(_enum_docs(current.decl))
         elif isinstance(current, StructType) and current.name in seen:
             out = ["type", current.name]
         elif isinstance(current, StructType):
@@ -126,13 +146,72 @@ def _type_shape(t, resolver) -> Any:
             shapes: dict[str, Any] = {}
             out = ["type", current.name, shapes]
             stack.extend((v, shapes, k, seen | {current.name}) for k, v in sorted(fields.items()))
+            if with_docs and _struct_docs(current.decl):
+                out.append(_struct_docs(current.decl))
         else:
             out = str(current)
         parent[key] = out
     return root[0]
 
 
-def prompt_hash(decl: ast.PromptDecl, ctx: "CheckContext") -> str:
+@dataclass(frozen=True)
+class PromptHashes:
+    """What the lock records of one prompt version: two hashes, so E401 can say which changed."""
+
+    text: str   # the prompt's own text: template, system, history, parameters, output type, checks, on_fail
+    model: str  # its model's identity: provider, name and temperature
+
+    def as_json(self) -> dict[str, str]:
+        return {"prompt": self.text, "model": self.model}
+
+
+# The prompt's keys that are the model's business, not the prompt's text (the model hash
+# takes `temperature`; `max_tokens`, `timeout` and `cache` change no answer's meaning).
+_MODEL_KEYS = ("model", "temperature", "max_tokens", "timeout", "cache")
+# What identifies a model: not its transport settings, limits or provider options
+# (a replay model's scripted answers are options).
+_MODEL_IDENTITY = ("provider", "name", "temperature")
+
+
+def prompt_hashes(decl: ast.PromptDecl, ctx: "CheckContext") -> PromptHashes:
+    from .checks.resolve import TypeResolver
+    from .diagnostics import Diagnostics
+
+    resolver = TypeResolver(ctx, Diagnostics())
+    entries = {e.key: e.value for e in decl.entries}
+    text = {
+        "entries": {k: canonical(v) for k, v in sorted(entries.items()) if k not in _MODEL_KEYS},
+        "params": [[p.name, _type_shape(resolver.resolve(p.type), resolver, with_docs=True), canonical(p.default)]
+                   for p in decl.params],
+        "output": _type_shape(resolver.resolve(decl.returns), resolver, with_docs=True),
+    }
+    model: dict[str, Any] = {"model": None}
+    model_decl = _model_of(decl, entries, ctx)
+    if model_decl is not None:
+        settings = {e.key: e.value for e in model_decl.entries}
+        model = {k: canonical(settings.get(k)) for k in _MODEL_IDENTITY}
+    if "temperature" in entries:  # the prompt's own temperature is the one its model samples with
+        model["temperature"] = canonical(entries["temperature"])
+    return PromptHashes(_sha256(text), _sha256(model))
+
+
+def _model_of(decl: ast.PromptDecl, entries: dict, ctx: "CheckContext") -> ast.ModelDecl | None:
+    """The declared model that answers the prompt: its `model:`, else the model named `default`."""
+    from .checks.typecheck import DEFAULT_MODEL
+
+    ref = entries.get("model")
+    name = ref.id if isinstance(ref, ast.Name) else DEFAULT_MODEL if ref is None else None
+    model = ctx.lookup(name) if name is not None else None
+    return model if isinstance(model, ast.ModelDecl) else None
+
+
+def _sha256(content: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def legacy_prompt_hash(decl: ast.PromptDecl, ctx: "CheckContext") -> str:
+    """The one hash per version of lock format 1 (everything, model settings included),
+    kept to compare the entries of older lock files."""
     from .checks.resolve import TypeResolver
     from .diagnostics import Diagnostics
 
@@ -153,8 +232,7 @@ def prompt_hash(decl: ast.PromptDecl, ctx: "CheckContext") -> str:
         "settings": {k: canonical(v) for k, v in sorted(entries.items())
                      if k in ("temperature", "max_tokens", "timeout", "cache")},
     }
-    blob = canonical_json(content)
-    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+    return _sha256(content)
 
 
 MAX_LOCK_BYTES = 10 * 1024 * 1024
@@ -176,26 +254,36 @@ def _read_all(path: str) -> dict:
     return data
 
 
-def read_lock(flow_path: str) -> dict[str, str] | None:
-    """Recorded hashes of one flow file's prompts, or None without a lock file."""
+def read_lock(flow_path: str) -> dict[str, PromptHashes | str] | None:
+    """Recorded hashes of one flow file's prompts, or None without a lock file. An entry
+    written by format 1 is its one hash (a str), to compare with ``legacy_prompt_hash``."""
     path = lock_path(flow_path)
     if not os.path.lexists(path):
         return None
     entry = _read_all(path).get("files", {}).get(os.path.basename(flow_path), {})
     if not isinstance(entry, dict):
         raise LockError(f"{LOCK_NAME} is not an fmflow lock file")
-    return {k: v for k, v in entry.items() if isinstance(v, str)}
+    recorded: dict[str, PromptHashes | str] = {}
+    for key, value in entry.items():
+        if isinstance(value, str):
+            recorded[key] = value
+        elif isinstance(value, dict) and isinstance(value.get("prompt"), str) and isinstance(value.get("model"), str):
+            recorded[key] = PromptHashes(value["prompt"], value["model"])
+        else:
+            raise LockError(f"{LOCK_NAME}: the entry of '{key}' is not a pair of hashes")
+    return recorded
 
 
-def write_lock(ctx: "CheckContext") -> tuple[str, dict[str, str]]:
-    """Record every prompt version of a checked file; returns the lock path and entries."""
+def write_lock(ctx: "CheckContext") -> tuple[str, dict[str, PromptHashes]]:
+    """Record every prompt version of a checked file; returns the lock path and entries.
+    Other files' entries are kept as they are (an older format's included)."""
     from .files import write_atomically
 
     path = lock_path(ctx.path)
     data = _read_all(path)
-    hashes = {prompt_key(d): prompt_hash(d, ctx) for d in ctx.module.decls if isinstance(d, ast.PromptDecl)}
+    hashes = {prompt_key(d): prompt_hashes(d, ctx) for d in ctx.module.decls if isinstance(d, ast.PromptDecl)}
     files = data.setdefault("files", {})
-    files[os.path.basename(ctx.path)] = dict(sorted(hashes.items()))
+    files[os.path.basename(ctx.path)] = {k: v.as_json() for k, v in sorted(hashes.items())}
     data["fmflow_lock"] = LOCK_FORMAT
     data["files"] = dict(sorted(files.items()))
     text = json.dumps({"fmflow_lock": LOCK_FORMAT, "files": data["files"]}, indent=2) + "\n"

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import ast
 from ..checks.blocks import settings_problem
+from ..defaults import parameter_schema
 from ..providers import ToolSpec
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import Evaluator, gather_all
@@ -58,15 +59,28 @@ def _tools_of(run, decl: ast.AgentDecl) -> dict[str, ast.Decl]:
 
 
 def _spec(run, tool: ast.Decl) -> ToolSpec:
-    params, _returns = run.program.signature(tool) if not isinstance(tool, ast.RetrieverDecl) else \
-        ([("query", None)], None)
+    """The callable as the model sees it: its `##` doc (else its kind and name) as the
+    description; each parameter's JSON schema with its doc and constant default, and a
+    parameter with a default left out of `required`."""
+    description = tool.doc.text if tool.doc is not None else f"{tool.kind} {tool.name}"
+    if isinstance(tool, ast.RetrieverDecl):
+        properties = {"query": {"type": "string", "description": "what to search for"}}
+        return ToolSpec(name=tool.name, description=description,
+                        parameters={"type": "object", "properties": properties, "required": ["query"],
+                                    "additionalProperties": False})
+    params, _returns = run.program.signature(tool)
     properties, required = {}, []
-    for name, t in params:
-        properties[name] = run.program.types.json_schema(t) if t is not None else {"type": "string"}
-        required.append(name)
-    return ToolSpec(name=tool.name, description=f"{tool.kind} {tool.name}",
+    for param, (name, t) in zip(tool.params, params):
+        properties[name] = parameter_schema(run.program.types.json_schema(t), param, _enums_of(run, tool))
+        if param.default is None:
+            required.append(name)
+    return ToolSpec(name=tool.name, description=description,
                     parameters={"type": "object", "properties": properties, "required": required,
                                 "additionalProperties": False})
+
+
+def _enums_of(run, decl: ast.Decl):
+    return lambda name: isinstance(run.program.lookup(name, within=decl), ast.EnumDecl)
 
 
 async def _use_tool(run, tools: dict[str, ast.Decl], call) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class Program:
         self.ctx = ctx
         self._resolvers: dict[str, TypeResolver] = {}
         self._signatures: dict[int, tuple[list[tuple[str, Type]], Type]] = {}
-        self._hashes: dict[int, str] = {}
+        self._hashes: dict[int, object] = {}
         self._contexts: dict[int, CheckContext] = {}
         self._lookups: dict[tuple, ast.Decl | None] = {}
         # Facts about AST nodes the runtime derives once (keyed by node id: the
@@ -88,12 +88,13 @@ class Program:
             self._signatures[key] = (params, resolver.resolve(getattr(decl, "returns", None)))
         return self._signatures[key]
 
-    def prompt_hash(self, decl: ast.PromptDecl) -> str:
-        from ..lockfile import prompt_hash
+    def prompt_hashes(self, decl: ast.PromptDecl):
+        """The lock's hashes of a prompt version (its text, its model), as traces record them."""
+        from ..lockfile import prompt_hashes
 
         key = id(decl)
         if key not in self._hashes:
-            self._hashes[key] = prompt_hash(decl, self.context_of(decl))
+            self._hashes[key] = prompt_hashes(decl, self.context_of(decl))
         return self._hashes[key]
 
     def renderer_for(self, decl: ast.Decl):

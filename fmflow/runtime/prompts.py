@@ -333,7 +333,8 @@ def _clean_response(response: ChatResponse) -> ChatResponse:
 def _prompt_info(run, decl) -> dict | None:
     if not isinstance(decl, ast.PromptDecl):
         return None
-    return {"name": decl.name, "version": decl.effective_version, "hash": run.program.prompt_hash(decl)}
+    hashes = run.program.prompt_hashes(decl)
+    return {"name": decl.name, "version": decl.effective_version, "hash": hashes.text, "model_hash": hashes.model}
 
 
 def _end_model_span(run, span, response: ChatResponse, cache_hit: bool, attempts: list) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from .. import ast
+from ..defaults import NOT_CONSTANT, constant_value
 from ..runtime import Program
 from ..runtime.inputs import InputError, check_input_types
 from ..runtime.outputs import describe_errors
@@ -59,10 +61,10 @@ class ServedFlow:
         types = program.types
         # Attribute names of our own, each input's name as its alias: an input may be called
         # `copy`, `schema` or `model_config`, names that pydantic keeps for itself.
-        fields = {f"input_{i}": (types.annotation(t), Field(..., alias=name))
-                  for i, (name, t) in enumerate(self.params)}
-        self.request_model: type[BaseModel] = create_model(f"{self.name}_input", __config__=_REQUEST_CONFIG,
-                                                           **fields)
+        fields = {f"input_{i}": (types.annotation(t), _input_field(program, decl, param))
+                  for i, (param, (_name, t)) in enumerate(zip(decl.params, self.params))}
+        self.request_model: type[BaseModel] = create_model(
+            f"{self.name}_input", __config__=_REQUEST_CONFIG, __doc__=decl.doc.text if decl.doc else None, **fields)
         self.response_model: type[BaseModel] = create_model(
             f"{self.name}_response", output=(types.annotation(self.returns), ...), run_id=(str, ...))
 
@@ -114,6 +116,21 @@ class ServedFlow:
         return {"name": self.name, "file": self.file, "path": f"/flows/{self.name}",
                 "stream": f"/flows/{self.name}/stream", "input_schema": self.input_schema(),
                 "output_schema": self.output_schema()}
+
+
+def _input_field(program: Program, flow, param):
+    """An input's request field: required unless it has a default; its `##` doc as description.
+
+    The JSON schema shows a constant default; any other is evaluated by the run,
+    so the field only becomes optional (a default_factory is not in schemas).
+    """
+    description = param.doc.text if param.doc is not None else None
+    if param.default is None:
+        return Field(..., alias=param.name, description=description)
+    value = constant_value(param.default, lambda name: isinstance(program.lookup(name, within=flow), ast.EnumDecl))
+    if value is NOT_CONSTANT:
+        return Field(default_factory=lambda: None, alias=param.name, description=description)
+    return Field(default=value, alias=param.name, description=description)
 
 
 class FlowCatalog:

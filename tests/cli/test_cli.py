@@ -257,13 +257,33 @@ def test_lock_then_change_then_new_version(tmp_path):
     path.write_text(changed, encoding="utf-8")
     result = fmflow_cmd(tmp_path, "check", "hello.fmflow")
     assert result.returncode == 1
-    assert ("hello.fmflow:3:8: error[E401]: prompt 'greet@1' changed since fmflow.lock was written, "
-            "but kept its version number") in result.stdout
+    assert ("hello.fmflow:3:8: error[E401]: the text of prompt 'greet@1' changed since fmflow.lock was written, "
+            "but it kept its version number") in result.stdout
     assert "greet@2" in result.stdout  # the help names the next version
 
     path.write_text(changed.replace("prompt greet(", "prompt greet@2("), encoding="utf-8")
     result = fmflow_cmd(tmp_path, "check", "hello.fmflow")
     assert result.returncode == 0, result.stdout
+
+
+def test_lock_tells_the_model_from_the_text(tmp_path):
+    path = write(tmp_path, "hello.fmflow", CLEAN)
+    assert fmflow_cmd(tmp_path, "lock", "hello.fmflow").returncode == 0
+    lock = json.loads((tmp_path / "fmflow.lock").read_text(encoding="utf-8"))
+    assert lock["fmflow_lock"] == 2
+    assert set(lock["files"]["hello.fmflow"]["greet@1"]) == {"prompt", "model"}
+
+    # Transport settings and provider options (a replay model's answers) are not locked.
+    unlocked = CLEAN.replace('name: "echo" }', 'name: "echo", timeout: 5s, options: { seed: 1 } }')
+    path.write_text(unlocked, encoding="utf-8")
+    assert fmflow_cmd(tmp_path, "check", "hello.fmflow").returncode == 0
+
+    path.write_text(CLEAN.replace('name: "echo"', 'name: "extractive"'), encoding="utf-8")
+    result = fmflow_cmd(tmp_path, "check", "hello.fmflow")
+    assert result.returncode == 1
+    assert ("error[E401]: the model of prompt 'greet@1' changed since fmflow.lock was written, "
+            "but it kept its version number") in result.stdout
+    assert "its model is its provider, name and temperature" in result.stdout
 
 
 # ------------------------------------------------------------------ graph

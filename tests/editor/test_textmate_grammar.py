@@ -246,6 +246,13 @@ def test_builtin_names_agree_with_the_implementation(grammar):
     ("line", "needle", "scope"),
     [
         ("# c", "# c", "comment.line.number-sign.fmflow"),
+        ("## The answer.", "The", "comment.line.documentation.fmflow"),
+        ("  ## A field.", "##", "punctuation.definition.comment.documentation.fmflow"),
+        ("### ruler", "ruler", "comment.line.number-sign.fmflow"),
+        ("flow f(round: int = 0) -> str {", "0", "constant.numeric.integer.fmflow"),
+        ('flow f(tone: str = "plain") -> str {', '"plain"', "string.quoted.double.fmflow"),
+        ("flow f(n: int = len(x)) -> int {", "len", "support.function.builtin.fmflow"),
+        ("flow f(h: list[Message]) -> str {", "Message", "support.type.builtin.fmflow"),
         ("  timeout: 30s  # per call", "30s", "constant.numeric.duration.fmflow"),
         ("x = 500ms", "500ms", "constant.numeric.duration.fmflow"),
         ("x = 1h", "1h", "constant.numeric.duration.fmflow"),
@@ -301,6 +308,23 @@ def test_an_unclosed_jinja_tag_does_not_swallow_the_block_string_end(engine):
     lines = ['template: """{{ question """', "model m {"]
     assert "punctuation.definition.string.end.fmflow" in engine.tokenize(lines)[0][-1]
     assert "storage.type.model.fmflow" in scopes_of(engine, lines, "model", 1)
+
+
+def test_doc_comments_are_not_ordinary_comments(engine):
+    doc = scopes_of(engine, ["## Counts words."], "Counts")
+    assert "comment.line.documentation.fmflow" in doc and "comment.line.number-sign.fmflow" not in doc
+    ruler = scopes_of(engine, ["### Section"], "Section")
+    assert "comment.line.number-sign.fmflow" in ruler and "comment.line.documentation.fmflow" not in ruler
+
+
+def test_defaults_in_a_multi_line_header(engine):
+    lines = ["flow f(", "  ## The draft.", "  draft: str,", "  round: int = 0,", '  tone: str = "plain",', ") -> str {"]
+    assert "comment.line.documentation.fmflow" in scopes_of(engine, lines, "The draft", 1)
+    assert "variable.parameter.fmflow" in scopes_of(engine, lines, "round", 3)
+    assert "constant.numeric.integer.fmflow" in scopes_of(engine, lines, "0", 3)
+    assert "keyword.operator.assignment.fmflow" in scopes_of(engine, lines, "=", 3)
+    assert "string.quoted.double.fmflow" in scopes_of(engine, lines, '"plain"', 4)
+    assert "variable.parameter.fmflow" not in scopes_of(engine, lines, '"plain"', 4)
 
 
 def test_parameters_in_a_multi_line_header(engine):
