@@ -22,7 +22,11 @@ DOC_PREFIX = "##"
 
 
 def is_doc_comment(comment: ast.Comment) -> bool:
-    return comment.own_line and comment.text.startswith(DOC_PREFIX) and not comment.text.startswith("###")
+    return comment.own_line and is_doc_comment_text(comment.text)
+
+
+def is_doc_comment_text(text: str) -> bool:
+    return text.startswith(DOC_PREFIX) and not text.startswith("###")
 
 
 def doc_text(lines: list[str]) -> str:

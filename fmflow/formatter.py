@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from . import ast
+from .doc_comments import is_doc_comment_text
 
 WIDTH = 88
 INDENT = 2
@@ -332,6 +333,7 @@ def _param(param: ast.Param) -> Doc:
 
 Pos = tuple[int, int]
 _END: Pos = (1 << 30, 0)
+_DOCUMENTABLE = (ast.Decl, ast.Param, ast.Field, ast.EnumMember)
 
 
 def _start(node: ast.Node) -> Pos:
@@ -400,7 +402,15 @@ class _Emitter:
         self.commented.add(len(self.lines) - 1)
 
     def doc_lines(self, node: ast.Node, indent: int) -> None:
-        """The ``##`` lines of a documented node, right above where it is printed."""
+        """The ``##`` lines of a documented node, right above where it is printed.
+
+        A ``##`` comment that documents nothing (one moved out of the node's
+        inside) must not end up right above a node that takes doc comments:
+        there it would document it. A blank line keeps it apart.
+        """
+        if isinstance(node, _DOCUMENTABLE) and self.lines and is_doc_comment_text(self.lines[-1].strip()):
+            self.lines.append("")
+            self.last_end = None
         doc = getattr(node, "doc", None)
         if doc is None:
             return

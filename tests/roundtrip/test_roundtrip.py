@@ -452,3 +452,75 @@ def test_examples_and_stdlib_are_in_canonical_form(path: Path):
     """What users read first is what `fmflow fmt` writes (`fmflow fmt --check examples stdlib` passes)."""
     text = path.read_text(encoding="utf-8")
     assert fmt(text) == text
+
+
+# ------------------------------------------------------------ doc comments
+
+def doc_lines(module: ast.Module) -> list[str]:
+    """The `##` lines attached to declarations, parameters, fields and members."""
+    nodes = [*module.decls]
+    for decl in module.decls:
+        nodes += [*getattr(decl, "params", ()), *getattr(decl, "fields", ()), *getattr(decl, "members", ())]
+    return [line for node in nodes if node.doc is not None for line in node.doc.lines]
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=_id)
+def test_doc_comments_survive_verbatim(path: Path):
+    text = path.read_text(encoding="utf-8")
+    original = parse_clean(text)
+    once = fmt(text)
+    assert doc_lines(parse_clean(once)) == doc_lines(original)
+    for line in doc_lines(original):
+        assert line in once
+
+
+def test_a_documented_parameter_breaks_its_signature():
+    text = "flow f(\n  ## The draft.\n  draft: str, round: int = 0) -> str {\n  return draft\n}\n"
+    assert fmt(text) == ("flow f(\n  ## The draft.\n  draft: str,\n  round: int = 0,\n) -> str {\n"
+                         "  return draft\n}\n")
+
+
+def test_defaults_print_as_expressions():
+    text = 'flow f(a: int=1,b:str = "x"  , c: int = a*2+1, d: list[int] = [ ]) -> int {\n  return a\n}\n'
+    assert fmt(text) == ('flow f(a: int = 1, b: str = "x", c: int = a * 2 + 1, d: list[int] = []) -> int {\n'
+                         "  return a\n}\n")
+
+
+def test_a_comment_inside_a_documented_header_moves_above_the_doc():
+    text = ("## Counts.\ntool t(\n  # about x\n  x: str) -> int = python(\"m:f\")\n"
+            "flow f(x: str) -> int {\n  return t(x)\n}\n")
+    out = fmt(text)
+    assert out.startswith("# about x\n## Counts.\ntool t(x: str)")
+    assert parse_clean(out) == parse_clean(text)
+
+
+def test_doc_comments_that_document_nothing_stay_where_they_are():
+    text = ("## after a blank line, not a doc\n\ntype T {\n  a: int\n  ## ends the block\n}\n\n"
+            "## above a comment line\n# a comment\nenum E { a, b }\n")
+    module = parse_clean(text)
+    assert all(d.doc is None for d in module.decls)
+    assert [c.text for c in module.comments][:1] == ["## after a blank line, not a doc"]
+    assert fmt(text) == text
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_doc_comments_are_kept(seed: int):
+    """`##` lines dropped anywhere: whatever they document (or not), fmt keeps it so."""
+    rnd = random.Random(seed)
+    path = rnd.choice(CORPUS + IDENTITY)
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n")):
+        if rnd.random() < 0.3 and '"""' not in line:
+            indent = len(line) - len(line.lstrip())
+            lines += [" " * indent + f"## doc {number}"] * rnd.randint(1, 2)
+        lines.append(line)
+    text = "\n".join(lines)
+    if any(d.code == "E001" for d in parse_text(text)[1]):
+        pytest.skip("a ## line landed inside a block string")
+    original = parse_clean(text)
+    out = fmt(text)
+    assert fmt(out) == out
+    again = parse_clean(out)
+    assert again == original
+    assert doc_lines(again) == doc_lines(original)
+    assert comment_texts(again) == comment_texts(original)
