@@ -367,7 +367,10 @@ class ExprChecker:
             return UNKNOWN
         result = builtin.typing(types)
         if isinstance(result, str):
-            return self.error("E201", result, node.span, builtin.signature)
+            # `len(x)` with `x: list[str]?`: what is wrong is the null, not the function.
+            optional = next((v for v, t in zip(values, types) if isinstance(t, OptionalType)), None)
+            fits = optional is not None and not isinstance(builtin.typing([strip_optional(t) for t in types]), str)
+            return self.error("E201", result, node.span, null_hint(optional) if fits else builtin.signature)
         return result
 
     def _infer_Pipe(self, node: ast.Pipe, scope: Scope) -> Type:
@@ -483,6 +486,8 @@ class ExprChecker:
         return self._operands_error(node, left, right, None)
 
     def _operands_error(self, node: ast.Binary, left: Type, right: Type, help: str | None) -> Type:
+        if isinstance(left, OptionalType) or isinstance(right, OptionalType):  # no operator here takes null
+            help = null_hint(node.left if isinstance(left, OptionalType) else node.right)
         return self.error("E201", f"operator '{node.op}' does not apply to {left} and {right}", node.span, help)
 
     def _infer_logic_chain(self, node: ast.Binary, scope: Scope) -> Type:
@@ -537,15 +542,21 @@ def _inner_links(expr: ast.Node) -> list[ast.Node]:
 _BOOLEAN_OPS = {"and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in"}
 
 
+def null_hint(expr: ast.Node) -> str:
+    """How to use a value that may be null where one that is not is needed: the forms the
+    checker narrows (see narrowing.py), written with the value's own name."""
+    path = path_of(expr)
+    if path is None:
+        return ("the value may be null: name it (`v = …`), then use it inside `if v != null { … }`, "
+                "or give a default: `v if v != null else …`")
+    return (f"'{path}' may be null: use it inside `if {path} != null {{ … }}`, "
+            f"or give a default: `{path} if {path} != null else …`")
+
+
 def _mismatch_help(actual: Type, target: Type, expr: ast.Node) -> str | None:
     plain = strip_optional(target)
     if isinstance(actual, OptionalType) and is_assignable(actual.inner, target):
-        path = path_of(expr)
-        if path is None:
-            return ("the value may be null: name it (`v = …`), then use it inside `if v != null { … }`, "
-                    "or give a default: `v if v != null else …`")
-        return (f"'{path}' may be null: use it inside `if {path} != null {{ … }}`, "
-                f"or give a default: `{path} if {path} != null else …`")
+        return null_hint(expr)
     if plain == DURATION and is_numeric(actual):
         return "write a duration with its unit: 500ms, 30s, 2m, 1h"
     if plain == RATE and is_numeric(actual):

@@ -38,10 +38,10 @@ def member_by_text(members: tuple[str, ...], text: str) -> str | None:
 def member_in_prose(enum: EnumType, text: str) -> str:
     """The one member whose name appears in ``text`` as a word (an `_` in a name may be
     written as a space or `-`); EnumNotFound when none or several do."""
-    found = [m for m in enum.members if _word_pattern(m).search(text)]
-    if len(found) > 1:
-        # `bug` inside `bug_report` is no match (\w includes `_`), but two members
-        # whose names differ only by case both match: prefer the exact spelling.
+    spans = {m: [found.span() for found in _word_pattern(m).finditer(text)] for m in enum.members}
+    found = [m for m in enum.members if spans[m] and not _inside_longer(spans[m], m, spans)]
+    if len({m.casefold() for m in found}) == 1 and len(found) > 1:
+        # Members differing only by case (`bug`, `Bug`): the one spelled as in the reply.
         exact = [m for m in found if re.search(rf"(?<![A-Za-z0-9_]){re.escape(m)}(?![A-Za-z0-9_])", text)]
         found = exact if len(exact) == 1 else found
     if len(found) == 1:
@@ -51,6 +51,14 @@ def member_in_prose(enum: EnumType, text: str) -> str:
         raise EnumNotFound(f"the reply names none of the members of {enum.name} ({members})")
     raise EnumNotFound(f"the reply names several members of {enum.name} ({', '.join(found)}); "
                        f"answer with exactly one of: {members}")
+
+
+def _inside_longer(own: list[tuple[int, int]], member: str, spans: dict[str, list[tuple[int, int]]]) -> bool:
+    """Whether every place ``member`` appears is part of a longer member's name (`bug` in "bug report")."""
+    def covered(start: int, end: int) -> bool:
+        return any(s <= start and end <= e and e - s > end - start
+                   for other, places in spans.items() if other != member for s, e in places)
+    return all(covered(start, end) for start, end in own)
 
 
 def _word_pattern(member: str) -> re.Pattern:

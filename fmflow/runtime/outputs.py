@@ -283,7 +283,7 @@ def _describe_one(error: dict) -> str:
     kind, value = error["type"], error.get("input")
     if kind == "missing":
         text = "missing required field"
-    elif kind == "enum":
+    elif kind in ("enum", "literal_error"):  # an enum, or a word of a few (Message.role)
         members = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
         text = f"expected one of {members}, got {_got(value, True)}"
     elif kind in _EXPECTED:

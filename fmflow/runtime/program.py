@@ -55,9 +55,16 @@ class Program:
         """The checked file that declares ``decl`` (names inside it resolve there)."""
         key = id(decl)
         if key not in self._contexts:
-            path = self.ctx.symbols.path_of(decl) or self.ctx.path
+            path = self.ctx.symbols.path_of(decl) or self._declaring_path(decl)
             self._contexts[key] = self.loader.context(path) or self.ctx
         return self._contexts[key]
+
+    def _declaring_path(self, decl: ast.Decl) -> str:
+        """The file of a declaration the root file does not see (one that an imported file imports)."""
+        for ctx in self.loader.contexts.values():
+            if any(d is decl for d in ctx.module.decls):
+                return ctx.path
+        return self.ctx.path
 
     def folder_of(self, decl: ast.Decl) -> str:
         return os.path.dirname(os.path.abspath(self.context_of(decl).path))

@@ -13,7 +13,7 @@ from fmflow.api import load_program
 from fmflow.checks.resolve import TypeResolver
 from fmflow.runtime.outputs import (OutputError, OutputParseError, OutputValidationError, TypeModels, coerce_reply,
                                     parse_json_lenient, to_jsonable)
-from fmflow.types import BOOL, DOC, FLOAT, INT, JSON, NULL, STR, DictType, ListType, OptionalType, StructType
+from fmflow.types import BOOL, DOC, FLOAT, INT, JSON, NULL, STR, DictType, EnumType, ListType, OptionalType, StructType
 
 SRC = '''
 model m {
@@ -578,3 +578,120 @@ def test_unclosed_brackets_are_scanned_once(monkeypatch):
     reply = "{" * 2000 + ' the value is {"a": [1, 2]} and it\'s fine'
     assert outputs._bracketed(reply, None) == ['{"a": [1, 2]}']
     assert len(scanned) < 10 * 2000
+
+
+# --- lenient enum replies (LANGUAGE.md §3) ---------------------------------------------
+
+@pytest.mark.parametrize("reply", [
+    "billing", "Billing", "BILLING", '"Billing"', "'billing'", "`billing`", "**Billing**", "billing.",
+    "The answer is billing.", "Category: Billing", "I would say this is a billing question",
+    '```\nBilling\n```', '{"category": "Billing"}', '{"value": "BILLING"}',
+])
+def test_an_enum_reply_is_the_one_member_it_names(models, returns, reply):
+    category = returns("pick")
+    assert coerce_reply(category, reply, models) is models.enum_for(category).billing
+
+
+@pytest.mark.parametrize("reply, wording", [
+    ("It is billing, or maybe tech.", "the reply names several members of Category (billing, tech); "
+                                      "answer with exactly one of: billing, tech"),
+    ("I cannot tell.", "the reply names none of the members of Category (billing, tech)"),
+    ("billings", "the reply names none of the members of Category"),  # a member only as a whole word
+])
+def test_an_enum_reply_naming_several_members_or_none_is_rejected(models, returns, reply, wording):
+    with pytest.raises(OutputParseError) as info:
+        coerce_reply(returns("pick"), reply, models)
+    assert info.value.message.startswith(wording)
+    assert info.value.reply == reply
+
+
+def test_enum_members_with_underscores_and_case_twins():
+    members = EnumType("Kind", "k.fmflow", ("bug", "bug_report", "Bug"))
+    models = TypeModels(lambda s: dict(s.fields))
+    assert coerce_reply(members, "a bug report", models) == "bug_report"
+    assert coerce_reply(members, "bug-report", models) == "bug_report"
+    assert coerce_reply(members, "It is a Bug.", models) == "Bug"  # two match case aside: the exact one
+    assert coerce_reply(members, "BUG_REPORT", models) == "bug_report"
+
+
+def test_enum_values_inside_json_replies_match_case_aside(models, returns):
+    data = answer_data(category="Tech ")
+    value = coerce_reply(returns("answer"), json.dumps(data), models)
+    assert value.category == "tech"
+    shelf = coerce_reply(returns("shelf"), json.dumps({"answers": [answer_data(category="BILLING")],
+                                                       "counts": {}, "extra": {"category": "Tech"}}), models)
+    assert shelf.answers[0].category == "billing"
+    assert shelf.extra == {"category": "Tech"}  # json is not an enum: left as it came
+    with pytest.raises(OutputValidationError):  # inside JSON, only the whole value counts
+        coerce_reply(returns("answer"), json.dumps(answer_data(category="billing please")), models)
+
+
+def test_flow_inputs_stay_strict_about_enums(models, returns):
+    with pytest.raises(OutputValidationError):
+        models.validate(returns("pick"), "Billing")
+
+
+# --- doc comments in schemas --------------------------------------------------------------
+
+DOCUMENTED = '''
+## A ticket after triage.
+type Triage {
+  ## How urgent it is.
+  urgency: Urgency
+  ## One line for the queue.
+  summary: str
+  owner: Person?
+}
+
+## Who handles a ticket.
+type Person {
+  ## Their email address.
+  email: str
+}
+
+## How urgent a ticket is.
+enum Urgency {
+  ## Someone cannot work.
+  high
+  low
+}
+
+enum Plain { a, b }
+
+prompt triage(q: str) -> Triage {
+  template: "{{ q }}"
+}
+
+prompt level(q: str) -> Urgency {
+  template: "{{ q }}"
+}
+
+prompt plain(q: str) -> Plain {
+  template: "{{ q }}"
+}
+'''
+
+
+def _documented_schema(prompt: str) -> dict:
+    loader, ctx = load_program("d.fmflow", text=DOCUMENTED)
+    assert not [d for d in loader.diagnostics() if d.is_error]
+    resolver = TypeResolver(ctx)
+    return TypeModels(resolver.fields).json_schema(resolver.resolve(ctx.lookup(prompt).returns))
+
+
+def test_doc_comments_are_descriptions_in_output_schemas():
+    schema = _documented_schema("triage")
+    assert schema["description"] == "A ticket after triage."
+    assert schema["properties"]["summary"] == {"description": "One line for the queue.", "type": "string"}
+    assert schema["properties"]["urgency"]["description"] == "How urgent it is."
+    assert schema["$defs"]["Urgency"]["description"] == "How urgent a ticket is.\nhigh: Someone cannot work."
+    assert schema["$defs"]["Person"]["description"] == "Who handles a ticket."
+    assert schema["$defs"]["Person"]["properties"]["email"]["description"] == "Their email address."
+    assert "description" not in schema["properties"]["owner"]  # no doc, no description
+    assert schema["required"] == ["urgency", "summary", "owner"] and schema["additionalProperties"] is False
+
+
+def test_enum_schemas_describe_their_members():
+    assert _documented_schema("level") == {"description": "How urgent a ticket is.\nhigh: Someone cannot work.",
+                                           "enum": ["high", "low"], "type": "string"}
+    assert _documented_schema("plain") == {"enum": ["a", "b"], "type": "string"}
