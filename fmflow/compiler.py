@@ -78,7 +78,15 @@ class _GraphBuilder:
         env: dict[str, tuple[str, ...]] = {}
         for param in self.flow.params:
             node = f"input:{param.name}"
-            self._add_node(node, "input", f"{param.name}: {type_text(param.type)}", param, [], param.name, None)
+            label = f"{param.name}: {type_text(param.type)}"
+            if param.default is None:
+                self._add_node(node, "input", label, param, [], param.name, None)
+            else:  # a default may call something and read the inputs before it
+                self._add_node(node, "input", f"{label} = {expr_text(param.default)}", param,
+                               expression_calls(param.default, self.declarations), param.name, None)
+                for var in expression_reads(param.default):
+                    for source in env.get(var, ()):
+                        self.graph.add_edge(source, node, kind="data", var=var)
             env[param.name] = (node,)
         self._block(self.flow.body, env, gate=None, control=None)
         return self.graph

@@ -305,6 +305,21 @@ def test_pipe_filters_are_listed_in_calls():
     assert graph.nodes["n2"]["kind"] == "value"
 
 
+def test_defaults_label_their_inputs_and_read_the_inputs_before_them():
+    graph = graph_of("""
+        tool stamp(x: str) -> str = python("m:stamp")
+        flow refine(draft: str, round: int = 0, width: int = len(draft) * 2, tag: str = stamp(draft)) -> str {
+          return draft
+        }
+    """)
+    labels = {n: d["label"] for n, d in graph.nodes(data=True) if d["kind"] == "input"}
+    assert labels == {"input:draft": "draft: str", "input:round": "round: int = 0",
+                      "input:width": "width: int = len(draft) * 2", "input:tag": "tag: str = stamp(draft)"}
+    assert graph.nodes["input:tag"]["calls"] == [("stamp", "tool")]
+    assert data_edges(graph) == {("input:draft", "input:width", "draft"), ("input:draft", "input:tag", "draft"),
+                                 ("input:draft", "n1", "draft")}
+
+
 def test_calls_to_flows_are_call_nodes():
     module = parse_module("""
         flow leaf(q: str) -> str {
