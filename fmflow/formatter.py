@@ -68,6 +68,7 @@ class Group:
     comma: bool = True  # broken form ends every item with a comma
     empty: str = field(default="")
     bare: bool = False  # flat form has no brackets (pipe chains)
+    hard: bool = False  # always broken (it holds Documented items)
 
     def flat(self) -> str:
         if not self.items:
@@ -122,11 +123,12 @@ def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
     """
     memo = {} if memo is None else memo
     text = " " * indent + flat(doc)
-    groups = _outer_groups(doc)
-    # A group holding documented items (parameters with `##` lines) is always broken.
-    forced = {id(g) for g in groups if any(isinstance(i, Documented) for i in g.items)}
+    # A group holding documented items (parameters with `##` lines) is always broken;
+    # only a signature has one, at its top level.
+    forced = {id(p) for p in doc if isinstance(p, Group) and p.hard} if isinstance(doc, list) else set()
     if _fits(text) and not forced:
         return [text]
+    groups = _outer_groups(doc)
     if not groups:
         return [text]
     # Break the widest group whose first and last lines then fit (the last on ties).
@@ -318,7 +320,7 @@ def _signature(decl: ast.Decl) -> list[Doc]:
     name = decl.name
     if isinstance(decl, ast.PromptDecl) and decl.version is not None:
         name += f"@{decl.version}"
-    params = Group("(", [_param(p) for p in decl.params], ")")
+    params = Group("(", [_param(p) for p in decl.params], ")", hard=any(p.doc is not None for p in decl.params))
     return [f"{decl.kind} {name}", params, f" -> {type_text(decl.returns)}"]
 
 

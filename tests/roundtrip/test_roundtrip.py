@@ -438,13 +438,17 @@ def test_random_comments_are_kept(seed: int):
         if rnd.random() < 0.4 and line.strip():
             line += " " * rnd.randint(0, 3) + f"# trailing {number}"
         lines.append(line)
-    text = "\n".join(lines)
-    original = parse_clean(text)
+    assert_kept(parse_clean("\n".join(lines)), "\n".join(lines))
+
+
+def assert_kept(original: ast.Module, text: str) -> None:
+    """Formatting ``text`` is idempotent and keeps its meaning, comments and doc comments."""
     out = fmt(text)
     assert fmt(out) == out
     again = parse_clean(out)
     assert again == original
     assert comment_texts(again) == comment_texts(original)
+    assert doc_lines(again) == doc_lines(original)
 
 
 @pytest.mark.parametrize("path", EXAMPLES + STDLIB, ids=_id)
@@ -517,10 +521,4 @@ def test_random_doc_comments_are_kept(seed: int):
     text = "\n".join(lines)
     if any(d.code == "E001" for d in parse_text(text)[1]):
         pytest.skip("a ## line landed inside a block string")
-    original = parse_clean(text)
-    out = fmt(text)
-    assert fmt(out) == out
-    again = parse_clean(out)
-    assert again == original
-    assert doc_lines(again) == doc_lines(original)
-    assert comment_texts(again) == comment_texts(original)
+    assert_kept(parse_clean(text), text)
