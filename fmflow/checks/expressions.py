@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from .. import ast
 from ..builtins import BUILTINS, IMPLEMENTATION_FUNCTIONS
 from ..diagnostics import did_you_mean, suggestion_help
-from ..types import (RETRIEVER_PARAMS, RETRIEVER_RESULT, BOOL, BUILTIN_STRUCTS, DURATION, FLOAT, INT, JSON, NULL, RATE, STR, UNKNOWN, DeclRef, DictType,
-                     EnumType, ListType, OptionalType, StructType, Type, Unknown, is_assignable, is_dynamic,
-                     is_numeric, join, strip_optional)
+from ..types import (RETRIEVER_PARAMS, RETRIEVER_RESULT, BOOL, BUILTIN_STRUCTS, DURATION, FLOAT, INT, JSON, NULL,
+                     RATE, STR, UNKNOWN, DeclRef, DictType, EnumType, ListType, OptionalType, StructType, Type,
+                     Unknown, is_assignable, is_dynamic, is_numeric, join, strip_optional)
 from .context import CheckContext
 from .narrowing import non_null_when, path_of
 from .resolve import TypeResolver, decl_type

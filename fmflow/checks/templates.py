@@ -105,7 +105,8 @@ class _Template:
                 self._report(node, finding)
         for used in tree.find_all(nodes.Filter):
             if used.name in self.filters:  # a use of the declared filter (W501)
-                self.ctx.refer(_line_span(self.ctx, node, used.lineno, used.name, filter_offset), self.filters[used.name])
+                span = _line_span(self.ctx, node, used.lineno, used.name, filter_offset)
+                self.ctx.refer(span, self.filters[used.name])
 
     def _report(self, node, finding: Finding) -> None:
         what = f"template of {self.decl.kind} '{self.decl.name}'"

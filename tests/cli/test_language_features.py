@@ -75,8 +75,8 @@ def test_run_leaves_defaults_out_and_reads_an_enum_from_prose(tmp_path):
 
 def test_run_takes_a_history_as_json_input(tmp_path):
     write(tmp_path, "support.fmflow", SUPPORT)
-    inputs = {"ticket": "Refund", "turns": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
-              "signature": "-- Ann"}
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    inputs = {"ticket": "Refund", "turns": turns, "signature": "-- Ann"}
     result = fmflow_cmd(tmp_path, "run", "support.fmflow", "--input-json", json.dumps(inputs), "--no-cache")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Sure, I can help with that. -- Ann"

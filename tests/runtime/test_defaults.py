@@ -97,7 +97,9 @@ def test_a_default_is_evaluated_at_each_call(tmp_path, scripted):
     '''.replace("SCRIPTED", SCRIPTED), trace=False, cache=False)
     (tmp_path / "stamp_tools.py").write_text(
         "n = [0]\ndef stamp(prefix):\n    n[0] += 1\n    return f'{prefix}{n[0]}'\n", encoding="utf-8")
-    assert flow.run(a="x", b="y") == "x1: x / y2: y / given: y"
+    first, second, third = flow.run(a="x", b="y").split(" / ")  # the two calls run concurrently
+    assert {first, second} in ({"x1: x", "y2: y"}, {"x2: x", "y1: y"})  # one evaluation per call
+    assert third == "given: y"  # given: the default is not evaluated
     assert len(provider.requests) == 3
 
 
@@ -158,7 +160,8 @@ def test_fmflow_run_leaves_defaulted_inputs_out(tmp_path):
 
 def test_tool_specs_describe_tools_with_their_docs_and_defaults(tmp_path, scripted):
     (tmp_path / "spec_tools.py").write_text(
-        "def lookup(email, limit, tone, since):\n    return {'email': email, 'limit': limit, 'tone': tone, 'since': since}\n"
+        "def lookup(email, limit, tone, since):\n"
+        "    return {'email': email, 'limit': limit, 'tone': tone, 'since': since}\n"
         "def bare(x):\n    return x\n",
         encoding="utf-8")
     provider = scripted([{"tool_calls": [{"name": "lookup", "arguments": {"email": "a@b.c"}}]}, "done"])

@@ -83,7 +83,8 @@ def test_a_failing_filter_fails_the_prompt_with_its_own_error(tmp_path):
     flow = _flow(tmp_path, "{{ text | broken }}")
     with pytest.raises(FlowRuntimeError) as info:
         flow.run(text="a", items=[])
-    assert "filter 'broken' (filter_tools:broken) failed: ValueError: no way" in str(info.value)
+    assert "filter 'broken' (filter_tools:broken)" in str(info.value)
+    assert str(info.value).endswith("failed: ValueError: no way")
 
 
 def test_filter_arguments_and_results_are_validated(tmp_path):
@@ -182,3 +183,42 @@ def test_fmflow_test_mocks_a_filter_used_in_a_template(tmp_path):
     ''')
     outcomes = asyncio.run(run_tests(load_checked(path)))
     assert [(o.name, o.passed, o.error) for o in outcomes] == [("mocked_filter", True, None)]
+
+
+def test_a_template_with_a_declared_filter_keeps_the_render_limits(tmp_path):
+    loops = "{% for i in range(2000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"
+    flow = _flow(tmp_path, "{{ text | shout }}" + loops)
+    with pytest.raises(FlowRuntimeError) as info:
+        flow.run(text="a", items=[])
+    assert "loops ran more than 1,000,000 times" in str(info.value)
+
+
+def test_a_declared_filters_own_time_is_not_the_renders():
+    """A filter call has its own timeout; a render's time limit counts the template's work."""
+    import asyncio
+
+    from fmflow.runtime.sandbox import RenderLimits
+    from fmflow.runtime.templates import FILTER_CALLS, TemplateRenderer, TemplateRenderError
+
+    renderer = TemplateRenderer(limits=RenderLimits(seconds=0.05, chars=100), declared={"slow", "big"})
+
+    async def calls(name, values, named):
+        if name == "big":
+            return "x" * 200
+        await asyncio.sleep(0.2)
+        return values[0].upper()
+
+    async def render(source):
+        token = FILTER_CALLS.set(calls)
+        try:
+            return await renderer.render_async(source, {"q": "hi"})
+        finally:
+            FILTER_CALLS.reset(token)
+
+    assert asyncio.run(render("{{ q | slow }} {{ q | slow }}")) == "HI HI"
+    with pytest.raises(TemplateRenderError) as info:
+        asyncio.run(render("{{ q | big }}"))
+    assert "the result of filter 'big' would be larger than the limit of 100 characters" in str(info.value)
+    with pytest.raises(TemplateRenderError) as info:
+        asyncio.run(TemplateRenderer(declared={"slow"}).render_async("{{ q | slow }}", {"q": "x"}))
+    assert "filter 'slow' can only run while a flow runs" in str(info.value)
