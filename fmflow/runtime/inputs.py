@@ -219,6 +219,9 @@ def _struct_mismatch(t: StructType, value: Any, fields_of) -> tuple[str, str] | 
                if f not in value and not isinstance(ft, OptionalType) and f not in t.defaults]
     if missing:
         return "", f"{t.name} needs field {', '.join(map(repr, missing))}"
+    for name, choices in t.choices:  # a str field that is one of a few words (Message.role)
+        if isinstance(value.get(name), str) and value[name] not in choices:
+            return f".{name}", f"expected one of {', '.join(choices)}, got {_described(value[name])}"
     return _first(((f".{k}", fields[k], v) for k, v in value.items()), fields_of)
 
 

@@ -83,7 +83,8 @@ def test_run_takes_a_history_as_json_input(tmp_path):
     bad = dict(inputs, turns=[{"role": "customer", "content": "Hi"}])
     result = fmflow_cmd(tmp_path, "run", "support.fmflow", "--input-json", json.dumps(bad))
     assert result.returncode == 2
-    assert "[0].role: expected one of system, user, assistant, tool, got str 'customer'" in result.stderr
+    assert ("input 'turns[0].role': expected one of system, user, assistant, tool, got a string (\"customer\")"
+            in result.stderr)  # a usage error, before any call
 
 
 def test_check_reports_the_new_checks_at_their_places(tmp_path):
