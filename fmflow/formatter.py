@@ -131,6 +131,10 @@ def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
     groups = _outer_groups(doc)
     if not groups:
         return [text]
+    if forced:  # the documented group alone broken, when that is enough
+        lines = _render(doc, indent, forced, memo)
+        if all(_fits(line) for line in lines):
+            return lines
     # Break the widest group whose first and last lines then fit (the last on ties).
     for group in sorted(reversed(groups), key=lambda g: -len(g.flat())):
         lines = _render(doc, indent, {id(group)} | forced, memo)
@@ -325,10 +329,14 @@ def _signature(decl: ast.Decl) -> list[Doc]:
 
 
 def _param(param: ast.Param) -> Doc:
-    doc: Doc = f"{param.name}: {type_text(param.type)}"
-    if param.default is not None:
-        doc = [doc, " = ", expr_doc(param.default)]
+    doc = _bare_param(param)
     return Documented(param.doc.lines, doc) if param.doc is not None else doc
+
+
+def _bare_param(param: ast.Param) -> Doc:
+    """``name: type`` and its ``= default``, without the doc comment."""
+    doc: Doc = f"{param.name}: {type_text(param.type)}"
+    return [doc, " = ", expr_doc(param.default)] if param.default is not None else doc
 
 
 # ------------------------------------------------------------------ comments
@@ -567,7 +575,7 @@ def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
 
 
 def _commented_params(out: _Emitter, decl: ast.ToolDecl) -> bool:
-    """Whether an own-line comment (such as a `##` line) sits among a tool's parameters."""
+    """Whether an own-line comment (not a `##` doc, which its parameter keeps) sits among a tool's parameters."""
     return bool(decl.params) and any(c.own_line and decl.span.line < c.line <= decl.params[-1].span.line
                                      for c in out.pending)
 
@@ -575,13 +583,15 @@ def _commented_params(out: _Emitter, decl: ast.ToolDecl) -> bool:
 def _tool_with_commented_params(out: _Emitter, decl: ast.ToolDecl, after: Pos) -> None:
     """One parameter a line, each after the comments above it in the source (where `##` docs are)."""
     out.flush(decl.span.line, 0)
+    out.doc_lines(decl, 0)
     out.gap(decl.span.line)
     out.lines.append(f"{decl.kind} {decl.name}(")
     ends = [_start(p) for p in decl.params[1:]] + [_start(decl.returns) if decl.returns is not None else _END]
     for param, end in zip(decl.params, ends):
         out.last_end = None
         out.flush(param.span.line, 2)
-        out.lines.append(f"  {param.name}: {type_text(param.type)},")
+        out.doc_lines(param, 2)
+        out.lines.extend(layout([_bare_param(param), ","], 2))
         out.claim(param.span.end_line, end)
     out.lines.extend(layout([f") -> {type_text(decl.returns)} = ", expr_doc(decl.impl)], 0))
     out.last_end = decl.span.end_line

@@ -491,10 +491,18 @@ def test_defaults_print_as_expressions():
 
 
 def test_a_comment_inside_a_documented_header_moves_above_the_doc():
-    text = ("## Counts.\ntool t(\n  # about x\n  x: str) -> int = python(\"m:f\")\n"
+    text = "## Counts.\nflow g(\n  # about x\n  x: str) -> int {\n  return 1\n}\n"
+    out = fmt(text)
+    assert out.startswith("# about x\n## Counts.\nflow g(x: str)")
+    assert parse_clean(out) == parse_clean(text)
+
+
+def test_a_comment_among_a_documented_tools_parameters_keeps_docs_and_defaults():
+    text = ("## Counts.\ntool t(\n  # about x\n  ## The text.\n  x: str, n: int = 2) -> int = python(\"m:f\")\n"
             "flow f(x: str) -> int {\n  return t(x)\n}\n")
     out = fmt(text)
-    assert out.startswith("# about x\n## Counts.\ntool t(x: str)")
+    assert out.startswith('## Counts.\ntool t(\n  # about x\n  ## The text.\n  x: str,\n  n: int = 2,\n'
+                          ') -> int = python("m:f")\n')
     assert parse_clean(out) == parse_clean(text)
 
 
