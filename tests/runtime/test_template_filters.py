@@ -116,7 +116,7 @@ def test_the_standard_filters_in_a_template(tmp_path):
           return p(text)
         }
     ''', trace=False, cache=False)
-    assert flow.run(text="mail me at ann@example.com today please") == "mail me at [email]"
+    assert flow.run(text="mail me at ann@example.com today please") == "mail me at [EMAIL]"
 
 
 def test_a_filter_name_means_what_it_means_in_the_prompts_own_file(tmp_path):
@@ -156,7 +156,7 @@ def test_a_filter_that_an_imported_file_imports_runs_from_its_own_folder(tmp_pat
           return clean(text)
         }
     ''', trace=False, cache=False)
-    assert flow.run(text="write to ann@example.com") == "write to [email]"
+    assert flow.run(text="write to ann@example.com") == "write to [EMAIL]"
 
 
 def test_fmflow_test_mocks_a_filter_used_in_a_template(tmp_path):
