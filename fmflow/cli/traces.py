@@ -10,7 +10,7 @@ from .common import EXIT_OK, CommandParser, UsageError
 def cmd_trace_show(args) -> int:
     import sys
 
-    from ..runtime.trace_view import TraceNotFound, describe_skipped, find_run, load_trace, render_trace
+    from ..observe.trace_view import TraceNotFound, describe_skipped, find_run, load_trace, render_trace
 
     try:
         path = find_run(os.path.join(".fmflow", "runs"), args.run)

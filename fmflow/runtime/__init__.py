@@ -20,7 +20,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     params, _returns = program.signature(flow)
     check_inputs(flow, params, inputs)
     check_input_values(program, flow, params, inputs)
-    state = RunState(program, options, cache=open_cache(options))
+    state = RunState(program, options)
     trace = state.trace = _open_trace(program, flow, options, state.secrets)
     try:
         args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params if name in inputs}
@@ -34,8 +34,6 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     finally:
         if state.stream is not None:
             state.stream.flush()
-        if state.cache is not None and state.cache is not options.shared_cache:
-            state.cache.close()
     data = program.types.to_jsonable(value)
     if trace is not None:
         trace.close("ok")
@@ -79,24 +77,26 @@ def check_input_values(program: Program, flow, params, inputs: dict[str, Any]) -
 
 
 def open_cache(options: RunOptions):
-    """The response cache a run uses: ``options.shared_cache``, or one opened in ``options.workdir``
-    (which its opener closes); None with the cache off."""
+    """A response cache of its own for the runs made with ``options`` (to pass as their
+    ``shared_cache``; its opener closes it); None with the cache off."""
     if not options.cache:
         return None
     if options.shared_cache is not None:
         return options.shared_cache
-    from .cache import ResponseCache
+    from .cache import DEFAULT_PATH, ResponseCache
 
-    return ResponseCache(os.path.join(options.workdir, ".fmflow", "cache", "responses.sqlite3"))
+    return ResponseCache(os.path.join(options.workdir, DEFAULT_PATH))
 
 
 def _open_trace(program: Program, flow, options: RunOptions, secrets):
     if not options.trace:
         return None
-    from .trace import TraceWriter
+    from ..observe.otlp import exporter_from_env
+    from ..observe.trace import TraceWriter
 
     return TraceWriter(os.path.join(options.workdir, ".fmflow", "runs"), run_id=options.run_id, secrets=secrets,
-                       flow=flow.name, file=program.path, to_jsonable=program.types.to_jsonable)
+                       flow=flow.name, file=program.path, to_jsonable=program.types.to_jsonable,
+                       exporter=exporter_from_env())
 
 
 def _describe(error: BaseException) -> str:

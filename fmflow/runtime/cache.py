@@ -13,11 +13,14 @@ before they are stored: the cache holds no secret a run knew.
 
 One sqlite connection is shared by every thread and asyncio task of a process
 and guarded by a lock; WAL journal mode lets other processes (``fmflow
-batch`` workers) read while one writes.
+batch`` workers) read while one writes. ``shared_cache(path)`` opens each
+file once per process, on the first call that can use it: a run whose calls
+never reach the cache (tools, models with `cache: false`) opens nothing.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -82,6 +85,7 @@ class ResponseCache:
         self._warn = warn or _warn_on_stderr
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self.closed = False
         self._conn: sqlite3.Connection | None = self._open()
 
     # -- opening ---------------------------------------------------------
@@ -241,6 +245,7 @@ class ResponseCache:
         """Close the connection; later calls behave as on an unusable file."""
         with self._lock:
             conn, self._conn = self._conn, None
+            self.closed = True
         if conn is not None:
             try:
                 conn.close()
@@ -252,6 +257,40 @@ class ResponseCache:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# The caches this process opened, by absolute path (most recently used last).
+_SHARED: dict[str, ResponseCache] = {}
+_SHARED_LOCK = threading.Lock()
+_SHARED_LIMIT = 16     # open files kept; the least recently used one is closed beyond that
+
+
+def shared_cache(path: str | Path) -> ResponseCache:
+    """The process's open cache of ``path``, opened on first use and kept for later runs.
+
+    Opening a cache (connect, WAL and schema statements) costs about a
+    millisecond, more than a whole run of quick steps.
+    """
+    key = os.path.abspath(path)
+    with _SHARED_LOCK:
+        cache = _SHARED.pop(key, None)
+        if cache is None or cache.closed:   # closed by its user: open it again
+            cache = ResponseCache(key)
+        _SHARED[key] = cache
+        while len(_SHARED) > _SHARED_LIMIT:
+            _SHARED.pop(next(iter(_SHARED))).close()
+    return cache
+
+
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        caches = list(_SHARED.values())
+        _SHARED.clear()
+    for cache in caches:
+        cache.close()
+
+
+atexit.register(_close_shared)
 
 
 class _Damaged(Exception):

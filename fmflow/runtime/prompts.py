@@ -246,11 +246,13 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
                           json_schema=schema, schema_name=getattr(decl, "name", None), tools=tools,
                           options=dict(config.options), on_text=stream_to)
     span = run.trace_start("model", config.name, CURRENT_SPAN.get(), None, model=config.model,
-                           provider=config.provider, prompt=_prompt_info(run, decl) if run.trace else None)
-    caching = run.cache is not None and config.caches() and tools is None
-    key = cache_key(config.provider, config.model, _settings(config), messages, schema) if caching else None
+                           provider=config.provider, prompt=_prompt_info(run, decl) if run.trace else None,
+                           temperature=config.temperature, max_tokens=config.max_tokens,
+                           inputs={"messages": messages} if run.trace else None)
+    cache = run.response_cache() if config.caches() and tools is None else None
+    key = cache_key(config.provider, config.model, _settings(config), messages, schema) if cache is not None else None
     if key is not None and use_cache:
-        hit = run.cache.get(key, accept=_is_response_data)
+        hit = cache.get(key, accept=_is_response_data)
         if hit is not None:
             response = ChatResponse(**hit)
             _end_model_span(run, span, response, cache_hit=True, attempts=[])
@@ -282,7 +284,7 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
 
     def commit() -> None:
         if key is not None:   # masked with the run's secrets: a cache may be shared by many runs (a server's)
-            run.cache.put(key, run.secrets.mask_data(_response_data(response)))
+            cache.put(key, run.secrets.mask_data(_response_data(response)))
 
     return response, commit
 
@@ -330,6 +332,12 @@ def _clean_response(response: ChatResponse) -> ChatResponse:
     return response
 
 
+def _finish_reason(response: ChatResponse) -> str:
+    if response.truncated:
+        return "length"
+    return "tool_calls" if response.tool_calls else "stop"
+
+
 def _prompt_info(run, decl) -> dict | None:
     if not isinstance(decl, ast.PromptDecl):
         return None
@@ -343,5 +351,8 @@ def _end_model_span(run, span, response: ChatResponse, cache_hit: bool, attempts
     if span is None:
         return
     span.set(tokens_in=response.tokens_in, tokens_out=response.tokens_out, cost=response.cost,
-             cache_hit=cache_hit, retries=len(attempts), attempts=attempts)  # attempts lists the failed ones
+             cache_hit=cache_hit, retries=len(attempts), attempts=attempts,  # attempts lists the failed ones
+             response_model=response.model, finish_reason=_finish_reason(response))
+    if response.tool_calls:
+        span.set(tool_calls=[{"name": c.name, "arguments": c.arguments} for c in response.tool_calls])
     run.trace_end(span, output=response.text)

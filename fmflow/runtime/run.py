@@ -14,6 +14,7 @@ from ..checks.resolve import decl_type
 from ..checks.typecheck import DEFAULT_MODEL
 from ..providers.base import ModelConfig, split_model_spec
 from ..secrets import MaskedStream, SecretMasker, is_env_var_name, looks_like_key
+from ..types import STR
 from .agents import call_agent
 from .boundary import Unrepresentable, admit, clean_text
 from .errors import FlowRuntimeError, NotMocked, describe
@@ -70,12 +71,10 @@ class RunResult:
 class RunState:
     """What every call of one run shares."""
 
-    def __init__(self, program, options: RunOptions, trace=None, cache=None,
-                 secrets: SecretMasker | None = None) -> None:
+    def __init__(self, program, options: RunOptions, trace=None, secrets: SecretMasker | None = None) -> None:
         self.program = program
         self.options = options
         self.trace = trace
-        self.cache = cache
         models = options.shared_models or SharedModels()
         self._model_configs: dict[int, Any] = models.configs
         self._model_decls: dict[tuple[str, str], ast.ModelDecl] = models.decls
@@ -86,6 +85,17 @@ class RunState:
         self.secrets = secrets if secrets is not None else secrets_for(program)
         # The final answer streams masked: a secret in it must not reach the screen either.
         self.stream = MaskedStream(self.secrets, options.on_text, clean=clean_text) if options.on_text else None
+
+    def response_cache(self):
+        """The response cache, for a call that can use it (None with the cache off): the
+        options' shared cache, else the process's cache of the workdir, opened on first use."""
+        if not self.options.cache:
+            return None
+        if self.options.shared_cache is not None:
+            return self.options.shared_cache
+        from .cache import DEFAULT_PATH, shared_cache
+
+        return shared_cache(os.path.join(self.options.workdir, DEFAULT_PATH))
 
     # -------------------------------------------------------------- traces
     def trace_start(self, kind: str, name: str, parent: str | None, line: int | None, **attrs):
@@ -116,18 +126,21 @@ class RunState:
             self._enums[key] = self.program.types.annotation(decl_type(decl, path))
         return self._enums[key]
 
-    def validate(self, t, value: Any, what: str) -> Any:
-        """``value`` as a value of type ``t``, copied and checked to be representable (boundary.py)."""
+    def validate(self, t, value: Any, what: str | Callable[[], str]) -> Any:
+        """``value`` as a value of type ``t``, copied and checked to be representable (boundary.py).
+        ``what`` names the value in an error (a function giving the name, when it costs to build)."""
+        if t is STR and type(value) is str:   # the commonest case, as admit() would leave it
+            return value if value.isascii() else clean_text(value)
         try:
             return admit(self.program.types.validate(t, value))
         except OutputError as error:
-            raise FlowRuntimeError(f"{what}: {error.message}") from None
+            raise FlowRuntimeError(f"{_named(what)}: {error.message}") from None
         except Unrepresentable as error:
-            raise FlowRuntimeError(f"{what}: {error}") from None
+            raise FlowRuntimeError(f"{_named(what)}: {error}") from None
         except RecursionError:
-            raise FlowRuntimeError(f"{what}: it is nested too deeply or contains itself") from None
+            raise FlowRuntimeError(f"{_named(what)}: it is nested too deeply or contains itself") from None
         except Exception as error:   # a value whose own methods fail while it is read (a __repr__ that raises)
-            raise FlowRuntimeError(f"{what}: it cannot be read ({describe(error)})") from None
+            raise FlowRuntimeError(f"{_named(what)}: it cannot be read ({describe(error)})") from None
 
     def read_env(self, name: Any, read: Callable[[], Any]) -> Any:
         """env(name, …): the value ``read()`` gives, a secret from now on (when it came from
@@ -189,9 +202,8 @@ class RunState:
         return self.options.mocks is not None and decl.name in self.options.mocks
 
     def _validate_args(self, decl: ast.Decl, params, args: dict[str, Any]) -> dict[str, Any]:
-        what = f"{decl.kind} '{decl.name}'"
-        return {name: self.validate(t, args[name], f"argument '{name}' of {what}") for name, t in params
-                if name in args}
+        return {name: self.validate(t, args[name], lambda name=name: f"argument '{name}' of {decl.kind} "
+                                    f"'{decl.name}'") for name, t in params if name in args}
 
     async def with_defaults(self, decl: ast.Decl, args: dict[str, Any]) -> dict[str, Any]:
         """``args`` (validated) with the parameters left out given their defaults, evaluated now,
@@ -315,6 +327,10 @@ def secrets_for(program) -> SecretMasker:
     for url in urls:
         masker.add_url(url)
     return masker
+
+
+def _named(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 def _bind(decl: ast.Decl, params, names: list[str | None], values: list[Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import contextvars
 import inspect
 import queue
 import threading
+import weakref
 from typing import Any, Callable
 
 from .. import ast
@@ -40,28 +41,37 @@ def target_of(decl: ast.ToolDecl) -> str:
 
 async def call_tool(run, decl: ast.ToolDecl, args: dict[str, Any], returns) -> Any:
     """Call the tool's implementation with validated arguments; its result validated against ``returns``."""
-    label = tool_label(run, decl)
-    timeout = await _timeout_of(run, decl, label)
+    timeout = await _timeout_of(run, decl)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            if is_imported(target_of(decl), run.program.folder_of(decl)):
-                function = _load(run, decl)
-            else:   # a first import may be slow or hang: on a worker thread, within the timeout
-                function = await _invoke(_load, {"run": run, "decl": decl})
+            function = run.program.memo.get(("tool", id(decl)))
+            if function is None:
+                function = await _resolve(run, decl)
             result = await _invoke(function, args)
     except TimeoutError as error:
         if deadline.expired():
-            raise CallFailed(f"{label} did not finish within its timeout of {timeout:g}s "
+            raise CallFailed(f"{tool_label(run, decl)} did not finish within its timeout of {timeout:g}s "
                              f'(raise it with python("{target_of(decl)}", timeout: …))') from None
-        raise CallFailed(f"{label} failed: {describe(error)}") from error
+        raise CallFailed(f"{tool_label(run, decl)} failed: {describe(error)}") from error
     except (asyncio.CancelledError, FlowRuntimeError):
         raise
     except SystemExit as error:
-        raise CallFailed(f"{label} called sys.exit({error.code!r}); a tool must return or raise") from None
+        raise CallFailed(f"{tool_label(run, decl)} called sys.exit({error.code!r}); "
+                         "a tool must return or raise") from None
     except BaseException as error:   # KeyboardInterrupt or GeneratorExit raised by the tool itself too
-        raise CallFailed(f"{label} failed: {describe(error)}") from error
-    return run.validate(returns, result, f"the result of {label}")
+        raise CallFailed(f"{tool_label(run, decl)} failed: {describe(error)}") from error
+    return run.validate(returns, result, lambda: f"the result of {tool_label(run, decl)}")
+
+
+async def _resolve(run, decl: ast.ToolDecl) -> Callable[..., Any]:
+    """The tool's callable, kept by the program once found (resolving it reads the file system)."""
+    if is_imported(target_of(decl), run.program.folder_of(decl)):
+        function = _load(run, decl)
+    else:   # a first import may be slow or hang: on a worker thread, within the timeout
+        function = await _invoke(_load, {"run": run, "decl": decl})
+    run.program.memo[("tool", id(decl))] = function
+    return function
 
 
 def _load(run, decl: ast.ToolDecl) -> Callable[..., Any]:
@@ -71,18 +81,24 @@ def _load(run, decl: ast.ToolDecl) -> Callable[..., Any]:
     return langchain_tool(target, folder) or load_callable(target, folder)
 
 
-async def _timeout_of(run, decl: ast.ToolDecl, label: str) -> float:
+async def _timeout_of(run, decl: ast.ToolDecl) -> float:
+    key = ("tool timeout", id(decl))
+    known = run.program.memo.get(key)
+    if known is not None:
+        return known
     arg = next((a for a in decl.impl.args if a.name == "timeout"), None)
     if arg is None:
         return DEFAULT_TIMEOUT
     value = await Evaluator(run, decl).eval(arg.value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise FlowRuntimeError(f"{label}: timeout must be a duration longer than 0s, got {value!r}")
+        raise FlowRuntimeError(f"{tool_label(run, decl)}: timeout must be a duration longer than 0s, got {value!r}")
+    if isinstance(arg.value, ast.Literal):   # the same for every call (an env() may differ per run)
+        run.program.memo[key] = float(value)
     return float(value)
 
 
 async def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:
-    if inspect.iscoroutinefunction(function):
+    if _is_async(function):
         return await function(**args)
     loop = asyncio.get_running_loop()
     job = _Job(loop, loop.create_future(), contextvars.copy_context(), function, args)
@@ -99,6 +115,22 @@ async def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:
     if inspect.isawaitable(value):   # a sync callable that hands back a coroutine (functools.partial …)
         return await value
     return value
+
+
+_ASYNC: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    """inspect.iscoroutinefunction, remembered per function (it unwraps partials and methods each time)."""
+    try:
+        return _ASYNC[function]
+    except (KeyError, TypeError):
+        found = inspect.iscoroutinefunction(function)
+        try:
+            _ASYNC[function] = found
+        except TypeError:   # not weakly referenceable
+            pass
+        return found
 
 
 class _Job:

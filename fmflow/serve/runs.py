@@ -57,7 +57,7 @@ class FlowRunner:
         """The id of the next run's trace (None when traces are off)."""
         if not self.options.trace:
             return None
-        from ..runtime.trace import new_run_id
+        from ..observe.trace import new_run_id
 
         return new_run_id()
 

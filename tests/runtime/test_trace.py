@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 
 import pytest
 
-from fmflow.runtime.trace import MAX_DEPTH, TraceWriter
-from fmflow.runtime.trace_view import TraceNotFound, find_run, read_trace, render_trace
+from fmflow.observe.trace import MAX_DEPTH, TraceWriter
+from fmflow.observe.trace_view import TraceNotFound, find_run, read_trace, render_trace
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -49,8 +50,9 @@ def test_file_shape(tmp_path):
     records = lines(path)
     assert [r["type"] for r in records] == ["run", "span", "span", "end"]
     header, call_rec, root_rec, end = records
-    assert header == {"type": "run", "run_id": trace.run_id, "flow": "main",
+    assert header == {"type": "run", "run_id": trace.run_id, "trace_id": trace.trace_id, "flow": "main",
                       "file": "app.fmflow", "started": header["started"]}
+    assert re.fullmatch(r"[0-9a-f]{32}", trace.trace_id)
     assert call_rec["parent"] == root_rec["id"] and root_rec["parent"] is None
     assert call_rec["id"] != root_rec["id"]
     for key in ("id", "parent", "kind", "name", "line", "start", "end", "duration_ms",
@@ -95,8 +97,11 @@ def test_crash_safety_lines_present_before_close(tmp_path):
     trace = TraceWriter(tmp_path, run_id="crash")
     trace.start_span("call", "a").end(output=1)
     trace.start_span("call", "b").end(output=2)
-    # No close: every finished span must already be on disk.
-    records = read_trace(tmp_path / "crash.jsonl")
+    # No close: the background writer puts every finished span on disk within a fraction of a second.
+    deadline = time.monotonic() + 5
+    while len(records := read_trace(tmp_path / "crash.jsonl") if trace.path.exists() else []) < 3:
+        assert time.monotonic() < deadline, records
+        time.sleep(0.02)
     assert [r.get("name") for r in records] == [None, "a", "b"]
     # A line cut short by a crash is skipped when reading.
     with open(tmp_path / "crash.jsonl", "a", encoding="utf-8") as fh:

@@ -1,0 +1,281 @@
+"""Run traces: one JSON line per step in ``.fmflow/runs/<run-id>.jsonl``.
+
+The file is a header record (``run``: the run id, the OpenTelemetry trace id
+of the run, the flow, the file, the start), one ``span`` record per finished
+step, and an ``end`` record. A span costs the event loop only its creation
+and a list append when it ends: converting, masking and writing happen on
+the background writer (background.py), which also hands each clean span to
+the OTLP exporter when one is set (otlp.py). Closing a trace writes what is
+left before it returns, so a finished run's file is complete.
+
+Values are cut to a readable size and secrets are masked (cleaning.py)
+*before* they reach the file or an exporter: a trace is meant to be shared
+in a bug report. Values are read when written, a fraction of a second after
+their step ended: the runtime copies values where they enter a run, so a
+step's output is not changed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..runtime.boundary import clean_text
+from ..secrets import SecretMasker
+from .background import BACKGROUND
+from .cleaning import MAX_DEPTH, Cleaner, default_to_jsonable, error_text  # noqa: F401  (re-exported)
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode   # one encoder for every line
+_STRING = json.encoder.encode_basestring                 # a str as a JSON string (C, not ASCII-only)
+_FIXED = frozenset(("type", "id", "parent", "kind", "name", "line", "start", "end", "duration_ms", "inputs",
+                    "output", "error"))
+_WAIT_FOR_WRITER = 2.0   # seconds a signal handler waits for the writer thread to let go of a trace
+
+
+def _json_value(clean: Cleaner, value: Any) -> str:
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _STRING(clean.text(value))
+    return _ENCODE(clean.value(value))
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
+
+
+class Span:
+    """One step in flight; handed to its trace's buffer when it ends."""
+
+    __slots__ = ("_writer", "id", "parent", "kind", "name", "line", "inputs", "attrs",
+                 "start", "_t0", "ended")
+
+    def __init__(self, writer: TraceWriter, span_id: str, parent: str | None, kind: str,
+                 name: str, line: int | None, inputs: dict | None, attrs: dict) -> None:
+        self._writer = writer
+        self.id = span_id
+        self.parent = parent
+        self.kind = kind
+        self.name = name
+        self.line = line
+        # A shallow copy keeps later rebinding by the caller out of the trace.
+        self.inputs = dict(inputs) if inputs else {}
+        self.attrs = attrs
+        self._t0 = time.perf_counter()
+        self.start = writer.started + (self._t0 - writer._t0)   # wall time, from the one clock read
+        self.ended = False
+
+    def set(self, **attrs: Any) -> Span:
+        self.attrs.update(attrs)
+        return self
+
+    def end(self, output: Any = None, error: Any = None) -> None:
+        """Record the end; a second call does nothing."""
+        if self.ended:
+            return
+        self.ended = True
+        writer = self._writer
+        writer._open.pop(self.id, None)
+        writer._pending.append((self, output, error, (time.perf_counter() - self._t0) * 1000.0))
+
+    def __enter__(self) -> Span:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.end(error=exc)
+
+
+class TraceWriter:
+    """Buffers a run's records and appends them to ``<runs_dir>/<run_id>.jsonl``."""
+
+    def __init__(self, runs_dir: str | Path, run_id: str | None = None,
+                 secrets: Iterable[str] | SecretMasker = (), flow: str = "", file: str = "",
+                 to_jsonable: Callable[[Any], Any] | None = None, exporter: Any = None) -> None:
+        self.run_id = run_id or new_run_id()
+        self._new_id = run_id is None
+        self.trace_id = os.urandom(16).hex()   # the run's OpenTelemetry trace id (W3C: 32 hex digits)
+        self.flow = flow
+        self.file = file
+        self.path = Path(runs_dir) / f"{self.run_id}.jsonl"
+        self.last_error: Exception | None = None
+        # A masker shared with the run sees the secrets it learns later (env() in a flow body).
+        self.masker = secrets if isinstance(secrets, SecretMasker) else SecretMasker(secrets)
+        self._cleaner = Cleaner(self.masker, to_jsonable or default_to_jsonable)
+        self._exporter = exporter
+        self._next_id = 0
+        self._open: dict[str, Span] = {}
+        self._pending: deque = deque()        # ended spans and records, not yet written
+        self._lock = threading.RLock()        # one drain at a time (re-entered by a signal handler)
+        self._fh = None
+        self._closed = False
+        self.started = time.time()
+        self._t0 = time.perf_counter()
+        self._pending.append({"type": "run", "run_id": self.run_id, "trace_id": self.trace_id, "flow": flow,
+                              "file": file, "started": self.started})
+        BACKGROUND.add(self)
+
+    # -- spans -----------------------------------------------------------
+
+    def start_span(self, kind: str, name: str, parent: str | Span | None = None,
+                   line: int | None = None, inputs: dict | None = None, **attrs: Any) -> Span:
+        if isinstance(parent, Span):
+            parent = parent.id
+        self._next_id += 1
+        span = Span(self, f"s{self._next_id}", parent, kind, name, line, inputs, attrs)
+        self._open[span.id] = span
+        return span
+
+    def _span_record(self, span: Span, output: Any, error: Any, duration_ms: float) -> dict:
+        attrs = span.attrs
+        if output is None:
+            output = attrs.get("output")
+        if error is None:
+            error = attrs.get("error")
+        clean = self._cleaner
+        text, value = clean.text, clean.value
+        # Built already clean, field by field: the fixed fields need no key checks.
+        record = {"type": "span", "id": span.id,
+                  "parent": None if span.parent is None else text(str(span.parent)),
+                  "kind": text(str(span.kind)), "name": text(str(span.name)),
+                  "line": span.line if type(span.line) is int else value(span.line),
+                  "start": span.start, "end": span.start + duration_ms / 1000.0,
+                  "duration_ms": round(duration_ms, 3),
+                  "inputs": clean.mapping(span.inputs, 1),
+                  "output": value(output), "error": value(error_text(error))}
+        if attrs:
+            for key, item in clean.mapping(attrs).items():
+                if key not in record:   # attrs never overwrite the fixed fields
+                    record[key] = item
+        return record
+
+    # -- the file --------------------------------------------------------
+
+    def drain(self) -> None:
+        """Write every buffered record (one write, one flush); I/O trouble never breaks a run."""
+        if not self._lock.acquire(timeout=_WAIT_FOR_WRITER):
+            return
+        try:
+            pending = self._pending
+            if not pending or self._fh is False:
+                return
+            lines = []
+            while pending:
+                lines.append(self._line(pending.popleft()))
+            self._write("".join(lines))
+        finally:
+            self._lock.release()
+
+    def _line(self, item: Any) -> str:
+        if type(item) is not tuple:
+            line = _ENCODE(self._cleaner.mapping(item))
+        elif self._exporter is not None:
+            record = self._span_record(*item)
+            self._exporter.span(self, record)
+            line = _ENCODE(record)
+        else:
+            line = self._span_line(*item)
+        # clean_text: a lone surrogate that slipped through must not make the line unwritable.
+        return clean_text(line) + "\n"
+
+    def _span_line(self, span: Span, output: Any, error: Any, duration_ms: float) -> str:
+        """The JSON text of ``_span_record``, put together directly: the same line for a
+        fraction of the time (most spans are small, and there are many)."""
+        attrs = span.attrs
+        if output is None:
+            output = attrs.get("output")
+        if error is None:
+            error = attrs.get("error")
+        clean = self._cleaner
+        text = clean.text
+        parent = "null" if span.parent is None else _STRING(text(str(span.parent)))
+        line = span.line if type(span.line) is int else _ENCODE(clean.value(span.line))
+        inputs = _ENCODE(clean.mapping(span.inputs, 1)) if span.inputs else "{}"
+        head = (f'{{"type":"span","id":{_STRING(span.id)},"parent":{parent},"kind":{_STRING(text(str(span.kind)))},'
+                f'"name":{_STRING(text(str(span.name)))},"line":{"null" if line is None else line},'
+                f'"start":{span.start!r},"end":{span.start + duration_ms / 1000.0!r},'
+                f'"duration_ms":{round(duration_ms, 3)!r},"inputs":{inputs},"output":{_json_value(clean, output)},'
+                f'"error":{_json_value(clean, error_text(error))}')
+        if not attrs:
+            return head + "}"
+        extra = {k: v for k, v in clean.mapping(attrs).items() if k not in _FIXED}   # never over the fixed fields
+        return head + ("," + _ENCODE(extra)[1:] if extra else "}")
+
+    def _write(self, text: str) -> None:
+        try:
+            if self._fh is None:
+                self._fh = self._create()
+            self._fh.write(text)
+            self._fh.flush()
+        except (OSError, ValueError) as exc:
+            self.last_error = exc if isinstance(exc, OSError) else OSError(str(exc))
+            if self._fh is None:
+                self._fh = False   # the file cannot be made: later records are dropped, not retried
+
+    def _create(self):
+        """The trace file, made from a spare file when there is one (see background.SpareFiles)."""
+        folder = str(self.path.parent)
+        spare = BACKGROUND.spares.take(folder)
+        # A run id given by the caller may name an existing trace, to be appended to, never replaced.
+        if spare is not None and (self._new_id or not os.path.exists(self.path)):
+            try:
+                os.rename(spare, self.path)   # never over an existing trace: run ids are unique
+                return open(self.path, "a", encoding="utf-8")
+            except OSError:
+                pass
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "a", encoding="utf-8")
+
+    def close(self, status: str = "ok", error: Any = None) -> None:
+        """End spans still open, add the end record and write everything; a second call does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._end_record(status, error)
+            self.drain()
+            if self._fh:
+                try:
+                    self._fh.close()
+                except OSError as exc:
+                    self.last_error = exc
+            self._fh = False
+        BACKGROUND.remove(self)
+        if self._exporter is not None:
+            self._exporter.run_ended(self)
+
+    def terminate(self) -> None:
+        """The process is being killed (SIGTERM): write what there is and say so."""
+        if not self._lock.acquire(timeout=_WAIT_FOR_WRITER):
+            return
+        try:
+            if not self._closed:
+                self._closed = True
+                self._end_record("terminated", "the process received SIGTERM")
+            self.drain()
+            if self._exporter is not None:
+                self._exporter.run_ended(self)
+        finally:
+            self._lock.release()
+
+    def _end_record(self, status: str, error: Any) -> None:
+        for span in list(self._open.values()):
+            span.set(unfinished=True)
+            span.end()
+        record: dict[str, Any] = {"type": "end", "run_id": self.run_id, "status": status}
+        if error is not None:
+            record["error"] = error_text(error)
+        record["ended"] = time.time()
+        record["duration_ms"] = round((time.perf_counter() - self._t0) * 1000.0, 3)
+        self._pending.append(record)
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.close("error" if exc is not None else "ok", error=exc)
