@@ -173,7 +173,7 @@ def attributes(record: dict, writer, capture: bool) -> dict[str, Any]:
     elif kind == "prompt":
         out["gen_ai.prompt.name"] = name
     if record.get("error") is not None:
-        out["error.type"] = str(record["error"]).split(":", 1)[0]
+        out["error.type"] = record.get("error_type") or "_OTHER"
     if record.get("unfinished"):
         out["fmflow.unfinished"] = True
     return {k: v for k, v in out.items() if v is not None}

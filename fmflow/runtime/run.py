@@ -108,8 +108,13 @@ class RunState:
     def trace_end(self, span, output: Any = None, error: BaseException | None = None) -> None:
         if self.options.on_event is not None and span is not None:
             self.options.on_event("end", span.name, None)
-        if span is not None:
-            span.end(output=output, error=_error_text(error) if error is not None else None)
+        if span is None:
+            return
+        if error is None:
+            span.end(output=output)
+        else:
+            span.set(error_type=type(error).__name__)
+            span.end(output=output, error=_error_text(error))
 
     async def with_span(self, span, awaitable):
         token = CURRENT_SPAN.set(span.id if span is not None else CURRENT_SPAN.get())
