@@ -93,14 +93,19 @@ class Flow:
 
 def load(path: str | Path, flow: str | None = None, *, pins: dict[str, int] | None = None,
          model: str | None = None, cache: bool = True, trace: bool = True, workdir: str | Path = ".",
-         mocks: dict | None = None) -> Flow:
+         mocks: dict | None = None, budget=None) -> Flow:
     """Check a flow file and return one of its flows (the only one, or ``flow``).
 
+    ``budget``: USD that each run's model calls may cost (``--budget``), or a
+    ``fmflow.runtime.budget.Budget`` that many runs share; a run that would
+    pass it raises BudgetExceeded (a FlowRuntimeError) before the call.
     Raises FmflowCheckError with every diagnostic when the file has errors.
     """
     from .runtime import RunOptions
+    from .runtime.budget import Budget
 
-    options = RunOptions(cache=cache, trace=trace, workdir=str(workdir), model=model, mocks=mocks)
+    Budget.of(budget)   # a bad amount is refused here, not at the first run
+    options = RunOptions(cache=cache, trace=trace, workdir=str(workdir), model=model, mocks=mocks, budget=budget)
     return Flow(load_checked(path, pins=pins), flow, options)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program, require_regular_file, parse_model, parse_pins
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, load_flow_program, parse_model,
+                     parse_pins, require_regular_file)
 
 
 def cmd_batch(args) -> int:
@@ -21,7 +22,8 @@ def cmd_batch(args) -> int:
         result = run_batch(args.file, args.input, args.output, flow=args.flow, concurrency=args.concurrency,
                            resume=args.resume, overwrite=args.overwrite, ordered=args.ordered,
                            engine=args.engine, scheduler=args.scheduler, cache=not args.no_cache,
-                           trace=args.trace, model=model, pins=pins, program=program, progress=True)
+                           trace=args.trace, model=model, pins=pins, program=program, progress=True,
+                           budget=args.budget)
     except DataError as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -55,4 +57,5 @@ def add_commands(commands) -> None:
     batch.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
     batch.add_argument("--model", metavar="PROVIDER:NAME",
                        help="the model of prompts that name none (when no model is declared as `default`)")
+    add_budget_option(batch)
     batch.set_defaults(handler=cmd_batch)

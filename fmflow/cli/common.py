@@ -155,3 +155,23 @@ def parse_model(spec: str | None) -> str | None:
     if split_model_spec(spec) is None:
         raise UsageError(f"--model expects PROVIDER:NAME (e.g. ollama:llama3.2), got '{spec}'")
     return spec
+
+
+def budget_usd(text: str) -> float:
+    """``--budget USD``: a number of dollars, 0 or more (``0.50`` or ``$0.50``)."""
+    import math
+
+    try:
+        value = float(text.strip().lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a budget is a number of USD (e.g. 0.50), not '{text}'") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"a budget is 0 USD or more, not '{text}'")
+    return value
+
+
+def add_budget_option(parser) -> None:
+    """``--budget USD``, the same on every command that runs model calls (LANGUAGE.md §10)."""
+    parser.add_argument("--budget", type=budget_usd, metavar="USD",
+                        help="stop starting model calls once their cost would pass USD (estimated from the "
+                             "prompt and max_tokens at the models' prices)")

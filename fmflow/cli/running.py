@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, flow_files, load_flow_program, require_regular_file, parse_model, parse_pins
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, flow_files, load_flow_program,
+                     parse_model, parse_pins, require_regular_file)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -12,6 +13,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 def cmd_run(args) -> int:
     from ..runtime import RunOptions, run_flow_once, run_interruptibly
+    from ..runtime.budget import Budget
     from ..runtime.errors import FlowRuntimeError
 
     require_regular_file(args.file)
@@ -28,8 +30,9 @@ def cmd_run(args) -> int:
     inputs = _inputs(program, flow, args)
     progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
     stream = _Stream(progress) if not args.json and sys.stdout.isatty() else None
+    budget = Budget(args.budget) if args.budget is not None else None
     options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
-                         on_text=stream.write if stream else None)
+                         on_text=stream.write if stream else None, budget=budget)
     try:
         result = run_interruptibly(run_flow_once(program, flow.name, inputs, options))
     except KeyboardInterrupt:  # the run was cancelled and its trace closed as "interrupted"
@@ -52,6 +55,8 @@ def cmd_run(args) -> int:
     _print_result(data, args.json, stream)
     if result.trace_path and not args.json:
         print(f"trace: {result.trace_path}", file=sys.stderr)
+    if budget is not None:
+        print(f"budget: {budget.describe()}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -212,6 +217,7 @@ def add_commands(commands) -> None:
     run.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
     run.add_argument("--model", metavar="PROVIDER:NAME",
                      help="the model of prompts that name none (when no model is declared as `default`)")
+    add_budget_option(run)
     run.set_defaults(handler=cmd_run)
 
     test = commands.add_parser("test", help="run the test blocks of flow files")

@@ -11,6 +11,7 @@ continue one whose flow or input has changed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +42,8 @@ class BatchResult:
     usage: Usage                 # model calls, cache hits, tokens and cost of the whole output
     seconds: float               # wall time of this run
     engine: str
+    budget: float | None = None  # --budget, in USD, for the whole output
+    stopped: int = 0             # records not run because the budget was reached (--resume runs them)
 
     @property
     def ran(self) -> int:
@@ -61,6 +64,7 @@ class BatchJob:
     cache: bool = True
     trace: bool = False
     workdir: str = "."
+    budget: float | None = None              # USD left for the whole output (split among the processes)
     program: Any = field(default=None, compare=False, repr=False)  # already loaded here; never sent
 
     def __getstate__(self) -> dict[str, Any]:
@@ -77,8 +81,12 @@ class BatchJob:
                                 "batch was started with; every machine must see the same flow files")
         # The records share one open response cache and the models' evaluated settings:
         # a model's env() values are read once per runner, not once per record.
+        from ..runtime.budget import Budget
+
+        # One budget for every record this process runs: each process of a cluster takes its share.
+        budget = Budget(self.budget / share) if self.budget is not None else None
         options = RunOptions(cache=self.cache, trace=self.trace, workdir=self.workdir, model=self.model,
-                             limit_share=share, shared_models=SharedModels())
+                             limit_share=share, shared_models=SharedModels(), budget=budget)
         options.shared_cache = open_cache(options)
         return FlowRunner(program, self.flow, options)
 
@@ -94,11 +102,15 @@ class FlowRunner:
     async def __call__(self, record: Record) -> Outcome:
         from ..runtime import run_flow
 
+        from ..runtime.budget import BudgetExceeded
+
         usage = Usage()
         try:
             result = await run_flow(self.program, self.flow, record.value, _counting(self.options, usage))
         except asyncio.CancelledError:
             raise
+        except BudgetExceeded as error:   # the batch stops starting records; this one runs again on --resume
+            return Outcome(record.line, error=describe_error(error), usage=usage, stopped=True)
         except Exception as error:  # the record failed, the batch goes on
             return Outcome(record.line, error=describe_error(error), usage=usage)
         return Outcome(record.line, output=result.data, usage=usage)
@@ -193,7 +205,7 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
                      cache: bool = True, trace: bool = False, model: str | None = None,
                      pins: dict[str, int] | None = None, workdir: str = ".", program=None,
                      progress: bool | Callable[[Totals], None] = False, partition_size: int | None = None,
-                     window: int | None = None) -> BatchResult:
+                     window: int | None = None, budget: float | None = None) -> BatchResult:
     """Run ``flow`` of ``flow_file`` once per record of ``input`` (.jsonl, .csv, .parquet).
 
     ``concurrency`` records run at once. ``resume`` continues the batch that
@@ -203,6 +215,9 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
     "local" or "dask" (on ``scheduler``, or on a local cluster). ``program``:
     the already checked Program of ``flow_file``. ``progress``: True for a
     progress display on stderr, or a function called with the totals.
+    ``budget``: USD the model calls of the whole output may cost (a resumed
+    batch counts what was spent before); once reached, records stop starting
+    and the rest become error lines that ``resume`` runs again.
     """
     started = time.monotonic()
     if resume and overwrite:
@@ -220,18 +235,23 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
     async with runner_engine:
         checkpoint, file = _open_output(output, identity, resume, overwrite)
         done_before = checkpoint.progress.totals.get("ok", 0) + checkpoint.progress.totals.get("failed", 0)
+        if budget is not None:
+            spent = float(checkpoint.progress.totals.get("cost", 0.0))
+            job = dataclasses.replace(job, budget=max(0.0, budget - spent))
         reporter = _reporter(progress, scan.records, done_before)
         window = window or (max(16 * concurrency, 1024) if ordered else max(100 * concurrency, 100_000))
         driver = Driver(BatchSink(file), checkpoint, ordered=ordered, window=window, on_progress=reporter)
         try:
-            totals = await driver.run(runner_engine, job, source.records(checkpoint.progress.skipper()))
+            totals = await driver.run(runner_engine, job, source.records(checkpoint.progress.skipper()),
+                                      stop_error=f"not run: the budget of ${budget or 0:.4f} was reached "
+                                                 "(continue with --resume and a larger --budget)")
         finally:
             file.close()
             checkpoint.close()
             if hasattr(reporter, "finish"):
                 reporter.finish(driver.totals)
     return BatchResult(output, scan.records, totals.ok, totals.failed, done_before, totals.usage,
-                       time.monotonic() - started, runner_engine.name)
+                       time.monotonic() - started, runner_engine.name, budget, driver.unfinished)
 
 
 def make_engine(name: str, concurrency: int, scheduler: str | None = None, partition_size: int | None = None):

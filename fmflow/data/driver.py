@@ -98,7 +98,7 @@ class Feed:
         """The next record to run (None at the end), waiting for room in the window."""
         driver = self._driver
         while not self.exhausted:
-            while driver.window_full():
+            while driver.window_full() and not driver.stopping:
                 await driver.room_freed()
             record = self._next()
             if record is not None:
@@ -122,6 +122,9 @@ class Feed:
 
     def _next(self) -> Record | None:
         """The next runnable record; a record the source could not read is an error outcome at once."""
+        if self._driver.stopping:   # the budget is reached: the rest stays unread (see Driver.stop_lines)
+            self.exhausted = True
+            return None
         record = next(self._records, None)
         if record is None:
             self.exhausted = True
@@ -156,10 +159,14 @@ class Driver:
         self._commit_lock = threading.Lock()
         self._snapshots = itertools.count(1)
         self._committed = 0
+        self.stopping = False                              # a record was stopped by the budget
+        self._stopped: dict[int, Outcome] = {}             # such records, by line
+        self.unfinished = 0                                # lines written after the last commit (budget)
 
     # -------------------------------------------------------------- running
 
-    async def run(self, engine: Engine, job: Job, records: Iterator[Record]) -> Totals:
+    async def run(self, engine: Engine, job: Job, records: Iterator[Record],
+                  stop_error: str = "not run") -> Totals:
         feed = Feed(records, self)
         committer = asyncio.create_task(self._commit_periodically())
         try:
@@ -168,6 +175,8 @@ class Driver:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
             self._final_commit()
+        if self.stopping:
+            self._write_stopped(records, stop_error)
         return self.totals
 
     # ------------------------------------------------------------- the window
@@ -186,6 +195,13 @@ class Driver:
 
     def emit(self, outcome: Outcome) -> None:
         """Take one outcome from the engine: write it now, or when its turn comes (ordered)."""
+        if outcome.stopped:   # held back; written after the final commit (_write_stopped)
+            self.stopping = True
+            self._stopped[outcome.line] = outcome
+            if outcome.usage is not None:
+                self.totals.usage.add(outcome.usage)   # what it spent before it stopped counts
+            self._room.set()                           # a feed waiting for room stops now
+            return
         if not self.ordered:
             self._write(outcome)
             return
@@ -218,6 +234,27 @@ class Driver:
             above.discard(issued[0])
             self.watermark = issued.popleft()
         self._room.set()
+
+    def _write_stopped(self, records: Iterator[Record], error: str) -> None:
+        """The job stopped on its budget: write the stopped records, the outcomes held behind them
+        (ordered) and every record never read, as lines *after* the last commit. A resumed job cuts
+        the output back to that commit and runs those records again."""
+        held = {**self._waiting, **self._stopped}
+        for line in sorted(held):
+            outcome = held[line]
+            self._write_uncommitted(outcome if not outcome.stopped else Outcome(line, error=outcome.error))
+        for record in records:
+            self._write_uncommitted(Outcome(record.line, error=record.error or error))
+        self._waiting.clear()
+        self._stopped.clear()
+        self.sink.flush()
+
+    def _write_uncommitted(self, outcome: Outcome) -> None:
+        if self.sink.write(outcome):
+            self.totals.ok += 1
+        else:
+            self.totals.failed += 1
+        self.unfinished += 1
 
     # ------------------------------------------------------------ checkpoints
 

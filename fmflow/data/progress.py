@@ -62,6 +62,10 @@ def summary(result) -> str:
     cost = f", ${usage.cost:.4f}" if usage.cost else ""
     lines.append(f"model calls: {usage.calls:,} ({usage.cached:,} cached); tokens: {usage.tokens_in:,} in, "
                  f"{usage.tokens_out:,} out{cost}")
+    if getattr(result, "budget", None) is not None:
+        lines.append(f"budget: ${usage.cost:.4f} of ${result.budget:.4f} spent"
+                     + (f"; reached: {result.stopped:,} records were not run (continue with --resume and a "
+                        "larger --budget)" if result.stopped else ""))
     rate = result.ran / result.seconds if result.seconds > 0 else 0.0
     lines.append(f"time: {_duration(result.seconds)} ({rate:,.0f} records/s, engine {result.engine}) "
                  f"-> {result.output}")

@@ -35,6 +35,9 @@ class Outcome:
     output: Any = None
     error: str | None = None
     usage: Usage | None = None
+    # The record stopped because the job's budget was reached: it is written after the last
+    # commit, so that a resumed job (with a larger budget) runs it again.
+    stopped: bool = False
 
     @property
     def ok(self) -> bool:

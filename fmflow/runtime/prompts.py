@@ -260,6 +260,13 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
     provider = get_provider(config.provider)
     limiter = limiter_for(config)
     deadline = call_deadline(config)
+    budget = run.budget
+    if budget is not None:
+        try:
+            estimate = budget.start(config, messages, f"{decl.kind} '{decl.name}' on model '{config.name}'")
+        except FlowRuntimeError as error:
+            run.trace_end(span, error=error)
+            raise
 
     async def attempt() -> ChatResponse:
         async with limiter.slot():
@@ -272,13 +279,19 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
                                                      on_retry=_restart_stream(stream_to),
                                                      notify=terminal_notice(config.name))
     except ProviderError as error:
+        if budget is not None:
+            budget.end(estimate, None)
         if span is not None:
             span.set(attempts=getattr(error, "attempts", []))
         run.trace_end(span, error=error)
         raise
     except BaseException as error:
+        if budget is not None:
+            budget.end(estimate, None)
         run.trace_end(span, error=error)
         raise
+    if budget is not None:
+        budget.end(estimate, response.cost)
     response = _clean_response(response)
     _end_model_span(run, span, response, cache_hit=False, attempts=attempts)
 

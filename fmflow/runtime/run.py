@@ -17,6 +17,7 @@ from ..secrets import MaskedStream, SecretMasker, is_env_var_name, looks_like_ke
 from ..types import STR
 from .agents import call_agent
 from .boundary import Unrepresentable, admit, clean_text
+from .budget import Budget
 from .errors import FlowRuntimeError, NotMocked, describe
 from .evaluate import Evaluator
 from .executor import FlowExecution
@@ -53,6 +54,8 @@ class RunOptions:
     # Evaluated model settings shared by many runs (a batch's): env() in a model block is read once for all.
     shared_models: SharedModels | None = None
     limit_share: int = 1                     # processes sharing each model's rate and concurrency (a cluster)
+    # --budget: USD for the run's model calls, or a runtime.budget.Budget shared by many runs (a batch's).
+    budget: Any = None
 
     @property
     def testing(self) -> bool:
@@ -75,6 +78,7 @@ class RunState:
         self.program = program
         self.options = options
         self.trace = trace
+        self.budget = Budget.of(options.budget)
         models = options.shared_models or SharedModels()
         self._model_configs: dict[int, Any] = models.configs
         self._model_decls: dict[tuple[str, str], ast.ModelDecl] = models.decls
