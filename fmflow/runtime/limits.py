@@ -5,32 +5,43 @@ server's capacity), so every call on that model shares them: all steps of
 a run, and all runs that run concurrently in one process. ``limiter_for``
 hands out one ModelLimiter per model declaration per event loop.
 
-Why our own sliding window rather than asyncio-throttle's Throttler: the
-Throttler reads ``time.monotonic`` and ``asyncio.sleep`` as module globals,
-so a fake clock means patching them process-wide; it polls every 10 ms
-while waiting (50 queued calls on `rate: 60/min` wake 5,000 times a second)
-and lets waiters race, so one call can starve. The window below takes the
-clock and sleep as arguments, sleeps exactly until the oldest stamp leaves
-the window, and serves waiters first come, first served.
+Rates are asyncio-throttle's ``Throttler`` (a sliding window of the last
+``period`` seconds) behind a FIFO gate. Alone, the Throttler lets every
+waiter poll and race for a freed place (one call can starve, and 50 queued
+calls on `rate: 60/min` would wake 5,000 times a second at its default
+10 ms); behind the gate only the first waiter polls, the others wait their
+turn in order. The poll interval is scaled to the period (``retry_interval``),
+so a freed place is taken within 0.2 % of the period. The Throttler reads
+``time.monotonic`` and ``asyncio.sleep`` as module globals; a limiter given
+another clock runs the Throttler's own methods with that clock instead
+(``_with_clock``), without touching the module, which other code may share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import types
 import weakref
 from collections import deque
 from dataclasses import replace
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from asyncio_throttle import Throttler
+
 from fmflow.providers.base import ModelConfig
 
-__all__ = ["ModelLimiter", "RateWindow", "limiter_for", "share_limits"]
+__all__ = ["ModelLimiter", "RateGate", "limiter_for", "retry_interval", "share_limits"]
 
 
-class RateWindow:
-    """At most ``limit`` acquisitions in any ``period`` seconds (a sliding window)."""
+def retry_interval(period: float) -> float:
+    """How often the first waiter looks for a free place: 1/500 of the period, within 1 ms … 0.5 s."""
+    return min(0.5, max(0.001, period / 500))
+
+
+class RateGate:
+    """At most ``limit`` acquisitions in any ``period`` seconds, served first come, first served."""
 
     def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
@@ -38,28 +49,33 @@ class RateWindow:
             raise ValueError(f"rate must be at least 1 request per positive period, got {limit}/{period}s")
         self.limit = limit
         self.period = period
+        self.throttler = Throttler(rate_limit=limit, period=period, retry_interval=retry_interval(period))
+        if clock is not time.monotonic or sleep is not asyncio.sleep:
+            _with_clock(self.throttler, clock, sleep)
         self._clock = clock
-        self._sleep = sleep
-        self._stamps: deque[float] = deque()
-        # Held while waiting for room: asyncio.Lock queues waiters FIFO, so the
-        # earliest caller gets the next free place and nobody starves.
-        self._lock = asyncio.Lock()
-        # The latest sleeps taken, for tests and traces (bounded: a server runs for days).
-        self.waits: deque[float] = deque(maxlen=1000)
+        # asyncio.Lock queues its waiters FIFO: the earliest caller is the one that polls.
+        self._gate = asyncio.Lock()
+        # The latest waits (seconds from arrival to a place), for tests and traces; bounded for servers.
+        self.waits: "deque[float]" = deque(maxlen=1000)
 
     async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = self._clock()
-                # A stamp exactly `period` old no longer counts: N per period, not N-1.
-                while self._stamps and self._stamps[0] <= now - self.period:
-                    self._stamps.popleft()
-                if len(self._stamps) < self.limit:
-                    self._stamps.append(now)
-                    return
-                wait = self._stamps[0] + self.period - now
-                self.waits.append(wait)
-                await self._sleep(wait)
+        arrived = self._clock()
+        async with self._gate:
+            await self.throttler.acquire()
+        waited = self._clock() - arrived
+        if waited > 0:
+            self.waits.append(waited)
+
+
+def _with_clock(throttler: Throttler, clock: Callable[[], float], sleep: Callable[[float], Awaitable[Any]]) -> None:
+    """Make ``throttler`` run its own ``flush`` and ``acquire`` with ``clock`` and ``sleep`` in place
+    of the module globals ``time.monotonic`` and ``asyncio.sleep`` they read."""
+    names = {"time": types.SimpleNamespace(monotonic=clock), "asyncio": types.SimpleNamespace(sleep=sleep)}
+    for name in ("flush", "acquire"):
+        function = getattr(Throttler, name)
+        rebound = types.FunctionType(function.__code__, {**function.__globals__, **names}, function.__name__,
+                                     function.__defaults__, function.__closure__)
+        setattr(throttler, name, types.MethodType(rebound, throttler))
 
 
 class ModelLimiter:
@@ -73,7 +89,7 @@ class ModelLimiter:
         self.concurrency = concurrency
         self.rate = rate
         self._semaphore = asyncio.Semaphore(concurrency) if concurrency is not None else None
-        self.window = RateWindow(rate[0], rate[1], clock=clock, sleep=sleep) if rate is not None else None
+        self.window = RateGate(rate[0], rate[1], clock=clock, sleep=sleep) if rate is not None else None
         self.in_flight = 0
         self.max_in_flight = 0
         self.started = 0

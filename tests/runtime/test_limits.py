@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fmflow.providers import ModelConfig
-from fmflow.runtime.limits import ModelLimiter, RateWindow, limiter_for
+from fmflow.runtime.limits import ModelLimiter, RateGate, limiter_for, retry_interval
 
 
 class FakeTime:
@@ -111,6 +111,7 @@ def test_slot_released_on_error_and_cancel():
 
 def test_rate_with_fake_clock():
     t = FakeTime()
+    step = retry_interval(10.0)
 
     async def go():
         limiter = ModelLimiter(rate=(3, 10.0), clock=t.clock, sleep=t.sleep)
@@ -124,27 +125,73 @@ def test_rate_with_fake_clock():
         return starts
 
     starts = run(go())
-    assert starts == [0, 0, 0, 10, 10, 10, 20]
+    # A place frees when the oldest start is one period old; the first waiter finds it within one poll.
+    for start, ideal in zip(starts, [0, 0, 0, 10, 10, 10, 20]):
+        assert ideal <= start <= ideal + (ideal / 10 + 1) * step
     # No window of one period ever holds more than 3 starts.
     assert all(sum(1 for s in starts if a <= s < a + 10.0) <= 3 for a in starts)
-    assert t.waits == [10.0, 10.0]  # computed, not polled
+    # asyncio-throttle polls, but only the first waiter does, at the interval scaled to the period.
+    assert set(t.waits) == {step}
+    assert len(t.waits) <= 20.0 / step + 4
 
 
-def test_rate_window_frees_places_as_stamps_age():
+def test_waiters_are_served_in_order_under_contention():
     t = FakeTime()
 
     async def go():
-        window = RateWindow(2, 60.0, clock=t.clock, sleep=t.sleep)
-        await window.acquire()          # t=0
-        t.now = 45.0
-        await window.acquire()          # t=45
-        await window.acquire()          # full: waits until the t=0 stamp leaves, at t=60
-        assert t.now == 60.0
-        await window.acquire()          # then until the t=45 stamp leaves, at t=105
-        assert t.now == 105.0
-        return list(window.waits)
+        gate = RateGate(2, 1.0, clock=t.clock, sleep=t.sleep)
+        order = []
 
-    assert run(go()) == [15.0, 45.0]
+        async def one(n):
+            await gate.acquire()
+            order.append((n, t.now))
+
+        await asyncio.gather(*(one(n) for n in range(12)))
+        return gate, order
+
+    gate, order = run(go())
+    assert [n for n, _ in order] == list(range(12))          # first come, first served: nobody overtakes
+    # Each window opens when the previous one's first stamp is a period old, at most one poll late.
+    step = retry_interval(1.0)
+    for (_, when), ideal in zip(order, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]):
+        assert ideal <= when <= ideal + (ideal + 1) * step
+    assert len(gate.waits) == 10 and 5.0 <= max(gate.waits) <= 5.0 + 6 * step
+
+
+def test_the_gate_frees_places_as_stamps_age():
+    t = FakeTime()
+
+    async def go():
+        gate = RateGate(2, 60.0, clock=t.clock, sleep=t.sleep)
+        await gate.acquire()          # t=0
+        t.now = 45.0
+        await gate.acquire()          # t=45
+        await gate.acquire()          # full: waits until the t=0 stamp leaves, at t=60
+        assert t.now == pytest.approx(60.0, abs=2 * retry_interval(60.0))
+        await gate.acquire()          # then until the t=45 stamp leaves, at t=105
+        assert t.now == pytest.approx(105.0, abs=2 * retry_interval(60.0))
+        return list(gate.waits)
+
+    assert run(go()) == pytest.approx([15.0, 45.0], abs=2 * retry_interval(60.0))
+
+
+def test_the_throttler_module_keeps_its_own_clock():
+    """A limiter with a fake clock changes nothing for other users of asyncio-throttle."""
+    import time as real_time
+
+    from asyncio_throttle import Throttler, throttler as module
+
+    RateGate(1, 1.0, clock=FakeTime().clock, sleep=FakeTime().sleep)
+    assert module.time is real_time and Throttler.flush.__globals__["time"] is real_time
+
+    async def go():
+        plain = Throttler(rate_limit=1, period=0.05, retry_interval=0.001)
+        started = real_time.monotonic()
+        await plain.acquire()
+        await plain.acquire()
+        return real_time.monotonic() - started
+
+    assert run(go()) >= 0.05
 
 
 def test_concurrency_then_rate():
