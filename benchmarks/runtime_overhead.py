@@ -24,6 +24,9 @@ fmflow/LCEL ratios and the targets:
     flow of that one call; LCEL ``ChatPromptTemplate`` (with the parser's
     format instructions, as fmflow adds the schema to the prompt) | fake
     model | ``PydanticOutputParser``. µs per call.
+(d), (e) a chain of 10 async tool steps at fmflow's defaults, traces off and
+    both off, against 10 chained RunnableLambda; and 1,000 calls at
+    ``rate: 100/s``: see overhead_tools.py.
 (c) 1,000 calls of 50 ms simulated latency at concurrency 100: fmflow
     ``results = [ask(q: q) for q in qs]`` with ``concurrency: 100`` on the
     model, the provider sleeping 50 ms (asyncio.sleep); LCEL
@@ -65,8 +68,13 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import overhead_tools  # noqa: E402  (sections (d) and (e))
+
+RATED_STARTS: list[float] = []   # when each call on the rate-limited model started
 
 # LCEL must not try to reach LangSmith; the figures are for the bare runtime.
 for _var in ("LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING", "LANGSMITH_TRACING", "LANGCHAIN_API_KEY",
@@ -150,7 +158,7 @@ flow fanout(qs: list[str]) -> list[str] {{
   results = [ask(q: q) for q in qs]
   return results
 }}
-'''
+''' + overhead_tools.tool_flows(overhead_tools.RATE_CALLS)
 
 
 def install_provider() -> None:
@@ -161,6 +169,10 @@ def install_provider() -> None:
         name = "bench"
 
         async def complete(self, config, request):
+            if config.model == "rated":
+                RATED_STARTS.append(time.monotonic())
+                await asyncio.sleep(overhead_tools.RATE_LATENCY)
+                return ChatResponse(text=REPLY)
             if config.model == "slow":
                 await asyncio.sleep(FANOUT_LATENCY)
                 return ChatResponse(text=REPLY)
@@ -469,6 +481,9 @@ async def bench(workdir: str, quick: bool) -> tuple[Table, dict[str, Any]]:
               verdict(ratio <= TARGET_FANOUT_RATIO) if fm else "")
     t.row("fmflow (traces off) / LCEL abatch of the chain", "", f"{c['fm_off'] / c['lcel']:.3f}", "", "")
     t.row("fmflow (traces off) / plain asyncio", "", f"{c['fm_off'] / c['plain']:.3f}", "", "")
+
+    results["d"] = await overhead_tools.tool_chain(t, workdir, quick)
+    results["e"] = await overhead_tools.rate_limit(t, workdir, quick, RATED_STARTS)
     return t, results
 
 

@@ -8,6 +8,7 @@ never leaves half a secret visible.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
@@ -19,6 +20,11 @@ from ..secrets import MASK, SecretMasker, is_secret_key_name
 MAX_STR = 2000
 MAX_ITEMS = 50
 MAX_DEPTH = 8
+SHORT = 64          # texts up to this long are memoised per trace (they repeat: kinds, names, ids)
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode   # one encoder for every line
+_JSON_STRING = json.encoder.encode_basestring                 # a str as a JSON string (C, not ASCII-only)
+_MASKED = _JSON_STRING(MASK)
 
 
 def default_to_jsonable(value: Any) -> Any:
@@ -53,6 +59,9 @@ class Cleaner:
         self._to_jsonable = to_jsonable or default_to_jsonable
         # Key names repeat on every span: their masked text and whether they name a credential.
         self._keys: dict[str, tuple[str, bool]] = {}
+        # So do short texts (kinds, names, ids, small values): their masked text.
+        self._short: dict[str, str] = {}
+        self._short_json: dict[str, str] = {}
         self._keys_version = masker.version
 
     def value(self, value: Any, depth: int = 0) -> Any:
@@ -79,9 +88,7 @@ class Cleaner:
 
     def mapping(self, value: dict, depth: int = 0) -> dict:
         out = {}
-        if self._keys_version != self.masker.version:   # a new secret may hide in a memoised key
-            self._keys.clear()
-            self._keys_version = self.masker.version
+        self._check_version()
         keys = self._keys
         for key, item in value.items():
             known = keys.get(key) if type(key) is str else None
@@ -111,8 +118,47 @@ class Cleaner:
         return out
 
     def text(self, text: str) -> str:
+        if len(text) <= SHORT:
+            known = self._short.get(text)
+            if known is not None and self._keys_version == self.masker.version:
+                return known
+            self._check_version()
+            masked = self.masker.mask(text)
+            if len(self._short) < 8192:
+                self._short[text] = masked
+            return masked
         # Mask before cutting: a cut could leave half a secret visible.
         text = self.masker.mask(text)
         if len(text) > MAX_STR:
             text = f"{text[:MAX_STR]}…[{len(text) - MAX_STR} more chars]"
         return text
+
+    def json_text(self, text: str) -> str:
+        """``text`` cleaned, as a JSON string literal (memoised like ``text``)."""
+        if len(text) <= SHORT:
+            known = self._short_json.get(text)
+            if known is not None and self._keys_version == self.masker.version:
+                return known
+            literal = _JSON_STRING(self.text(text))
+            if len(self._short_json) < 8192:
+                self._short_json[text] = literal
+            return literal
+        return _JSON_STRING(self.text(text))
+
+    def json_mapping(self, value: dict, depth: int = 0) -> str:
+        """``mapping(value)`` as JSON text; a dict of texts (the usual inputs) without the encoder."""
+        parts = []
+        for key, item in value.items():
+            if type(key) is not str or type(item) is not str:
+                return _ENCODE(self.mapping(value, depth))
+            name, secret = self._keys.get(key) or self._key(key)
+            parts.append(f"{_JSON_STRING(name)}:{_MASKED if secret else self.json_text(item)}")
+        return "{" + ",".join(parts) + "}"
+
+    def _check_version(self) -> None:
+        """Forget memoised texts when the masker learned a secret: it may hide in one of them."""
+        if self._keys_version != self.masker.version:
+            self._keys.clear()
+            self._short.clear()
+            self._short_json.clear()
+            self._keys_version = self.masker.version

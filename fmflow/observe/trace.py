@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -32,7 +33,6 @@ from .background import BACKGROUND
 from .cleaning import MAX_DEPTH, Cleaner, default_to_jsonable, error_text  # noqa: F401  (re-exported)
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode   # one encoder for every line
-_STRING = json.encoder.encode_basestring                 # a str as a JSON string (C, not ASCII-only)
 _FIXED = frozenset(("type", "id", "parent", "kind", "name", "line", "start", "end", "duration_ms", "inputs",
                     "output", "error"))
 _WAIT_FOR_WRITER = 2.0   # seconds a signal handler waits for the writer thread to let go of a trace
@@ -42,12 +42,20 @@ def _json_value(clean: Cleaner, value: Any) -> str:
     if value is None:
         return "null"
     if type(value) is str:
-        return _STRING(clean.text(value))
+        return clean.json_text(value)
     return _ENCODE(clean.value(value))
 
 
+_STAMP: list = [None, ""]   # the last second formatted for a run id, and its text
+
+
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
+    """``YYYYmmdd-HHMMSS-xxxxxx``: the start second and 24 random bits (``random`` is reseeded in a
+    forked child, so processes of one cluster do not repeat each other's ids)."""
+    second = int(time.time())
+    if _STAMP[0] != second:
+        _STAMP[:] = [second, time.strftime("%Y%m%d-%H%M%S", time.localtime(second))]
+    return f"{_STAMP[1]}-{random.getrandbits(24):06x}"
 
 
 class Span:
@@ -99,10 +107,10 @@ class TraceWriter:
                  to_jsonable: Callable[[Any], Any] | None = None, exporter: Any = None) -> None:
         self.run_id = run_id or new_run_id()
         self._new_id = run_id is None
-        self.trace_id = os.urandom(16).hex()   # the run's OpenTelemetry trace id (W3C: 32 hex digits)
+        self.trace_id = f"{random.getrandbits(128) or 1:032x}"   # the run's OpenTelemetry trace id (W3C)
         self.flow = flow
         self.file = file
-        self.path = Path(runs_dir) / f"{self.run_id}.jsonl"
+        self.path = Path(os.path.join(runs_dir, f"{self.run_id}.jsonl"))
         self.last_error: Exception | None = None
         # A masker shared with the run sees the secrets it learns later (env() in a flow body).
         self.masker = secrets if isinstance(secrets, SecretMasker) else SecretMasker(secrets)
@@ -192,12 +200,12 @@ class TraceWriter:
         if error is None:
             error = attrs.get("error")
         clean = self._cleaner
-        text = clean.text
-        parent = "null" if span.parent is None else _STRING(text(str(span.parent)))
+        text = clean.json_text
+        parent = "null" if span.parent is None else text(str(span.parent))
         line = span.line if type(span.line) is int else _ENCODE(clean.value(span.line))
-        inputs = _ENCODE(clean.mapping(span.inputs, 1)) if span.inputs else "{}"
-        head = (f'{{"type":"span","id":{_STRING(span.id)},"parent":{parent},"kind":{_STRING(text(str(span.kind)))},'
-                f'"name":{_STRING(text(str(span.name)))},"line":{"null" if line is None else line},'
+        inputs = clean.json_mapping(span.inputs, 1) if span.inputs else "{}"
+        head = (f'{{"type":"span","id":{text(span.id)},"parent":{parent},"kind":{text(str(span.kind))},'
+                f'"name":{text(str(span.name))},"line":{"null" if line is None else line},'
                 f'"start":{span.start!r},"end":{span.start + duration_ms / 1000.0!r},'
                 f'"duration_ms":{round(duration_ms, 3)!r},"inputs":{inputs},"output":{_json_value(clean, output)},'
                 f'"error":{_json_value(clean, error_text(error))}')

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ast
 from .errors import FlowRuntimeError
-from .evaluate import Evaluator, Unassigned, gather_all, truthy
+from .evaluate import Evaluator, Unassigned, gather_all, result_of, truthy
 from .spans import STREAM_TO
 
 if TYPE_CHECKING:
@@ -51,6 +51,10 @@ def may_return(stmt: ast.Node, memo: dict) -> bool:
     if key not in memo:
         memo[key] = any(isinstance(n, ast.Return) for n in stmt.walk())
     return memo[key]
+
+
+async def _done(future: asyncio.Future) -> Any:
+    return future.result()
 
 
 class FlowExecution:
@@ -100,7 +104,7 @@ class FlowExecution:
 
     async def _statement(self, stmt: ast.Node, gate: asyncio.Future | None) -> bool:
         """Run one statement; True when the flow has returned (in it, or before it)."""
-        if gate is not None and await asyncio.shield(gate):
+        if gate is not None and await (result_of(gate) if not gate.done() else _done(gate)):
             return True  # skipped: the flow returned before it, and later statements must know
         if id(stmt) in self.streamed:
             STREAM_TO.set(self.stream_to)  # this task's own context: only this statement streams

@@ -319,3 +319,25 @@ def test_render_orders_children_by_start_and_keeps_orphans():
     assert text.index("early") < text.index("late") < text.index("orphan")
     assert "cycle-a" in text and "cycle-b" in text
     assert "status error  total 9.0 ms  error boom" in text
+
+
+def test_the_direct_span_line_is_the_record_as_json(tmp_path):
+    """Span lines are put together by hand for speed (the OTLP exporter gets the record dict):
+    both must say the same, secrets masked alike."""
+    trace = TraceWriter(tmp_path, run_id="same", secrets=[SECRET])
+    root = trace.start_span("flow", f"main {SECRET}", inputs={"q": f"k={SECRET}", "api_key": "k", 3: "x"}, line=4)
+    spans = [
+        trace.start_span("tool", "t", parent=root, inputs={"x": "hi", "token": "t1"}),
+        trace.start_span("model", "m", parent=root.id, inputs={"messages": [{"role": "user", "content": "é\n\""}]},
+                         model="gpt", tokens_in=3, cost=0.5, note=f"a {SECRET}", id="evil", output="attr"),
+        trace.start_span("assign", "x" * 100, parent=root, line=None, inputs={"long": "y" * 3000}),
+        trace.start_span("branch", "if", parent=root, line=7),
+    ]
+    ends = [("out", None), (None, None), ({"a": [1, 2.5, None]}, RuntimeError(f"bad {SECRET}")), (True, "e")]
+    for span, (output, error) in zip(spans, ends):
+        span.end(output=output, error=error)
+        item = trace._pending.pop()
+        assert trace._span_line(*item) == json.dumps(trace._span_record(*item), ensure_ascii=False,
+                                                     separators=(",", ":"))
+        assert SECRET not in trace._span_line(*item)
+    trace.close()
