@@ -229,7 +229,7 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
     _check_output(output, input)
     scan = source.scan()
     job = BatchJob(os.path.abspath(flow_file), decl.name, flow_hash(program), tuple(sorted((pins or {}).items())),
-                   model, cache, trace, os.path.abspath(workdir), program)
+                   model, cache, trace, os.path.abspath(workdir), program=program)
     identity = {"job": "batch", "flow": job.flow, "flow_hash": job.flow_hash, "input_hash": scan.sha256,
                 "pins": [list(p) for p in job.pins], "model": model, "ordered": ordered}
     async with runner_engine:
