@@ -90,6 +90,8 @@ class FlowExecution:
 
     async def _block(self, body: list) -> bool:
         """Run a block; True when the flow returned inside it."""
+        if len(body) == 1:   # nothing to run beside it: no task of its own (the commonest body, `return p(x)`)
+            return await self._statement(body[0], None)
         gate: asyncio.Future | None = None  # outcome of the last `if` that may return
         tasks = []
         for stmt in body:

@@ -25,8 +25,7 @@ import types
 import weakref
 from collections import deque
 from dataclasses import replace
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from asyncio_throttle import Throttler
 
@@ -94,30 +93,47 @@ class ModelLimiter:
         self.max_in_flight = 0
         self.started = 0
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a free slot and a place in the rate window; hold the slot inside.
+    def slot(self) -> "_Slot":
+        """``async with limiter.slot():`` waits for a free slot and a place in the rate window,
+        and holds the slot inside.
 
         The concurrency slot is taken first and the rate stamp last, just
         before the call is sent: a stamp taken while still queued for a slot
         would be spent long before the request, and the requests would then
         leave in a burst above the rate once slots free up.
         """
-        if self._semaphore is not None:
-            await self._semaphore.acquire()
+        return _Slot(self)
+
+
+class _Slot:
+    """One call's hold on a ModelLimiter (a class, not @asynccontextmanager: it is on every call)."""
+
+    __slots__ = ("limiter",)
+
+    def __init__(self, limiter: ModelLimiter) -> None:
+        self.limiter = limiter
+
+    async def __aenter__(self) -> None:
+        limiter = self.limiter
+        if limiter._semaphore is not None:
+            await limiter._semaphore.acquire()
         try:
-            if self.window is not None:
-                await self.window.acquire()
-            self.in_flight += 1
-            self.started += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                yield
-            finally:
-                self.in_flight -= 1
-        finally:
-            if self._semaphore is not None:
-                self._semaphore.release()
+            if limiter.window is not None:
+                await limiter.window.acquire()
+        except BaseException:
+            if limiter._semaphore is not None:
+                limiter._semaphore.release()
+            raise
+        limiter.in_flight += 1
+        limiter.started += 1
+        if limiter.in_flight > limiter.max_in_flight:
+            limiter.max_in_flight = limiter.in_flight
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        limiter = self.limiter
+        limiter.in_flight -= 1
+        if limiter._semaphore is not None:
+            limiter._semaphore.release()
 
 
 # asyncio primitives bind to the loop that first uses them, so limiters are
