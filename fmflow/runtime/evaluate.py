@@ -161,25 +161,41 @@ class Evaluator:
 
     # ------------------------------------------------------------- calls
     async def _call(self, node: ast.Call) -> Any:
+        site = self.run.program.memo.get(("call", id(node), id(self.owner)))
+        if site is None:
+            site = self._call_site(node)
+        exprs, names, concurrent, decl = site
         stream = STREAM_TO.get()
-        if stream is not None:  # the answer streams from this call, not from those in its arguments
-            token = STREAM_TO.set(None)
-            try:
-                values = await self.eval_many([a.value for a in node.args])
-            finally:
+        token = STREAM_TO.set(None) if stream is not None else None   # the answer streams from this call,
+        try:                                                            # not from those in its arguments
+            if concurrent:
+                values = await gather_all(self.eval(e) for e in exprs)
+            else:
+                values = [await self.eval(e) for e in exprs]
+        finally:
+            if token is not None:
                 STREAM_TO.reset(token)
-        else:
-            values = await self.eval_many([a.value for a in node.args])
-        names = [a.name for a in node.args]
+        if type(decl) is _BuiltinStruct:
+            return self.run.validate(BUILTIN_STRUCTS[decl.name], dict(zip(names, values)), f"{decl.name}(…)")
+        if decl is None:
+            return self._builtin(node.func.id, values)
+        return await self.run.call(decl, names, values)
+
+    def _call_site(self, node: ast.Call) -> tuple:
+        """What a call node needs at every evaluation, found once per program: its argument
+        expressions and names, whether they run concurrently, and the declaration it calls."""
+        program = self.run.program
+        exprs = [a.value for a in node.args]
+        concurrent = sum(1 for e in exprs if contains_call(e, program.memo)) > 1
         func = node.func
         if isinstance(func, ast.Name) and func.version is None and func.id in BUILTIN_STRUCTS \
-                and self.run.program.lookup(func.id, within=self.owner) is None:
-            return self.run.validate(BUILTIN_STRUCTS[func.id], dict(zip(names, values)), f"{func.id}(…)")
-        decl = self.run.program.lookup(func.id, func.version, within=self.owner) \
-            if isinstance(func, ast.Name) else None
-        if decl is None:
-            return self._builtin(func.id, values)
-        return await self.run.call(decl, names, values)
+                and program.lookup(func.id, within=self.owner) is None:
+            decl = _BuiltinStruct(func.id)
+        else:
+            decl = program.lookup(func.id, func.version, within=self.owner) if isinstance(func, ast.Name) else None
+        site = (exprs, [a.name for a in node.args], concurrent, decl)
+        program.memo[("call", id(node), id(self.owner))] = site
+        return site
 
     async def _pipe(self, node: ast.Pipe) -> Any:
         base, stages = ast.pipe_chain(node)  # `x | f | g …` in a loop, however long
@@ -271,6 +287,14 @@ class Evaluator:
             return await self.eval(node.then)
         return await self.eval(node.otherwise)
 
+
+class _BuiltinStruct:
+    """A call site that builds a built-in struct (Doc, Message: no declaration of that name shadows it)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 _DISPATCH = {
     ast.Literal: Evaluator._literal, ast.BlockString: Evaluator._block_string, ast.Name: Evaluator._name,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import ast
 from .errors import FlowRuntimeError
 from .evaluate import Evaluator, Unassigned, gather_all, result_of, truthy
-from .spans import STREAM_TO
+from .spans import CURRENT_SPAN, STREAM_TO
 
 if TYPE_CHECKING:
     from .run import RunState
@@ -122,24 +122,32 @@ class FlowExecution:
 
     async def _assign(self, stmt: ast.Assign) -> None:
         span = self.run.trace_start("assign", stmt.name, self.span_id, stmt.span.line)
+        token = CURRENT_SPAN.set(span.id) if span is not None else None
         try:
-            value = await self.run.with_span(span, self.evaluator.eval(stmt.value))
+            value = await self.evaluator.eval(stmt.value)
         except BaseException as error:
             self.run.trace_end(span, error=error)
             raise
+        finally:
+            if token is not None:
+                CURRENT_SPAN.reset(token)
         self.run.trace_end(span, output=value)
         self.futures[stmt.name].set_result(value)
 
     async def _return(self, stmt: ast.Return) -> bool:
         span = self.run.trace_start("return", "return", self.span_id, stmt.span.line)
+        token = CURRENT_SPAN.set(span.id) if span is not None else None
         try:
-            value = await self.run.with_span(span, self.evaluator.eval(stmt.value))
+            value = await self.evaluator.eval(stmt.value)
         except BaseException as error:
             self.run.trace_end(span, error=error)
             raise
+        finally:
+            if token is not None:
+                CURRENT_SPAN.reset(token)
         _params, returns = self.run.program.signature(self.flow)
         try:
-            value = self.run.validate(returns, value, f"the result of flow '{self.flow.name}'")
+            value = self.run.validate(returns, value, lambda: f"the result of flow '{self.flow.name}'")
         except FlowRuntimeError as error:
             self.run.trace_end(span, error=error)
             raise
@@ -150,11 +158,15 @@ class FlowExecution:
     async def _if(self, stmt: ast.If) -> bool:
         for branch in stmt.branches:
             span = self.run.trace_start("branch", "if", self.span_id, branch.span.line)
+            token = CURRENT_SPAN.set(span.id) if span is not None else None
             try:
-                taken = truthy(await self.run.with_span(span, self.evaluator.eval(branch.condition)))
+                taken = truthy(await self.evaluator.eval(branch.condition))
             except BaseException as error:
                 self.run.trace_end(span, error=error)
                 raise
+            finally:
+                if token is not None:
+                    CURRENT_SPAN.reset(token)
             self.run.trace_end(span, output=taken)
             if taken:
                 return await self._block(branch.body)

@@ -120,13 +120,6 @@ class RunState:
             span.set(error_type=type(error).__name__)
             span.end(output=output, error=_error_text(error))
 
-    async def with_span(self, span, awaitable):
-        token = CURRENT_SPAN.set(span.id if span is not None else CURRENT_SPAN.get())
-        try:
-            return await awaitable
-        finally:
-            CURRENT_SPAN.reset(token)
-
     # --------------------------------------------------------------- values
     def enum_class(self, decl: ast.EnumDecl, owner: ast.Decl) -> type:
         key = id(decl)
@@ -175,18 +168,24 @@ class RunState:
         if isinstance(decl, ast.FlowDecl) and not self._mocked(decl):
             return await self.run_flow(decl, self._validate_args(decl, params, args))
         span = self.trace_start(decl.kind, decl.name, None, None, inputs=args)
+        token = CURRENT_SPAN.set(span.id) if span is not None else None
         try:
-            result = await self.with_span(span, self._dispatch(decl, params, returns, args))
+            result = await self._dispatch(decl, params, returns, args)
         except BaseException as error:
             self.trace_end(span, error=error)
             raise
+        finally:
+            if token is not None:
+                CURRENT_SPAN.reset(token)
         self.trace_end(span, output=result)
         return result
 
     async def _dispatch(self, decl: ast.Decl, params, returns, args: dict[str, Any]) -> Any:
-        what = f"{decl.kind} '{decl.name}'"
         args = await self.with_defaults(decl, self._validate_args(decl, params, args))
         mocks = self.options.mocks
+        if mocks is None and type(decl) is ast.ToolDecl:   # the commonest call, first
+            return await call_tool(self, decl, args, returns)
+        what = f"{decl.kind} '{decl.name}'"
         if self._mocked(decl):
             return self.validate(returns, mocks[decl.name], f"the mock of {what}")
         if isinstance(decl, ast.ToolDecl):
