@@ -348,10 +348,14 @@ class Decl(Node):
     span: Span = _span()
 
     def entry(self, key: str) -> Entry | None:
-        for e in getattr(self, "entries", ()):
-            if e.key == key:
-                return e
-        return None
+        """The first entry named ``key`` (an index built on first use: the runtime asks on every call)."""
+        index = self.__dict__.get("_entry_index")
+        if index is None:
+            index = {}
+            for e in getattr(self, "entries", ()):
+                index.setdefault(e.key, e)
+            self.__dict__["_entry_index"] = index
+        return index.get(key)
 
 
 @dataclass

@@ -127,6 +127,15 @@ class SecretMasker:
         if parts.password is None:
             self.add(parts.username)  # `https://KEY@host`: the user part is the key
 
+    def copy(self) -> "SecretMasker":
+        """A masker with the same secrets, to learn more on its own (no pattern is rebuilt)."""
+        other = SecretMasker()
+        with self._lock:
+            other._secrets = set(self._secrets)
+            other._pattern = self._pattern
+            other.version = self.version
+        return other
+
     def __len__(self) -> int:
         return len(self._secrets)
 

@@ -326,15 +326,23 @@ def secrets_for(program) -> SecretMasker:
     """The secrets a run of ``program`` masks from its start: the values of the environment
     variables it may read (``env("NAME")``, ``api_key_env``, OPENAI_API_KEY) and the
     credentials of the URLs it names. Values read later are added as they are read."""
-    names, urls = program.secret_sources
-    masker = SecretMasker()
-    for name in sorted(names | {"OPENAI_API_KEY"}):
-        masker.add_env(name)
-        if looks_like_key(name):      # a key written where a name belongs
-            masker.add(name)
-    for url in urls:
-        masker.add_url(url)
-    return masker
+    sources, urls = program.secret_sources
+    names = program.memo.get("secret names")
+    if names is None:
+        names = program.memo["secret names"] = tuple(sorted(sources | {"OPENAI_API_KEY"}))
+    # Built once per set of values: a batch's runs read the same environment.
+    key = ("secrets", tuple(os.environ.get(name) for name in names))
+    masker = program.memo.get(key)
+    if masker is None:
+        masker = SecretMasker()
+        for name in names:
+            masker.add_env(name)
+            if looks_like_key(name):      # a key written where a name belongs
+                masker.add(name)
+        for url in urls:
+            masker.add_url(url)
+        program.memo[key] = masker
+    return masker.copy()
 
 
 def _named(what: str | Callable[[], str]) -> str:
