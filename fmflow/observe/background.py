@@ -41,11 +41,13 @@ class SpareFiles:
     """
 
     LIMIT = 64
+    IDLE = 50    # refills (10 s) without a trace in a folder before its spares go
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spares: dict[str, list[str]] = {}
         self._taken: dict[str, int] = {}      # per folder: spares taken (or missed) since the last refill
+        self._idle: dict[str, int] = {}       # per folder: refills since one was last taken
         self._count = 0
 
     def take(self, folder: str) -> str | None:
@@ -56,11 +58,18 @@ class SpareFiles:
             return spares.pop() if spares else None
 
     def refill(self) -> None:
-        """Make as many spares as were taken since the last refill (at least 2), up to LIMIT."""
+        """Make as many spares as were taken since the last refill (at least 2), up to LIMIT; a
+        folder unused for ``IDLE`` refills, or gone, is forgotten and its spares removed."""
         with self._lock:
             wanted = {folder: min(self.LIMIT, max(2, 2 * taken)) - len(self._spares.get(folder, []))
                       for folder, taken in self._taken.items()}
+            for folder, taken in self._taken.items():
+                self._idle[folder] = 0 if taken else self._idle.get(folder, 0) + 1
             self._taken = {folder: 0 for folder in self._taken}
+            idle = [folder for folder, ticks in self._idle.items() if ticks >= self.IDLE]
+        for folder in idle:
+            self._forget(folder)
+            wanted.pop(folder, None)
         for folder, count in wanted.items():
             if folder not in self._spares:
                 _remove_stale_spares(folder)
@@ -70,21 +79,38 @@ class SpareFiles:
                 path = os.path.join(folder, f".spare-{os.getpid()}-{self._count}")
                 try:
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                except FileNotFoundError:   # the folder is gone
+                    self._forget(folder)
+                    break
                 except OSError:
                     break
                 made.append(path)
             with self._lock:
-                self._spares.setdefault(folder, []).extend(made)
+                if folder in self._taken:
+                    self._spares.setdefault(folder, []).extend(made)
+                    made = []
+            _remove(made)
+
+    def _forget(self, folder: str) -> None:
+        with self._lock:
+            self._taken.pop(folder, None)
+            self._idle.pop(folder, None)
+            spares = self._spares.pop(folder, [])
+        _remove(spares)
 
     def remove_all(self) -> None:
         with self._lock:
             spares, self._spares = self._spares, {}
         for paths in spares.values():
-            for path in paths:
-                try:
-                    os.remove(path)
-                except OSError:
-                    pass
+            _remove(paths)
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _remove_stale_spares(folder: str) -> None:
