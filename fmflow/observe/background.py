@@ -148,6 +148,7 @@ class Background:
         self._thread: threading.Thread | None = None
         self._hooks_installed = False
         self.spares = SpareFiles()
+        self._at_terminate: list = []     # run on SIGTERM after the traces are written (exporters)
 
     def add(self, writer: Buffered) -> None:
         with self._wake:
@@ -196,10 +197,19 @@ class Background:
         except (ValueError, OSError):
             pass
 
+    def at_terminate(self, hook) -> None:
+        """Run ``hook()`` on SIGTERM once every trace is written (atexit hooks do not run then)."""
+        self._at_terminate.append(hook)
+
     def _on_sigterm(self, signum, _frame) -> None:
         for writer in self.writers():
             writer.terminate()
         self.spares.remove_all()
+        for hook in self._at_terminate:
+            try:
+                hook()
+            except Exception:   # the process is ending as asked, whatever a hook does
+                pass
         # Then end as SIGTERM's default action would (exit status -15 to the parent).
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -35,6 +35,8 @@ import sys
 import threading
 from typing import Any
 
+from .background import BACKGROUND
+
 CAPTURE_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
@@ -85,11 +87,13 @@ class OtlpExporter:
         timeout = None if any(os.environ.get(v) for v in TIMEOUT_VARIABLES) else EXPORT_TIMEOUT
         self.endpoint = endpoint
         self.capture_content = capture_content
+        self._stopped = False
         self._exporter = _WarnOnce(OTLPSpanExporter(timeout=timeout), endpoint)
         self._processor = BatchSpanProcessor(self._exporter, max_queue_size=MAX_QUEUE, schedule_delay_millis=500)
         self._resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "fmflow",
                                           "service.version": __version__})
         atexit.register(self.shutdown)
+        BACKGROUND.at_terminate(self.shutdown)
 
     def span(self, writer, record: dict) -> None:
         """Export one clean span record of ``writer``'s run (on the trace writer's thread)."""
@@ -98,11 +102,11 @@ class OtlpExporter:
         except Exception as error:   # an exporter must never break the trace it rides on
             self._exporter.warn(f"a span could not be exported ({type(error).__name__}: {error})")
 
-    def run_ended(self, writer) -> None:
-        """Nothing to do per run: the processor sends batches on its own schedule."""
-
     def shutdown(self) -> None:
-        """Send what is queued (unless the collector already failed) and stop."""
+        """Send what is queued (unless the collector already failed) and stop; once."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._exporter.failed:
             self._exporter.stop()   # do not wait at exit for a collector that is down
         self._processor.shutdown()

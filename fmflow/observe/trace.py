@@ -254,8 +254,6 @@ class TraceWriter:
                     self.last_error = exc
             self._fh = False
         BACKGROUND.remove(self)
-        if self._exporter is not None:
-            self._exporter.run_ended(self)
 
     def terminate(self) -> None:
         """The process is being killed (SIGTERM): write what there is and say so."""
@@ -266,8 +264,6 @@ class TraceWriter:
                 self._closed = True
                 self._end_record("terminated", "the process received SIGTERM")
             self.drain()
-            if self._exporter is not None:
-                self._exporter.run_ended(self)
         finally:
             self._lock.release()
 

@@ -234,3 +234,31 @@ def test_attributes_of_each_kind_of_step(record, expected):
 
     attrs = otlp_attributes(record, Writer(), capture=True)
     assert expected.items() <= attrs.items()
+
+
+def test_sigterm_sends_the_spans_of_the_run_it_ends(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "tools.py").write_text("import time\n\ndef nap(x, seconds):\n    time.sleep(seconds)\n"
+                                       "    return x\n", encoding="utf-8")
+    path = tmp_path / "slow.fmflow"
+    path.write_text('tool nap(x: str, seconds: float) -> str = python("tools:nap", timeout: 120s)\n\n'
+                    'flow main(x: str) -> str {\n  first = nap(x: x, seconds: 0.01)\n'
+                    '  last = nap(x: first, seconds: 60.0)\n  return last\n}\n', encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    with Receiver() as receiver:
+        environment.update(PYTHONPATH=str(ROOT), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        process = subprocess.Popen([sys.executable, "-m", "fmflow", "run", str(path), "-i", "x=hi"], cwd=tmp_path,
+                                   env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while '"name":"first"' not in "".join(p.read_text() for p in (tmp_path / ".fmflow" / "runs").glob("*.jsonl")
+                                               if (tmp_path / ".fmflow" / "runs").is_dir()):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGTERM
+        named = by_name(receiver.spans())
+    assert {"assign first", "execute_tool nap", "assign last", "invoke_workflow main"} <= set(named)
+    assert attributes(named["assign last"]).get("fmflow.unfinished") is True
