@@ -215,4 +215,14 @@ class Background:
         os.kill(os.getpid(), signum)
 
 
+    def _forked(self) -> None:
+        """In a forked child: the parent's traces and spare files are the parent's to write."""
+        self._writers = {}
+        self._wake = threading.Condition()
+        self._thread = None
+        self.spares = SpareFiles()
+
+
 BACKGROUND = Background()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=BACKGROUND._forked)

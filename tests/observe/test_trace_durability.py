@@ -166,3 +166,23 @@ def test_spans_of_a_trace_never_closed_are_written_at_exit(tmp_path):
     assert result.returncode == 1 and "the script fails" in result.stderr
     written = [json.loads(line) for line in (tmp_path / "runs" / "open.jsonl").read_text().splitlines()]
     assert [r.get("name") for r in written if r["type"] == "span"] == [f"s{n}" for n in range(5)]
+
+
+def test_a_forked_child_does_not_write_its_parents_traces(tmp_path):
+    script = textwrap.dedent(f'''
+        import os, sys, time
+        from fmflow.observe.trace import TraceWriter
+        trace = TraceWriter({str(tmp_path)!r}, run_id="parent")
+        trace.start_span("step", "before-fork").end()
+        child = os.fork()
+        if child == 0:
+            time.sleep(0.5)        # the child's writer thread, if any, would write the buffer by now
+            sys.exit(0)            # and its exit hooks run
+        os.waitpid(child, 0)
+        trace.close()
+    ''')
+    result = subprocess.run([sys.executable, "-c", script], env=environment(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "parent.jsonl").read_text()
+    assert text.count('"before-fork"') == 1 and text.count('"type":"run"') == 1
