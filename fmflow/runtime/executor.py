@@ -108,8 +108,9 @@ class FlowExecution:
         """Run one statement; True when the flow has returned (in it, or before it)."""
         if gate is not None and await (result_of(gate) if not gate.done() else _done(gate)):
             return True  # skipped: the flow returned before it, and later statements must know
-        if id(stmt) in self.streamed:
-            STREAM_TO.set(self.stream_to)  # this task's own context: only this statement streams
+        # Only this statement streams; reset after it, because a one-statement block runs in
+        # its caller's task, whose context outlives the run.
+        stream = STREAM_TO.set(self.stream_to) if id(stmt) in self.streamed else None
         try:
             if isinstance(stmt, ast.Assign):
                 await self._assign(stmt)
@@ -119,6 +120,9 @@ class FlowExecution:
             return await self._if(stmt)
         except FlowRuntimeError as error:
             raise error.located(self.flow.name, stmt.span.line, self.run.program.context_of(self.flow).path)
+        finally:
+            if stream is not None:
+                STREAM_TO.reset(stream)
 
     async def _assign(self, stmt: ast.Assign) -> None:
         span = self.run.trace_start("assign", stmt.name, self.span_id, stmt.span.line)

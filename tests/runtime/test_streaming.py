@@ -47,3 +47,40 @@ def test_only_the_call_that_gives_the_answer_streams(tmp_path):
 
 def test_without_a_listener_nothing_streams(tmp_path):
     assert _run(tmp_path, None).value == "the final answer is forty two"
+
+
+ONE_STATEMENT = '''
+model m {
+  provider: "replay"
+  options: { responses: ["streamed answer", "a later answer nobody listens to"] }
+}
+prompt polish(text: str) -> str {
+  model: m
+  template: "Polish {{ text }}"
+}
+flow answer(q: str) -> str {
+  return polish(q)
+}
+'''
+
+
+def test_a_listener_hears_only_its_own_run_when_runs_share_a_task(tmp_path):
+    """A one-statement flow runs its statement in the caller's task: the run's
+    listener must not stay set there for the next run of the same task."""
+    path = tmp_path / "flow.fmflow"
+    path.write_text(textwrap.dedent(ONE_STATEMENT), encoding="utf-8")
+    loader, ctx = load_program(str(path))
+    get_provider("replay").reset()
+    program = Program(loader, ctx)
+    heard: list[str] = []
+
+    async def two_runs():
+        listening = RunOptions(cache=False, trace=False, workdir=str(tmp_path), on_text=heard.append)
+        first = await run_flow(program, None, {"q": "x"}, listening)
+        quiet = RunOptions(cache=False, trace=False, workdir=str(tmp_path))
+        second = await run_flow(program, None, {"q": "y"}, quiet)
+        return first.value, second.value
+
+    first, second = asyncio.run(two_runs())
+    assert (first, second) == ("streamed answer", "a later answer nobody listens to")
+    assert "".join(heard) == "streamed answer"
