@@ -179,6 +179,7 @@ class Seen:
     body: object
     status: int | None = None
     response: bytes = b""
+    arrived: float = field(default_factory=time.monotonic)
 
 
 @dataclass
