@@ -23,8 +23,9 @@ work shares the cores), and the largest difference between the two sides'
 vectors.
 Timings are printed, never asserted. About a minute on two cores.
 
-(The indexing figure — chunks/second for `fmflow index` of a generated corpus —
-is not measured here yet.)
+The last figure is `fmflow index` of a generated corpus of many files
+(--corpus-mb), in chunks/second against the same baseline; how indexing
+scales with the size of one file (50 MB) is benchmarks/index_scale.py.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-_WORDS = (
+WORDS = (
     "the a an of to in for on with by from about after before retry model prompt flow file password reset "
     "account billing invoice refund error server token vector index chunk document query answer user system "
     "cache timeout request response policy customer support order shipping delivery address payment card "
@@ -59,7 +60,7 @@ def make_texts(count: int, low: int, high: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     texts = []
     for _ in range(count):
-        words = [rng.choice(_WORDS) for _ in range(rng.randint(low, high))]
+        words = [rng.choice(WORDS) for _ in range(rng.randint(low, high))]
         sentences, start = [], 0
         while start < len(words):  # sentences of 5–15 words, capitalised, full stops
             end = min(len(words), start + rng.randint(5, 15))

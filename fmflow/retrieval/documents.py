@@ -1,21 +1,20 @@
 """Reading documents to index: Markdown, text, reStructuredText, HTML and PDF files.
 
-`find_documents(paths)` lists the files (folders recursively, sorted, hidden
-files and folders skipped); `read_document(path)` gives its text and title or
-raises `DocumentError` with a reason fit to print next to the file's name.
+`read_document(found, max_bytes)` gives a file's text and title or raises
+`DocumentError` with a reason fit to print next to the file's name. Which
+files are read, and how they are opened, is fmflow/retrieval/files.py.
 pypdf is imported only when a PDF is read.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-SUPPORTED = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf")
-_SNIFF = 8192
+from .files import SUPPORTED, FileError, FoundFile, printable, read_file
 
 
 class DocumentError(Exception):
@@ -29,59 +28,27 @@ class Document:
     text: str
 
 
-def find_documents(paths: list[str]) -> tuple[list[str], list[str]]:
-    """(files, missing): supported files named or found below the folders named, each once.
-
-    A file named explicitly is listed whatever its extension (reading it then
-    says why it is not supported); inside folders only supported extensions
-    are taken and hidden files and folders are skipped.
-    """
-    files: list[str] = []
-    missing: list[str] = []
-    seen: set[str] = set()
-
-    def add(path: str) -> None:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
-
-    for raw in paths:
-        if os.path.isdir(raw):
-            found: list[str] = []
-            for folder, subfolders, names in os.walk(raw):
-                subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-                found.extend(os.path.join(folder, name) for name in names
-                             if not name.startswith(".") and name.lower().endswith(SUPPORTED))
-            for path in sorted(found, key=lambda p: Path(p).parts):
-                add(path)
-        elif os.path.isfile(raw):
-            add(raw)
-        else:
-            missing.append(raw)
-    return files, missing
-
-
-def read_document(path: str) -> Document:
+def read_document(found: FoundFile | str, max_bytes: int | None = None) -> Document:
     """The text and title of one file; `DocumentError` says why it cannot be read."""
+    path = found if isinstance(found, str) else found.path
     suffix = Path(path).suffix.lower()
     if suffix not in SUPPORTED:
         raise DocumentError(f"unsupported file type '{suffix or Path(path).name}' "
                             f"(supported: {' '.join(SUPPORTED)})")
-    if suffix == ".pdf":
-        return _read_pdf(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as error:
-        raise DocumentError(f"cannot read: {error.strerror or error}") from None
-    if b"\x00" in data[:_SNIFF]:
+        data = read_file(found, max_bytes)
+    except FileError as error:
+        raise DocumentError(str(error)) from None
+    if suffix == ".pdf":
+        return _read_pdf(path, data)
+    if b"\x00" in data:  # no text format has NUL bytes; anywhere in the file, not only its start
         raise DocumentError("binary file, not text")
-    name = Path(path).name
+    name = printable(Path(path).name)  # a title, stored in Chroma: valid UTF-8
     if suffix in (".html", ".htm"):
         title, text = html_to_text(_decode(data, _html_charset(data)))
         return Document(path, title or name, text)
     text = _decode(data, "utf-8")
+    del data  # a big file is held once, as text
     if suffix in (".md", ".markdown"):
         return Document(path, _markdown_title(text) or name, text)
     if suffix == ".rst":
@@ -103,24 +70,53 @@ def _decode(data: bytes, encoding: str) -> str:
 
 # ------------------------------------------------------------------ titles
 
-_ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+_ATX_OPEN = re.compile(r" {0,3}#{1,6}[ \t]+")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*")
+_RST_UNDERLINE = re.compile(r"([=\-~^\"'`#*+:.])\1{2,}")
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # as str.splitlines
+
+
+def _line_pairs(text: str):
+    """(line, next line or None) through the text, one line at a time: a big file is not copied into a list."""
+    start, previous = 0, None
+    for match in _LINE_BREAK.finditer(text):
+        line = text[start:match.start()]
+        if previous is not None:
+            yield previous, line
+        previous, start = line, match.end()
+    last = text[start:] if start < len(text) else None
+    if previous is not None:
+        yield previous, last
+    if last is not None:
+        yield last, None
+
+
+def _atx_heading(line: str) -> str | None:
+    """`## Title ##` → "Title"; scanned by hand, as a backtracking pattern is quadratic on a long line."""
+    opening = _ATX_OPEN.match(line)
+    if not opening:
+        return None
+    title = line[opening.end():].rstrip(" \t")
+    unclosed = title.rstrip("#")
+    if unclosed != title and unclosed[-1:] in (" ", "\t") and unclosed.strip():
+        title = unclosed
+    return title.strip() or None
 
 
 def _markdown_title(text: str) -> str | None:
     """The first heading: `# Title` or a line underlined with === or ---, outside code fences."""
-    lines = text.splitlines()
     fenced = False
-    for i, line in enumerate(lines):
+    for line, following in _line_pairs(text):
         if _FENCE.match(line):
             fenced = not fenced
             continue
         if fenced:
             continue
-        match = _ATX.match(line)
-        if match:
-            return match.group(1).strip()
-        if (line.strip() and i + 1 < len(lines) and re.fullmatch(r" {0,3}(=+|-+)[ \t]*", lines[i + 1])
+        heading = _atx_heading(line)
+        if heading:
+            return heading
+        if (line.strip() and following is not None and _SETEXT.fullmatch(following)
                 and not line.lstrip().startswith(("-", "*", "+", ">"))):
             return line.strip()
     return None
@@ -128,11 +124,12 @@ def _markdown_title(text: str) -> str | None:
 
 def _rst_title(text: str) -> str | None:
     """The first section title: a line underlined (and maybe overlined) with punctuation."""
-    lines = text.splitlines()
-    for i in range(len(lines) - 1):
-        title, under = lines[i].strip(), lines[i + 1].rstrip()
+    for line, following in _line_pairs(text):
+        if following is None:
+            return None
+        title, under = line.strip(), following.rstrip()
         if (title and not re.fullmatch(r"([^\w\s])\1*", title)
-                and re.fullmatch(r"([=\-~^\"'`#*+:.])\1{2,}", under) and len(under) >= len(title)):
+                and _RST_UNDERLINE.fullmatch(under) and len(under) >= len(title)):
             return title
     return None
 
@@ -224,7 +221,7 @@ def _html_charset(data: bytes) -> str:
 
 # ------------------------------------------------------------------ PDF
 
-def _read_pdf(path: str) -> Document:
+def _read_pdf(path: str, data: bytes) -> Document:
     import logging
 
     try:
@@ -236,9 +233,7 @@ def _read_pdf(path: str) -> Document:
     logger.setLevel(logging.ERROR)  # pypdf warns about every odd object; the reason is reported instead
     try:
         try:
-            reader = pypdf.PdfReader(path)
-        except OSError as error:
-            raise DocumentError(f"cannot read: {error.strerror or error}") from None
+            reader = pypdf.PdfReader(io.BytesIO(data))  # the bytes checked and read once, not the path again
         except Exception as error:
             raise DocumentError(f"not a readable PDF ({_reason(error)})") from None
         if reader.is_encrypted:
@@ -259,9 +254,14 @@ def _read_pdf(path: str) -> Document:
             pass
     finally:
         logger.setLevel(level)
-    text = "\n\n".join(page.strip() for page in pages if page.strip())
-    title = title.strip() if isinstance(title, str) and title.strip() else Path(path).name
+    text = _storable("\n\n".join(page.strip() for page in pages if page.strip()))
+    title = _storable(title.strip()) if isinstance(title, str) and title.strip() else printable(Path(path).name)
     return Document(path, title, text)
+
+
+def _storable(text: str) -> str:
+    """Text extracted from a PDF may hold lone surrogates (broken fonts); Chroma stores UTF-8 only."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _reason(error: Exception) -> str:

@@ -18,9 +18,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-DEFAULT_STORE = os.path.join(".fmflow", "store")
-DEFAULT_EMBEDDING = "builtin:minilm"
+from .defaults import DEFAULT_EMBEDDING, DEFAULT_STORE
+
 EMBEDDING_KEY = "fmflow:embedding"  # collection metadata: the embedding spec it was created with
+DATABASE = "chroma.sqlite3"  # what makes a folder a Chroma store
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]")
 _clients: dict[str, Any] = {}
@@ -31,6 +32,10 @@ class StoreError(Exception):
     """A store or collection problem, worded for the person running fmflow."""
 
 
+class StoreFailure(StoreError):
+    """The store was named right but cannot be used now: busy, read-only or damaged."""
+
+
 @dataclass(frozen=True)
 class Hit:
     id: str
@@ -39,9 +44,13 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def open_store(folder: str = DEFAULT_STORE):
-    """The Chroma client of a store folder (created if needed), one per folder per process.
+def open_store(folder: str = DEFAULT_STORE, create: bool = True):
+    """The Chroma client of a store folder, one per folder per process.
 
+    `create` (writers: `fmflow index`) makes the folder and the store in it
+    when missing. Readers (retrievers) pass False: a missing folder, or one
+    without a Chroma database in it, is a StoreError and nothing is created,
+    so a mistyped `store:` cannot leave an empty store behind.
     Chroma keeps one system per path and refuses a second client on the same
     path with other settings, so every open of the same folder returns the
     same client.
@@ -50,14 +59,103 @@ def open_store(folder: str = DEFAULT_STORE):
     with _lock:
         client = _clients.get(path)
         if client is None:
-            import chromadb
-            from chromadb.config import Settings
-
-            if os.path.exists(path) and not os.path.isdir(path):
-                raise StoreError(f"store '{folder}' is a file, not a folder")
-            _clients[path] = client = chromadb.PersistentClient(
-                path=path, settings=Settings(anonymized_telemetry=False, allow_reset=False))
+            if create:
+                prepare_store_folder(folder)
+            else:
+                check_existing_store(folder)
+            _clients[path] = client = _new_client(folder, path)
         return client
+
+
+def prepare_store_folder(folder: str) -> None:
+    """Make the store folder (and its parents) if needed, or say plainly why it cannot be one."""
+    if os.path.isdir(folder):
+        return
+    if os.path.exists(folder):
+        raise StoreError(f"the store '{folder}' is a file, not a folder")
+    blocking = _file_on_the_way(folder)
+    if blocking:
+        raise StoreError(f"the store '{folder}' cannot be made: '{blocking}' is a file")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise StoreFailure(f"cannot make the store {shown_folder(folder)}: {error.strerror or error}") from None
+
+
+def _file_on_the_way(folder: str) -> str | None:
+    """The first part of `folder` that exists and is not a folder, as written."""
+    parts = os.path.normpath(folder).split(os.sep)
+    for end in range(1, len(parts)):
+        head = os.sep.join(parts[:end]) or os.sep
+        if os.path.exists(head) and not os.path.isdir(head):
+            return head
+    return None
+
+
+def check_existing_store(folder: str) -> None:
+    """A StoreError unless `folder` holds a Chroma store; looks at the files only (Chroma is not opened)."""
+    if not os.path.exists(folder):
+        raise StoreError(f"no store at {shown_folder(folder)} (no such folder)")
+    if not os.path.isdir(folder):
+        raise StoreError(f"the store '{folder}' is a file, not a folder")
+    if not os.path.isfile(os.path.join(folder, DATABASE)):
+        raise StoreError(f"{shown_folder(folder)} is not a store (it has no {DATABASE})")
+
+
+def _new_client(folder: str, path: str):
+    import chromadb
+    from chromadb.config import Settings
+
+    try:
+        return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False, allow_reset=False))
+    except Exception as error:  # Chroma's own types, from its Rust core or sqlite
+        reason = str(error).strip() or type(error).__name__
+        if "readonly" in reason.replace("-", "").replace(" ", "").lower():
+            raise StoreFailure(f"the store {shown_folder(folder)} is read-only; Chroma writes to its store even "
+                               f"to search: make the folder writable") from None
+        raise StoreFailure(f"the store '{folder}' cannot be opened ({reason}); if it is damaged, move it away "
+                           f"and index again") from None
+
+
+def verify_command(folder: str, collection_name: str) -> str:
+    """The command that checks and repairs a collection of a store."""
+    return f"fmflow index --verify --collection {collection_name} --store {shown_folder(folder)}"
+
+
+def missing_store_hint(folder: str, collection_name: str) -> str:
+    """How to make the store a reader did not find, and a nearby store it may have meant."""
+    command = f"fmflow index PATH --collection {collection_name}"
+    if os.path.abspath(folder) != os.path.abspath(DEFAULT_STORE):
+        command += f" --store {shown_folder(folder)}"
+    hint = f"index documents into it first: {command}"
+    close = _nearby_store(folder)
+    return hint + (f"; did you mean '{close}'?" if close else "")
+
+
+def _nearby_store(folder: str) -> str | None:
+    """An existing store folder whose path is close to `folder` (a typo), looking two levels around it."""
+    import difflib
+
+    wanted = os.path.normpath(shown_folder(folder))
+    missing = os.path.abspath(folder)  # look around the first part of the path that is not there
+    while not os.path.isdir(os.path.dirname(missing)) and os.path.dirname(missing) != missing:
+        missing = os.path.dirname(missing)
+    base = os.path.dirname(missing)
+    candidates = []
+    for depth_one in _subfolders(base):
+        for found in (depth_one, *_subfolders(depth_one)):
+            if os.path.isfile(os.path.join(found, DATABASE)):
+                candidates.append(os.path.normpath(shown_folder(found)))
+    matches = difflib.get_close_matches(wanted, candidates, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def _subfolders(folder: str) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))[:200]
+    except OSError:
+        return []
 
 
 def store_folder(client) -> str:
@@ -93,7 +191,7 @@ def collection(client, name: str, embedding: str | None = DEFAULT_EMBEDDING, bas
     if name not in existing:
         if not create:
             known = ", ".join(existing) if existing else "none"
-            raise StoreError(f"collection '{name}' not found in {_shown(store_folder(client))} "
+            raise StoreError(f"collection '{name}' not found in {shown_folder(store_folder(client))} "
                              f"(collections: {known}); index documents first: "
                              f"fmflow index PATH --collection {name}")
         spec = embedding or DEFAULT_EMBEDDING
@@ -113,7 +211,7 @@ def collection(client, name: str, embedding: str | None = DEFAULT_EMBEDDING, bas
     try:
         model = client.get_collection(name, embedding_function=None)
     except NotFoundError:
-        raise StoreError(f"collection '{name}' not found in {_shown(store_folder(client))}") from None
+        raise StoreError(f"collection '{name}' not found in {shown_folder(store_folder(client))}") from None
     stored = (model.metadata or {}).get(EMBEDDING_KEY)
     persisted = (model.configuration_json or {}).get("embedding_function") or {}
     if embedding is None:
@@ -144,7 +242,8 @@ def _embedding_function(spec: str, base_dir: str):
     return FmflowEmbeddingFunction(spec, base_dir)
 
 
-def _shown(folder: str) -> str:
+def shown_folder(folder: str) -> str:
+    """A folder as the user named it: relative to the current folder when below it."""
     try:
         relative = os.path.relpath(folder)
     except ValueError:  # another drive on Windows
@@ -190,11 +289,13 @@ def search(collection, query: str, k: int = 4, where: dict | None = None, *, min
     distances = result["distances"][0]
     hits = [Hit(id=id_, text=text or "", score=1.0 - float(distance), metadata=dict(metadata or {}))
             for id_, text, metadata, distance in zip(ids, documents, metadatas, distances)]
-    if diverse and hits:
-        vectors = [[float(x) for x in vector] for vector in result["embeddings"][0]]
-        hits = [hits[i] for i in mmr_select(query_embedding, vectors, k, mmr_lambda)]
+    # A damaged entry (a NaN vector) has no meaningful score: it is left out, not ranked at random.
+    usable = [i for i, hit in enumerate(hits) if math.isfinite(hit.score)]
+    if diverse and usable:
+        vectors = [[float(x) for x in result["embeddings"][0][i]] for i in usable]
+        hits = [hits[usable[i]] for i in mmr_select(query_embedding, vectors, k, mmr_lambda)]
     else:
-        hits.sort(key=lambda hit: -hit.score)
+        hits = sorted((hits[i] for i in usable), key=lambda hit: -hit.score)
     if min_score is not None:
         hits = [hit for hit in hits if hit.score >= min_score]
     return hits[:k]

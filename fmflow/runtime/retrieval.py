@@ -72,13 +72,31 @@ async def call_retriever(run, decl: ast.RetrieverDecl, args: dict[str, Any]) -> 
 
 
 def _search(run, decl: ast.RetrieverDecl, config: RetrieverConfig, query: str, k: int, where):
-    from ..retrieval.store import StoreError, collection, open_store, search
+    from ..retrieval import store
 
+    try:  # reading never makes a store: a mistyped `store:` is an error, not a new empty store
+        client = store.open_store(config.store, create=False)
+    except store.StoreFailure as error:
+        raise FlowRuntimeError(f"retriever '{decl.name}': {error}") from None
+    except store.StoreError as error:
+        hint = store.missing_store_hint(config.store, config.collection)
+        raise FlowRuntimeError(f"retriever '{decl.name}': {error}; {hint}") from None
     try:
-        client = open_store(config.store)
-        found = collection(client, config.collection, config.embedding, run.program.folder_of(decl), create=False)
-        return search(found, query, k, where, min_score=config.min_score, diverse=config.mmr)
-    except StoreError as error:
+        found = store.collection(client, config.collection, config.embedding, run.program.folder_of(decl))
+        return store.search(found, query, k, where, min_score=config.min_score, diverse=config.mmr)
+    except store.StoreError as error:
         raise FlowRuntimeError(f"retriever '{decl.name}': {error}") from None
     except Exception as error:  # Chroma and the embedder raise their own types
-        raise FlowRuntimeError(f"retriever '{decl.name}' failed: {type(error).__name__}: {error}") from None
+        raise FlowRuntimeError(f"retriever '{decl.name}' failed: {_failure(error, config)}") from None
+
+
+def _failure(error: Exception, config: RetrieverConfig) -> str:
+    """Chroma's internal errors come from a damaged store: say how to repair it."""
+    from chromadb.errors import InternalError
+
+    from ..retrieval.store import verify_command
+
+    if isinstance(error, InternalError):
+        return (f"the store may be damaged (Chroma: {error}); repair it with: "
+                f"{verify_command(config.store, config.collection)}")
+    return f"{type(error).__name__}: {error}"

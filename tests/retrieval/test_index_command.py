@@ -11,37 +11,24 @@ import os
 import pty
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ANSI = re.compile(r"\x1b\[")
+from index_cli import command, env, index, minilm_available, write
+
 SUMMARY = re.compile(r"^indexed (\d+) files?, (\d+) chunks? \((\d+) added, (\d+) updated, (\d+) removed\) "
                      r"in \d+\.\d s into (\S+)$")
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("FMFLOW_DEBUG", "NO_COLOR")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["TERM"] = "xterm"
-    return env
-
-
 def index_cmd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "fmflow", "index", *args], cwd=cwd, env=_env(),
-                            capture_output=True, text=True, timeout=180)
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream, stream
-        assert not ANSI.search(stream), f"ANSI escapes with no terminal: {stream!r}"
-    return result
+    return index(cwd, *args, TERM="xterm")
 
 
 def index_on_terminal(cwd: Path, *args: str) -> tuple[int, str, str]:
     """(status, stdout, what the terminal on stderr showed)."""
     controller, terminal = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "fmflow", "index", *args], cwd=cwd, env=_env(),
+    process = subprocess.Popen(command("index", *args), cwd=cwd, env=env(TERM="xterm"),
                                stdout=subprocess.PIPE, stderr=terminal, text=True)
     os.close(terminal)
     shown = bytearray()
@@ -57,26 +44,6 @@ def index_on_terminal(cwd: Path, *args: str) -> tuple[int, str, str]:
     status = process.wait(timeout=180)
     os.close(controller)
     return status, stdout, shown.decode("utf-8", "replace")
-
-
-def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
-def minilm_available() -> bool:
-    try:
-        from fmflow.retrieval.embeddings import EmbeddingError, get_embedder
-
-        get_embedder("builtin:minilm")
-        return True
-    except (ImportError, EmbeddingError):
-        return False
 
 
 # ------------------------------------------------------------------ usage errors: exit 2
