@@ -151,8 +151,11 @@ def _atoms(text: str, chunk_size: int) -> Iterator[tuple[str, str, int]]:
         if previous is None:
             sep, kind = "", PARAGRAPH
         else:
-            newlines = text.count("\n", previous_end, a) + text.count("\r", previous_end, a) \
-                - text.count("\r\n", previous_end, a)
+            if a - previous_end == 1:  # the usual gap: one character
+                newlines = 1 if text[previous_end] in "\n\r" else 0
+            else:  # counted in place: a gap may be megabytes of blank
+                newlines = text.count("\n", previous_end, a) + text.count("\r", previous_end, a) \
+                    - text.count("\r\n", previous_end, a)
             if newlines >= 2:
                 sep, kind = "\n\n", PARAGRAPH
             elif newlines == 1:
@@ -162,6 +165,10 @@ def _atoms(text: str, chunk_size: int) -> Iterator[tuple[str, str, int]]:
             else:
                 sep, kind = " ", WORD
         previous_end = b
+        if b - a <= chunk_size and not _CJK_END.search(text, a, b):  # the usual word: one atom
+            previous = text[a:b]
+            yield previous, sep, kind
+            continue
         for i, (p, q) in enumerate(_pieces(text, a, b)):
             for j in range(p, q, chunk_size):  # only a word longer than a chunk is cut
                 previous = text[j:min(j + chunk_size, q)]
