@@ -1,26 +1,30 @@
 """How `fmflow index` scales with the size of one file: time proportional to it, memory bounded.
 
-    python benchmarks/index_scale.py [--mb 50] [--small-mb 5] [--sample 2000] [--skip-index]
+    python benchmarks/index_scale.py [--mb 50] [--small-mb 5] [--sample 2000] [--embedding SPEC]
+                                     [--skip-chunking] [--skip-index]
 
 1. Chunking alone (`iter_chunks`, default sizes 1000/150) of a --mb text in
    three shapes: prose (paragraphs of sentences), one paragraph without a
    sentence end, one word without a space. Seconds and MB/s per shape: the
    three should be of the same order (no shape is quadratic).
 2. `fmflow index FILE` as users run it (a subprocess, stderr not a terminal,
-   `builtin:minilm`) on one prose file of --small-mb and one of --mb: wall
-   seconds, chunks/s, the peak resident memory of the process, and the ratio
-   of the two times against the ratio of the sizes (1.00 = exactly linear).
-   Its progress lines are shown as they come.
-3. The baseline of benchmarks/embedding_speed.py, measured in the same run:
+   `--embedding`, default `builtin:minilm`) on one prose file of --small-mb
+   and one of --mb: wall seconds, chunks/s, the peak resident memory of the
+   process, and the ratio of the two times against the ratio of the sizes
+   (1.00 = exactly linear). Its progress lines are shown as they come. With
+   MiniLM the time is almost all embedding; `--embedding hf:FOLDER` with a
+   small local encoder measures the rest of the pipeline (reading, chunking,
+   Chroma) at full size in minutes.
+3. With `builtin:minilm`, the baseline of benchmarks/embedding_speed.py, measured in the same run:
    sentence-transformers `encode(chunks, normalize_embeddings=True)` on
    --sample chunks of the big file (an encoder's time per chunk does not
    depend on the file's size, so a sample gives its rate), against the
    chunks/s of the whole `fmflow index` (read, chunk, embed, store): the
    target is "at least as fast" (ratio >= 1.0).
 
-Timings are printed, never asserted. With the defaults, about 30 minutes on
-two free cores (most of it embedding the 50 MB file's ~60,000 chunks);
-`--skip-index` runs only part 1 (about a minute).
+Timings are printed, never asserted. With the defaults the run is long:
+MiniLM embeds every one of the 50 MB file's ~73,000 chunks (and the 5 MB
+file's); `--skip-index` runs only part 1 (a few minutes).
 """
 
 from __future__ import annotations
@@ -79,13 +83,13 @@ def chunking(megabytes: float) -> None:
     print()
 
 
-def index_file(path: Path, store: Path) -> tuple[float, int, float]:
+def index_file(path: Path, store: Path, embedding: str) -> tuple[float, int, float]:
     """(wall seconds, chunks, peak resident MB) of `fmflow index FILE` in a subprocess."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                FMFLOW_PROGRESS_SECONDS="30")
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "fmflow", "index", str(path), "--collection", "scale",
-                                "--store", str(store)], cwd=path.parent, env=env, text=True,
+                                "--store", str(store), "--embedding", embedding], cwd=path.parent, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for line in process.stderr:  # the progress lines, as they come
         print("    " + line.rstrip(), flush=True)
@@ -100,7 +104,7 @@ def index_file(path: Path, store: Path) -> tuple[float, int, float]:
     return seconds, chunks, peak
 
 
-def indexing(small: float, big: float, sample: int) -> None:
+def indexing(small: float, big: float, sample: int, embedding: str) -> None:
     from fmflow.retrieval.chunking import iter_chunks
 
     results = {}
@@ -109,8 +113,8 @@ def indexing(small: float, big: float, sample: int) -> None:
             path = Path(root) / f"big-{megabytes:g}mb.txt"
             text = prose(megabytes)
             path.write_text(text, encoding="utf-8")
-            print(f"2. fmflow index of one {len(text) / 1e6:.1f} MB file")
-            seconds, chunks, peak = index_file(path, Path(root) / f"store-{megabytes:g}")
+            print(f"2. fmflow index of one {len(text) / 1e6:.1f} MB file (--embedding {embedding})")
+            seconds, chunks, peak = index_file(path, Path(root) / f"store-{megabytes:g}", embedding)
             results[megabytes] = (seconds, chunks, peak, len(text))
             print(f"  {seconds:8.1f} s  {chunks / seconds:7.1f} chunks/s  ({chunks} chunks; peak resident memory "
                   f"{peak:.0f} MB)\n")
@@ -120,7 +124,8 @@ def indexing(small: float, big: float, sample: int) -> None:
           f"{(b_seconds / s_seconds) / (b_size / s_size):.2f} of linear; memory {s_peak:.0f} MB -> {b_peak:.0f} MB "
           f"for {s_size / 1e6:.0f} MB -> {b_size / 1e6:.0f} MB of text")
     print()
-    baseline(chunks_sample, b_chunks / b_seconds)
+    if embedding == "builtin:minilm":
+        baseline(chunks_sample, b_chunks / b_seconds)
 
 
 def baseline(chunks: list[str], rate: float) -> None:
@@ -149,13 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, default=50.0, help="size of the big file (default 50)")
     parser.add_argument("--small-mb", type=float, default=5.0, help="size of the small file (default 5)")
     parser.add_argument("--sample", type=int, default=2000, help="chunks the baseline encodes (default 2000)")
-    parser.add_argument("--skip-index", action="store_true", help="measure chunking only")
+    parser.add_argument("--embedding", default="builtin:minilm", help="the embedding of part 2 (default "
+                        "builtin:minilm; the baseline runs only with it)")
+    parser.add_argument("--skip-chunking", action="store_true", help="leave out part 1")
+    parser.add_argument("--skip-index", action="store_true", help="leave out parts 2 and 3")
     args = parser.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f} before the run (other work on the machine makes the figures "
           f"noisy)\n")
-    chunking(args.mb)
+    if not args.skip_chunking:
+        chunking(args.mb)
     if not args.skip_index:
-        indexing(args.small_mb, args.mb, args.sample)
+        indexing(args.small_mb, args.mb, args.sample, args.embedding)
     return 0
 
 
