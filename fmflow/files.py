@@ -9,8 +9,11 @@ target's permissions.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class UnreadableFile(OSError):
@@ -28,25 +31,10 @@ class UnreadableFile(OSError):
 def read_regular_file(path: str | os.PathLike, limit: int, what: str = "files") -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; UnreadableFile otherwise."""
     path = os.fspath(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as error:
-        raise UnreadableFile(path, _os_reason(error)) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFile(path, f"it is {_file_kind(info.st_mode)}, not a regular file")
+    with open_regular_file(path) as (fd, info):
         if info.st_size > limit:
             raise UnreadableFile(path, _too_large(info.st_size, limit, what))
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(limit + 1)
-    except UnreadableFile:
-        raise
-    except OSError as error:
-        raise UnreadableFile(path, _os_reason(error)) from None
-    finally:
-        os.close(fd)
+        data = read_up_to(fd, path, limit)
     if len(data) > limit:  # it grew while being read
         raise UnreadableFile(path, _too_large(len(data), limit, what))
     return data
@@ -59,10 +47,60 @@ def not_a_regular_file(path: str | os.PathLike) -> str | None:
     try:
         info = os.stat(path)
     except OSError as error:
-        return _os_reason(error)
+        return os_reason(error)
     if not stat.S_ISREG(info.st_mode):
-        return f"it is {_file_kind(info.st_mode)}, not a regular file"
+        return not_regular(info.st_mode)
     return None
+
+
+@contextmanager
+def open_regular_file(path: str | os.PathLike, follow_links: bool = True) -> Iterator[tuple[int, os.stat_result]]:
+    """(descriptor, its stat) of a regular file, opened without blocking; UnreadableFile otherwise.
+
+    Without ``follow_links`` a path that is a symbolic link is refused (the
+    caller checked what it names and wants no link swapped in since).
+    """
+    path = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow_links:
+            raise UnreadableFile(path, "it is a symbolic link") from None
+        raise UnreadableFile(path, os_reason(error)) from None
+    try:
+        try:
+            info = os.fstat(fd)
+        except OSError as error:
+            raise UnreadableFile(path, os_reason(error)) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile(path, not_regular(info.st_mode))
+        yield fd, info
+    finally:
+        os.close(fd)
+
+
+def read_up_to(fd: int, path: str, limit: int | None) -> bytes:
+    """What ``fd`` holds, reading at most ``limit + 1`` bytes (so a caller can tell a file over the limit)."""
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while limit is None or total <= limit:
+            part = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit + 1 - total))
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+    except OSError as error:
+        raise UnreadableFile(path, os_reason(error)) from None
+    return b"".join(parts)
+
+
+def not_regular(mode: int) -> str:
+    """Why a file of this mode is not read."""
+    return f"it is {_file_kind(mode)}, not a regular file"
 
 
 def write_atomically(path: str | os.PathLike, text: str) -> None:
@@ -99,7 +137,8 @@ def _too_large(size: int, limit: int, what: str) -> str:
     return f"it holds {size / 1_048_576:.1f} MB; {what} are limited to {limit // 1_048_576} MB"
 
 
-def _os_reason(error: OSError) -> str:
+def os_reason(error: OSError) -> str:
+    """Why an OS call failed, in lower case as it reads inside a message."""
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, IsADirectoryError):

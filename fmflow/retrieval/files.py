@@ -29,10 +29,11 @@ import stat
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..files import UnreadableFile, not_regular, open_regular_file, os_reason, read_up_to
+
 SUPPORTED = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _BY_FD = os.scandir in os.supports_fd  # POSIX: list a folder through the descriptor checked
 
@@ -62,14 +63,6 @@ def find_files(paths: list[str]) -> Listing:
 def printable(path: str) -> str:
     """A path fit to store and print: bytes of a name that are not UTF-8 are shown as \\xNN escapes."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return kind
-    return "a special file"
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:
@@ -120,7 +113,7 @@ class _Walk:
                 self._skip_unreachable(raw, raw, error)
             return None
         if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
-            self.listing.skipped.append((raw, f"not a regular file ({file_kind(info.st_mode)})"))
+            self.listing.skipped.append((raw, not_regular(info.st_mode)))
             return None
         self.roots.append(os.path.realpath(raw))
         return info
@@ -146,7 +139,7 @@ class _Walk:
                     if stat.S_ISREG(info.st_mode):
                         self._add(path, info, False)
                     else:
-                        self.listing.skipped.append((path, f"not a regular file ({file_kind(info.st_mode)})"))
+                        self.listing.skipped.append((path, not_regular(info.st_mode)))
             else:
                 stack.pop()
 
@@ -174,7 +167,7 @@ class _Walk:
                         continue
             return sorted(found, key=lambda item: item[0])
         except OSError as error:
-            self.listing.skipped.append((shown, f"cannot list the folder: {error.strerror or error}"))
+            self.listing.skipped.append((shown, f"cannot list the folder: {os_reason(error)}"))
             return []
         finally:
             if fd is not None:
@@ -201,7 +194,7 @@ class _Walk:
         elif stat.S_ISREG(info.st_mode):
             self._add(shown, info, True)
         else:
-            self.listing.skipped.append((shown, f"not a regular file ({file_kind(info.st_mode)})"))
+            self.listing.skipped.append((shown, not_regular(info.st_mode)))
 
     def _skip_unreachable(self, shown: str, link: str, error: OSError) -> None:
         if error.errno == errno.ELOOP:
@@ -209,7 +202,7 @@ class _Walk:
         elif error.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(link):
             reason = f"a broken link (to {os.readlink(link)})"
         else:
-            reason = f"cannot read: {error.strerror or error}"
+            reason = os_reason(error)
         self.listing.skipped.append((shown, reason))
 
     def _add(self, path: str, info: os.stat_result, through_link: bool) -> None:
@@ -238,39 +231,18 @@ def read_file(found: FoundFile | str, max_bytes: int | None = None) -> bytes:
     """
     if isinstance(found, str):
         found = FoundFile(found, (-1, -1), through_link=True)
-    flags = os.O_RDONLY | _NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(found.path, flags | (0 if found.through_link else _NOFOLLOW))
-    except OSError as error:
-        if error.errno == errno.ELOOP and not found.through_link:
-            raise FileError("it became a link while being indexed") from None
-        raise FileError(f"cannot read: {error.strerror or error}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FileError(f"not a regular file ({file_kind(info.st_mode)})")
-        if found.identity != (-1, -1) and _identity(info) != found.identity:
-            raise FileError("it was replaced by another file while being indexed")
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise FileError(_too_big(info.st_size, max_bytes))
-        return _read_all(fd, max_bytes)
-    except OSError as error:
-        raise FileError(f"cannot read: {error.strerror or error}") from None
-    finally:
-        os.close(fd)
-
-
-def _read_all(fd: int, max_bytes: int | None) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        part = os.read(fd, 1 << 20)
-        if not part:
-            return b"".join(parts)
-        parts.append(part)
-        total += len(part)
-        if max_bytes is not None and total > max_bytes:  # it grew while being read
-            raise FileError(_too_big(total, max_bytes))
+        with open_regular_file(found.path, follow_links=found.through_link) as (fd, info):
+            if found.identity != (-1, -1) and _identity(info) != found.identity:
+                raise FileError("it was replaced by another file while being indexed")
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise FileError(_too_big(info.st_size, max_bytes))
+            data = read_up_to(fd, found.path, max_bytes)
+    except UnreadableFile as error:
+        raise FileError(error.reason) from None
+    if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
+        raise FileError(_too_big(len(data), max_bytes))
+    return data
 
 
 def _too_big(size: int, max_bytes: int) -> str:

@@ -83,8 +83,8 @@ def test_fifos_and_devices_are_skipped_not_waited_for(tmp_path, embedding):
     os.symlink("/dev/zero", tmp_path / "zero.md")
     result = index(tmp_path, "docs", "zero.md", "--collection", "docs", "--embedding", embedding, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert skipped(result) == {os.path.join("docs", "pipe.md"): "not a regular file (a named pipe)",
-                               "zero.md": "not a regular file (a character device)"}
+    assert skipped(result) == {os.path.join("docs", "pipe.md"): "it is a pipe (FIFO), not a regular file",
+                               "zero.md": "it is a character device, not a regular file"}
     assert sorted(sources(tmp_path / ".fmflow" / "store")) == ["docs/good.md"]
 
 
@@ -123,8 +123,8 @@ def test_unreadable_files_and_folders_are_skipped_with_the_reason(tmp_path, embe
         (tmp_path / "docs" / "private").chmod(0o755)
         secret.chmod(0o644)
     assert result.returncode == 0, result.stderr
-    assert skipped(result) == {os.path.join("docs", "secret.md"): "cannot read: Permission denied",
-                               os.path.join("docs", "private"): "cannot list the folder: Permission denied"}
+    assert skipped(result) == {os.path.join("docs", "secret.md"): "permission denied",
+                               os.path.join("docs", "private"): "cannot list the folder: permission denied"}
     assert sorted(sources(tmp_path / ".fmflow" / "store")) == ["docs/good.md"]
 
 
