@@ -11,7 +11,7 @@
    `--embedding`, default `builtin:minilm`) on one prose file of --small-mb
    and one of --mb: wall seconds, chunks/s, the peak resident memory of the
    process, and the ratio of the two times against the ratio of the sizes
-   (1.00 = exactly linear). Its --progress lines are shown as they come. With
+   (1.00 = exactly linear). Its progress lines are shown as they come. With
    MiniLM the time is almost all embedding; `--embedding hf:FOLDER` with a
    small local encoder measures the rest of the pipeline (reading, chunking,
    Chroma) at full size in minutes.
@@ -89,7 +89,7 @@ def index_file(path: Path, store: Path, embedding: str) -> tuple[float, int, flo
                FMFLOW_PROGRESS_SECONDS="30")
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "fmflow", "index", str(path), "--collection", "scale",
-                                "--store", str(store), "--embedding", embedding, "--progress"], cwd=path.parent, env=env, text=True,
+                                "--store", str(store), "--embedding", embedding], cwd=path.parent, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for line in process.stderr:  # the progress lines, as they come
         print("    " + line.rstrip(), flush=True)

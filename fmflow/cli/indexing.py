@@ -9,7 +9,7 @@ import time
 
 from .common import EXIT_ERRORS, EXIT_OK, UsageError
 
-PROGRESS_SECONDS_ENV = "FMFLOW_PROGRESS_SECONDS"  # seconds between --progress lines off a terminal (default 5)
+PROGRESS_SECONDS_ENV = "FMFLOW_PROGRESS_SECONDS"  # seconds between progress lines off a terminal (default 5)
 DEFAULT_PROGRESS_SECONDS = 5.0
 
 
@@ -18,8 +18,7 @@ def cmd_index(args) -> int:
     from ..retrieval.indexing import IndexingError, index_paths
     from ..retrieval.store import StoreError, StoreFailure
 
-    # Off a terminal, lines only when asked: a script or log reading index's output gets the summary alone.
-    reporter = _IndexProgress.start() if sys.stderr.isatty() else _ProgressLines.start() if args.progress else None
+    reporter = _IndexProgress.start() if sys.stderr.isatty() else _ProgressLines.start()
     try:
         summary = index_paths(args.paths, args.collection, store=args.store, chunk_size=args.chunk_size,
                               chunk_overlap=args.chunk_overlap, prune=args.prune, embedding=args.embedding,
@@ -95,7 +94,7 @@ class _IndexProgress:
 
 
 class _ProgressLines:
-    """Off a terminal (a log, CI), with --progress: a line on stderr every few seconds, and a last one if any was."""
+    """Off a terminal (a log, CI): a line on stderr every few seconds, and a last one if any was printed."""
 
     def __init__(self, every: float) -> None:
         self.every = every
@@ -145,8 +144,4 @@ def add_commands(commands) -> None:
     index.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
                        help=f"how long to wait for another run writing to the store (default "
                             f"{DEFAULT_LOCK_TIMEOUT:g}; 0: fail at once)")
-    index.add_argument("--progress", action="store_true",
-                       help=f"when stderr is not a terminal, print a progress line there every "
-                            f"{DEFAULT_PROGRESS_SECONDS:g} s ({PROGRESS_SECONDS_ENV} changes it); "
-                            f"a terminal always shows a bar")
     index.set_defaults(handler=cmd_index)

@@ -25,7 +25,8 @@ _UNPRIVILEGED = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
 def env(**extra: str) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if k not in ("FMFLOW_DEBUG", "NO_COLOR")}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
-    environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # No progress lines unless a test asks for them: a slow machine would print them anywhere.
+    environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", FMFLOW_PROGRESS_SECONDS="3600")
     environment.update(extra)
     return environment
 

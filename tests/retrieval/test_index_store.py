@@ -174,8 +174,7 @@ def test_verify_without_paths_needs_a_collection_that_exists(tmp_path):
 def test_a_run_killed_while_writing_is_verified_by_the_next_run(tmp_path, embedding):
     corpus(tmp_path / "docs", 30, 60, "k")
     options = ["--collection", "docs", "--chunk-size", "100", "--chunk-overlap", "0", "--embedding", embedding]
-    run = subprocess.Popen(command("index", "docs", "--progress", *options), cwd=tmp_path,
-                           env=env(FMFLOW_PROGRESS_SECONDS="0"),
+    run = subprocess.Popen(command("index", "docs", *options), cwd=tmp_path, env=env(FMFLOW_PROGRESS_SECONDS="0"),
                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         for line in run.stderr:  # killed once it has stored a few batches
