@@ -86,6 +86,8 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "concurrency": KeySpec(INT, doc="calls in flight at once", bound=AT_LEAST_ONE),
         "fallback": KeySpec("model_refs", doc="models tried in order when this one fails"),
         "options": KeySpec(DictType(JSON), doc="passed to the provider as is"),
+        "native_tools": KeySpec(BOOL, doc="false: agents describe their tools in text instead of sending "
+                                          "them to the model (default: native, text once the server refuses)"),
     },
     "prompt": {
         "model": KeySpec("model_ref", doc="the model that answers (default: the model named `default`)"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolSpec
+from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolSpec,
+                   ToolsUnsupported)
 
 _FACTORIES: dict[str, Callable[[], Provider]] = {}
 _INSTANCES: dict[str, Provider] = {}
@@ -53,4 +54,4 @@ async def close_providers() -> None:
 
 
 __all__ = ["ChatRequest", "ChatResponse", "ModelConfig", "Provider", "ProviderError", "ToolCall", "ToolSpec",
-           "close_providers", "get_provider", "register_provider", "release_loop_resources"]
+           "ToolsUnsupported", "close_providers", "get_provider", "register_provider", "release_loop_resources"]

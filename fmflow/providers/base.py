@@ -32,6 +32,7 @@ class ModelConfig:
     fallback: tuple[str, ...] = ()
     cache: bool | None = None      # None: on when temperature is 0
     options: dict[str, Any] = field(default_factory=dict)
+    native_tools: bool = True      # false: agents use the text protocol of runtime/tool_text.py
     source: str = ""               # path of the file that declares it (keys shared limits)
 
     @property
@@ -135,12 +136,22 @@ class ProviderError(Exception):
         self.retry_after = retry_after
 
 
+class ToolsUnsupported(ProviderError):
+    """The model or its server cannot take ``tools`` (native tool calls): agents then
+    describe their tools in text and read the calls from JSON replies (runtime/tool_text.py)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, retryable=False, status=status)
+
+
 class Provider(ABC):
     """One provider kind; instances may be shared by every model of that kind."""
 
     name: str = ""
     # Whether the provider honours ChatRequest.json_schema natively (structured output).
     supports_structured_output: bool = False
+    # Whether the provider passes ChatRequest.tools to the model (native tool calls).
+    supports_tools: bool = True
 
     @abstractmethod
     async def complete(self, config: ModelConfig, request: ChatRequest) -> ChatResponse:

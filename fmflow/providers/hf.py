@@ -109,6 +109,7 @@ def prompt_text(tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[str, bo
 class HFProvider(Provider):
     name = "hf"
     supports_structured_output = False
+    supports_tools = False  # tools reach the model as text (runtime/tool_text.py)
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str, str], _Loaded] = {}

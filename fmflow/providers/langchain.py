@@ -49,7 +49,8 @@ import threading
 from typing import Any
 
 from . import register_provider
-from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, valid_text
+from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolsUnsupported,
+                   valid_text)
 
 __all__ = ["LangChainProvider", "register_chat_model", "unregister_chat_model"]
 
@@ -242,8 +243,8 @@ class LangChainProvider(Provider):
                     raise NotImplementedError
                 model = bind_tools([_tool_schema(t) for t in request.tools])
             except NotImplementedError:
-                raise ProviderError(f"langchain model '{config.name}' ({type(model).__name__}) has no tool calling "
-                                    f"(bind_tools is not implemented), so an agent cannot use it") from None
+                raise ToolsUnsupported(f"langchain model '{config.name}' ({type(model).__name__}) has no tool "
+                                       f"calling (bind_tools is not implemented)") from None
             except Exception as error:
                 raise provider_error(error, config) from error
         kwargs = dict(config.options)

@@ -32,8 +32,8 @@ from typing import Any, AsyncIterator, Callable
 import httpx
 
 from . import register_provider
-from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, call_deadline,
-                   valid_text)
+from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolsUnsupported,
+                   call_deadline, valid_text)
 from .costs import CostError, cost_of
 from .http_body import ACCEPT_ENCODING, MAX_ERROR_BYTES, MAX_REPLY_BYTES, BodyError, aiter_body, read_body
 
@@ -85,6 +85,7 @@ class OpenAIProvider(Provider):
         try:
             return await call.send(body)
         except ProviderError as error:
+            _raise_if_tools_refused(request, error)
             if not structured or error.status != 400:
                 raise
             # The server cannot do structured output (older vLLM, llama.cpp,
@@ -94,7 +95,11 @@ class OpenAIProvider(Provider):
             if said_so:
                 self._no_structured.add(pair)
             body.pop("response_format")
-            response = await call.send(body)
+            try:
+                response = await call.send(body)
+            except ProviderError as again:
+                _raise_if_tools_refused(request, again)
+                raise
             self._no_structured.add(pair)  # the 400 was about response_format after all
             return response
 
@@ -149,6 +154,16 @@ class OllamaProvider(OpenAIProvider):
     supports_structured_output = True  # Ollama's /v1 honours json_schema; the 400 fallback covers older ones
     default_base_url = OLLAMA_BASE_URL
     default_key_env = None  # a local server needs no key; api_key_env still names one for a proxy
+
+
+def _raise_if_tools_refused(request: ChatRequest, error: ProviderError) -> None:
+    """A 400 that names tools (or tool_choice, function calling) when tools were sent: the server
+    or model cannot take them, so the agent goes on with tools described in text."""
+    if request.tools and error.status == 400 and _NAMES_TOOLS.search(str(error)):
+        raise ToolsUnsupported(f"{error} (the server does not take tools)", status=400) from None
+
+
+_NAMES_TOOLS = re.compile(r"tool|function.?call", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------- requests

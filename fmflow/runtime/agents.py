@@ -11,7 +11,8 @@ from ..defaults import parameter_schema
 from ..providers import ToolSpec
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import Evaluator, gather_all
-from .prompts import OnFail, ReplyRejected, accept, ask_model, model_of, render
+from .prompts import OnFail, ReplyRejected, accept, model_of, render
+from .tool_text import ask_with_tools
 
 DEFAULT_MAX_STEPS = 6
 
@@ -28,8 +29,7 @@ async def call_agent(run, decl: ast.AgentDecl, args: dict[str, Any], returns) ->
         raise FlowRuntimeError(problem)
     conversation = list(messages)
     for _step in range(max_steps):
-        response, _commit = await ask_model(run, decl, on_fail.models, conversation, schema, specs or None,
-                                            use_cache=False)
+        response = await ask_with_tools(run, decl, on_fail.models, conversation, schema, specs)
         if not response.tool_calls:
             try:
                 return await accept(run, decl, args, returns, response.text)

@@ -15,7 +15,7 @@ from typing import Any
 from .. import ast
 from ..checks.blocks import settings_problem
 from ..formatter import expr_doc, flat
-from ..providers import ChatRequest, ChatResponse, ProviderError, get_provider
+from ..providers import ChatRequest, ChatResponse, ProviderError, ToolsUnsupported, get_provider
 from ..providers.base import call_deadline
 from ..types import MESSAGE, STR, ListType
 from .boundary import Unrepresentable, admit, clean_text
@@ -234,6 +234,9 @@ async def ask_model(run, decl, models, messages, schema, tools, use_cache: bool 
     for config in chain:
         try:
             return await _ask_one(run, decl, config, messages, schema, tools, use_cache)
+        except ToolsUnsupported as error:
+            error.config = config  # the agent goes on in text with this model (tool_text.py), no fallback
+            raise
         except ProviderError as error:
             failures.append(f"{config.name}: {error}")
     raise CallFailed(f"{decl.kind} '{decl.name}': no model answered ({'; '.join(failures)})")

@@ -85,6 +85,8 @@ class RunState:
         self._default: ModelConfig | None = None
         self._flows_started = False
         self._enums: dict[int, type] = {}
+        # ModelConfig.key of models whose server refused tools: their agents use text (tool_text.py).
+        self.text_tool_models: set[tuple[str, str]] = set()
         # What this run must never write down (fmflow.secrets); traces, the cache and errors share it.
         self.secrets = secrets if secrets is not None else secrets_for(program)
         # The final answer streams masked: a secret in it must not reach the screen either.

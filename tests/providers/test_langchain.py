@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.runnables import Runnable, RunnableLambda  # noqa: E402
 
 import fmflow  # noqa: E402
-from fmflow.providers import ChatRequest, ModelConfig, ProviderError, ToolSpec, get_provider  # noqa: E402
+from fmflow.providers import ChatRequest, ModelConfig, ProviderError, ToolSpec, ToolsUnsupported, get_provider  # noqa: E402
 from fmflow.providers.langchain import provider_error, register_chat_model, unregister_chat_model  # noqa: E402
 from fmflow.runtime.errors import FlowRuntimeError  # noqa: E402
 
@@ -68,7 +68,9 @@ def tool_calling():
 
 
 def no_tools():
-    return GenericFakeChatModel(messages=iter(["never"]))
+    """No bind_tools: agents describe their tools in text and read the calls from its JSON replies."""
+    return GenericFakeChatModel(messages=iter(['{"tool": "word_count", "arguments": {"text": "one two three"}}',
+                                               '{"answer": "There are 3 words."}']))
 
 
 class Settings(BaseChatModel):
@@ -308,7 +310,7 @@ def test_agent_tool_calls_through_a_langchain_model(tmp_path):
     assert [(s["name"], s["output"]) for s in trace_spans(flow, "tool")] == [("word_count", 3)]
 
 
-def test_an_agent_on_a_model_without_tool_calling_says_so(tmp_path):
+def test_an_agent_on_a_model_without_tool_calling_goes_on_in_text(tmp_path):
     flow = make_flow(tmp_path, '''
         model lc { provider: "langchain", name: "lc_models:no_tools" }
         tool word_count(text: str) -> int = python("lc_tools:word_count")
@@ -321,8 +323,12 @@ def test_an_agent_on_a_model_without_tool_calling_says_so(tmp_path):
           return counter(question)
         }
     ''')
-    with pytest.raises(FlowRuntimeError, match="has no tool calling"):
-        flow.run(question="?")
+    assert flow.run(question="how many words?") == "There are 3 words."
+    [switch] = trace_spans(flow, "protocol")
+    assert switch["tool_protocol"] == "text" and "has no tool calling" in switch["reason"]
+    assert [(s["name"], s["output"]) for s in trace_spans(flow, "tool")] == [("word_count", 3)]
+    # the refused round is asked again in text at once, then one more round: three model spans
+    assert [bool(s.get("error")) for s in trace_spans(flow, "model")] == [True, False, False]
 
 
 def test_a_reply_withheld_by_a_content_filter_is_a_failed_call(tmp_path):
@@ -407,7 +413,7 @@ def test_tools_given_to_a_model_without_bind_tools_fail_clearly():
     request = ChatRequest(messages=[{"role": "user", "content": "u"}],
                           tools=[ToolSpec(name="f", description="d", parameters={"type": "object"})])
     config = ModelConfig(name="lc", provider="langchain", model="fake-conv")
-    with pytest.raises(ProviderError, match="has no tool calling") as caught:
+    with pytest.raises(ToolsUnsupported, match="has no tool calling") as caught:
         asyncio.run(get_provider("langchain").complete(config, request))
     assert not caught.value.retryable
 
