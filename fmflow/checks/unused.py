@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import ast
 from .context import CheckContext
+from .typecheck import DEFAULT_MODEL
 
 
 def check_unused(ctx: CheckContext) -> None:
@@ -14,6 +15,8 @@ def check_unused(ctx: CheckContext) -> None:
     for decl in ctx.module.decls:
         if isinstance(decl, (ast.FlowDecl, ast.TestDecl)) or decl.name in used:
             continue
+        if isinstance(decl, ast.ModelDecl) and decl.name == DEFAULT_MODEL and ctx.module.imports:
+            continue  # it answers the imported prompts that name no model (std/prompts)
         if id(decl) not in ctx.symbols.origin:
             continue  # rejected as a duplicate (E102): one report is enough
         ctx.diagnostics.add("W501", f"{decl.kind} '{decl.name}' is never used", decl.name_span,

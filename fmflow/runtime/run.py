@@ -262,10 +262,13 @@ class RunState:
     async def default_model(self, decl: ast.Decl) -> ModelConfig:
         """The model of a prompt or agent without `model:` (LANGUAGE.md is silent; issue 4 decides).
 
-        In order: a model declared as `default`; `--model PROVIDER:NAME`; the
+        In order: a model declared as `default` in the prompt's file, else in the
+        file the run loaded; `--model PROVIDER:NAME`; the
         FMFLOW_MODEL environment variable; the offline builtin:extractive.
         """
         declared = self.program.lookup(DEFAULT_MODEL, within=decl)
+        if not isinstance(declared, ast.ModelDecl):  # an imported prompt (std/prompts): the run's own file's
+            declared = self.program.lookup(DEFAULT_MODEL)
         if isinstance(declared, ast.ModelDecl):
             return await self.model_config(declared)
         if self._default is None:
