@@ -250,3 +250,9 @@ def test_langchain_tools_prompts_flows_and_retrievers_as_text_tools(tmp_path, se
     used = {s["name"] for s in spans(flow, "tool")} | {s["name"] for s in spans(flow, "retriever")} | \
         {s["name"] for s in spans(flow, "prompt")} | {s["name"] for s in spans(flow, "flow")}
     assert {"shout", "kb", "title", "double"} <= used
+
+
+def test_native_tools_must_be_a_bool():
+    diagnostics = fmflow.check_text('model m { provider: "ollama", name: "x", native_tools: "no" }\n')
+    assert [(d.code, d.line) for d in diagnostics if d.is_error] == [("E201", 1)]
+    assert not [d for d in fmflow.check_text('model m { provider: "ollama", native_tools: false }\n') if d.is_error]
