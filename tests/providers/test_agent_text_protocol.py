@@ -256,3 +256,17 @@ def test_native_tools_must_be_a_bool():
     diagnostics = fmflow.check_text('model m { provider: "ollama", name: "x", native_tools: "no" }\n')
     assert [d.code for d in diagnostics if d.is_error] == ["E201"]
     assert not [d for d in fmflow.check_text('model m { provider: "ollama", native_tools: false }\n') if d.is_error]
+
+
+def test_which_models_use_the_text_protocol():
+    from types import SimpleNamespace
+
+    from fmflow.providers import ModelConfig
+    from fmflow.runtime.tool_text import uses_text
+
+    run = SimpleNamespace(text_tool_models={("f.fmflow", "refused")})
+    assert uses_text(run, ModelConfig(name="m", provider="hf", model="models/tiny"))       # cannot send tools
+    assert uses_text(run, ModelConfig(name="m", provider="ollama", native_tools=False))   # declared so
+    assert uses_text(run, ModelConfig(name="refused", provider="ollama", source="f.fmflow"))  # refused earlier
+    assert not uses_text(run, ModelConfig(name="m", provider="ollama", source="f.fmflow"))
+    assert not uses_text(run, ModelConfig(name="m", provider="no-such-provider"))  # fails when asked, saying so
