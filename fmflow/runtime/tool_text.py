@@ -76,13 +76,15 @@ async def ask_with_tools(run, decl, models: list, conversation: list[dict], sche
     if not specs:
         response, _commit = await ask_model(run, decl, models, conversation, schema, None, use_cache=False)
         return response
-    return await _ask_in_text(run, decl, models, conversation, schema, specs)
+    return await _ask_in_text(run, decl, models, conversation, specs)
 
 
-async def _ask_in_text(run, decl, models, conversation, schema, specs) -> ChatResponse:
+async def _ask_in_text(run, decl, models, conversation, specs) -> ChatResponse:
     messages = text_messages(conversation, specs)
     for attempt in range(MAX_PROTOCOL_REASKS + 1):
-        response, _commit = await ask_model(run, decl, models, messages, schema, None, use_cache=False)
+        # No output schema (a server would hold the reply to it: no tool call could be written) and
+        # an empty tool list (nothing sent, and a tool call's JSON is never streamed as the answer).
+        response, _commit = await ask_model(run, decl, models, messages, None, [], use_cache=False)
         try:
             return read_reply(response)
         except ProtocolError as error:

@@ -198,6 +198,26 @@ def test_a_typed_agent_given_prose_rejects_it_through_on_fail(tmp_path, server):
         run(flow, question="q")
     server.script(REFUSED, ok('{"answer": {"words": 3}}'))
     assert run(flow, question="q") == 3
+    # natively the output schema goes as response_format; in text it would forbid tool calls
+    assert ["response_format" in body for body in server.bodies[2:]] == [True, False]
+    assert '"words"' in server.bodies[-1]["messages"][1]["content"]  # the output instructions stay
+
+
+def test_text_rounds_are_never_streamed_as_the_answer(tmp_path, server):
+    from fmflow.runtime import RunOptions, run_flow
+
+    server.script(CALL, ok('{"answer": "3"}'))
+    flow = load(tmp_path, server, FLOW, extra=", native_tools: false")
+    pieces: list[str] = []
+    options = RunOptions(cache=False, trace=False, workdir=str(tmp_path), on_text=pieces.append)
+
+    async def go():
+        try:
+            return await run_flow(flow.program, "f", {"question": "q"}, options)
+        finally:
+            await close_providers()
+    assert asyncio.run(go()).value == "3"
+    assert "".join(pieces) == "" and all("stream" not in body for body in server.bodies)
 
 
 def test_an_unknown_tool_is_told_to_the_model(tmp_path, server):
