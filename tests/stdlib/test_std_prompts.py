@@ -70,8 +70,8 @@ def test_extract_fills_a_declared_type_and_asks_again_for_missing_fields(tmp_pat
     assert len(provider.requests) == 2
 
 
-def test_judge_reads_a_verdict(tmp_path, scripted):
-    provider = scripted(['{"better": "b", "reason": "a is wrong"}'])
+def test_judge_reads_a_verdict_with_a_lenient_enum(tmp_path, scripted):
+    provider = scripted(['{"better": "B", "reason": "a is wrong"}'])
     flow = load(tmp_path, '''
         flow f(q: str, a: str, b: str) -> str {
           verdict = judge(q, a, b)
@@ -188,3 +188,17 @@ def test_std_prompts_check_clean_against_their_lock():
     assert errors == []
     lock = json.loads((stdlib / "fmflow.lock").read_text(encoding="utf-8"))
     assert any("summarize@1" in entries for entries in lock["files"].values())
+
+
+def test_the_std_prompts_doc_comments_reach_the_model(tmp_path, scripted):
+    provider = scripted(['{"ok": true, "problems": []}', "A short summary."])
+    flow = load(tmp_path, '''
+        flow f(task: str, draft: str) -> str {
+          ok = critique(task, draft).ok
+          return summarize(draft) if ok else draft
+        }
+    ''')
+    assert flow.run(task="t", draft="d") == "A short summary."
+    schema = provider.requests[0].json_schema
+    assert schema["properties"]["ok"]["description"] == "true when the draft needs no change"
+    assert "at most 60 words" in user_text(provider.requests[1])  # the default of `words`
