@@ -50,8 +50,8 @@ class KeySpec:
 
     Special kinds: ``provider``, ``env_name``, ``model_ref``, ``model_refs``,
     ``tool_refs``, ``template``, ``checks``, ``policy``, ``history``, ``flow_ref``,
-    ``inputs``, ``mocks``, ``expects``. ``bound`` limits a number, a duration (in
-    seconds) or the count of a rate.
+    ``inputs``, ``mocks``, ``model_scripts``, ``expects``. ``bound`` limits a number,
+    a duration (in seconds) or the count of a rate.
     """
 
     value: Type | str
@@ -121,7 +121,8 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "flow": KeySpec("flow_ref", required=True, doc="the flow under test"),
         "input": KeySpec("inputs", doc="the flow's inputs"),
         "mock": KeySpec("mocks", doc="answers for calls, by callee name"),
-        "expect": KeySpec("expects", doc="expressions over `output` that must hold"),
+        "models": KeySpec("model_scripts", doc="replies for models, by model name: each request takes the next"),
+        "expect": KeySpec("expects", doc="expressions over `output` and `calls` that must hold"),
     },
 }
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, flow_files, load_checked, parse_pins,
-                     print_diagnostics, select_flow)
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, checked_pins, flow_files, load_checked,
+                     parse_pins, print_diagnostics, select_flow)
 
 
 def cmd_check(args) -> int:
     pins = parse_pins(args.pin)
     diagnostics, sources = [], {}
     seen: set[tuple] = set()
-    for path in flow_files(args.files):
-        loader, _ctx = load_checked(path, pins)
+    loaders = [load_checked(path, pins, check_pins=False)[0] for path in flow_files(args.files)]
+    if pins:  # against every file together: a pin names a prompt of one of them
+        checked_pins(loaders, pins)
+    for loader in loaders:
         sources.update(loader.sources())
         for d in loader.diagnostics():
             key = (d.code, d.span.path, d.span.start, d.message)
@@ -60,16 +62,19 @@ def cmd_fmt(args) -> int:
 
 def cmd_graph(args) -> int:
     from .. import ast
-    from ..compiler import build_flow_graph, to_dot, to_mermaid
+    from ..compiler import build_flow_graph, to_dot, to_dot_flows, to_mermaid, to_mermaid_flows
 
     ctx = checked(args.file)
     if ctx is None:
         return EXIT_ERRORS
     flows = [d for d in ctx.module.decls if isinstance(d, ast.FlowDecl)]
-    flow = select_flow(flows, args.flow, args.file)
     declarations = {name: ctx.lookup(name) for name in ctx.symbols.names()}
-    graph = build_flow_graph(flow, declarations)
-    print(to_dot(graph) if args.format == "dot" else to_mermaid(graph))
+    if args.flow is None and len(flows) > 1:  # every flow, a subgraph each
+        graphs = [build_flow_graph(flow, declarations) for flow in flows]
+        print(to_dot_flows(graphs) if args.format == "dot" else to_mermaid_flows(graphs), end="")
+        return EXIT_OK
+    graph = build_flow_graph(select_flow(flows, args.flow, args.file), declarations)
+    print(to_dot(graph) if args.format == "dot" else to_mermaid(graph), end="")
     return EXIT_OK
 
 
@@ -101,7 +106,7 @@ def add_commands(commands) -> None:
 
     graph = commands.add_parser("graph", help="print the dataflow graph of a flow")
     graph.add_argument("file", metavar="FILE")
-    graph.add_argument("--flow", help="the flow to draw (needed when the file has several)")
+    graph.add_argument("--flow", help="the flow to draw (default: every flow of the file, a subgraph each)")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph.set_defaults(handler=cmd_graph)
 

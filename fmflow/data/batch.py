@@ -64,6 +64,7 @@ class BatchJob:
     cache: bool = True
     trace: bool = False
     workdir: str = "."
+    models: tuple[tuple[str, str], ...] = ()  # declared models replaced for the batch (--model NAME=…)
     budget: float | None = None              # USD left for the whole output (split among the processes)
     program: Any = field(default=None, compare=False, repr=False)  # already loaded here; never sent
 
@@ -86,7 +87,8 @@ class BatchJob:
         # One budget for every record this process runs: each process of a cluster takes its share.
         budget = Budget(self.budget / share) if self.budget is not None else None
         options = RunOptions(cache=self.cache, trace=self.trace, workdir=self.workdir, model=self.model,
-                             limit_share=share, shared_models=SharedModels(), budget=budget)
+                             models=dict(self.models) or None, limit_share=share, shared_models=SharedModels(),
+                             budget=budget)
         options.shared_cache = open_cache(options)
         return FlowRunner(program, self.flow, options)
 
@@ -203,7 +205,8 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
                      concurrency: int = DEFAULT_CONCURRENCY, resume: bool = False, overwrite: bool = False,
                      ordered: bool = False, engine: str = "local", scheduler: str | None = None,
                      cache: bool = True, trace: bool = False, model: str | None = None,
-                     pins: dict[str, int] | None = None, workdir: str = ".", program=None,
+                     models: dict[str, str] | None = None, pins: dict[str, int] | None = None,
+                     workdir: str = ".", program=None,
                      progress: bool | Callable[[Totals], None] = False, partition_size: int | None = None,
                      window: int | None = None, budget: float | None = None) -> BatchResult:
     """Run ``flow`` of ``flow_file`` once per record of ``input`` (.jsonl, .csv, .parquet).
@@ -229,9 +232,10 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
     _check_output(output, input)
     scan = source.scan()
     job = BatchJob(os.path.abspath(flow_file), decl.name, flow_hash(program), tuple(sorted((pins or {}).items())),
-                   model, cache, trace, os.path.abspath(workdir), program=program)
+                   model, cache, trace, os.path.abspath(workdir), tuple(sorted((models or {}).items())),
+                   program=program)
     identity = {"job": "batch", "flow": job.flow, "flow_hash": job.flow_hash, "input_hash": scan.sha256,
-                "pins": [list(p) for p in job.pins], "model": model, "ordered": ordered}
+                "pins": [list(p) for p in job.pins], "model": _model_text(model, job.models), "ordered": ordered}
     async with runner_engine:
         checkpoint, file = _open_output(output, identity, resume, overwrite)
         done_before = checkpoint.progress.totals.get("ok", 0) + checkpoint.progress.totals.get("failed", 0)
@@ -340,6 +344,12 @@ def _check_same_batch(saved: dict[str, Any], current: dict[str, Any], output: st
                             f"{_option_text(current[key])}: resume it with the same {option}")
     if current["ordered"] and not saved.get("ordered"):
         raise DataError("this batch started without --ordered: its output is in completion order already")
+
+
+def _model_text(model: str | None, models: tuple[tuple[str, str], ...]) -> str | None:
+    """The batch's `--model` options as one text (what a checkpoint of a batch without NAME=… held)."""
+    parts = ([model] if model else []) + [f"{name}={spec}" for name, spec in models]
+    return " ".join(parts) or None
 
 
 def _option_text(value: Any) -> str:
