@@ -40,6 +40,13 @@ class TestReport:
     cassette: str | None = None   # the cassette written by --record (None: nothing recorded)
     recorded: int = 0             # replies it holds
 
+    def __iter__(self):
+        """The outcomes, in the file's order (a report reads as the list of its tests)."""
+        return iter(self.outcomes)
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
 
 async def run_tests(program, options: RunOptions | None = None, record: bool = False) -> TestReport:
     """Run every test block of the program's file, one after the other.
