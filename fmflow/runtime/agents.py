@@ -171,4 +171,6 @@ def _argument_problem(run, tool: ast.Decl, arguments: Any) -> str | None:
                             if unknown else [])
     if not problems:
         return None
-    return f"{' and '.join(problems)} for {tool.name} (its arguments: {', '.join(names) or 'none'})"
+    told = f"{' and '.join(problems)} for {tool.kind} '{tool.name}'"
+    # The valid names matter when the model used others; a missing one is named already.
+    return f"{told} (its arguments: {', '.join(names) or 'none'})" if unknown else told

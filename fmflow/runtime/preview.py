@@ -27,7 +27,7 @@ async def preview_prompt(program, decl: ast.Decl, inputs: dict[str, Any],
     run = RunState(program, options or RunOptions(cache=False, trace=False))
     params, returns = program.signature(decl)
     args = {name: run.validate(t, inputs[name], f"input '{name}'") for name, t in params if name in inputs}
-    messages, schema = render(run, decl, args, returns)
+    messages, schema = await render(run, decl, args, returns)
     config = await model_of(run, decl)
     preview: dict[str, Any] = {
         "kind": decl.kind, "name": decl.name,

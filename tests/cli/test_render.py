@@ -13,6 +13,7 @@ from fmflow.runtime import RunOptions
 from fmflow.runtime.prompts import render
 from fmflow.runtime.preview import preview_prompt
 from fmflow.runtime.run import RunState
+from fmflow.types import DOC
 
 FLOW = '''model fast {
   provider: "openai"
@@ -90,8 +91,8 @@ def test_render_json_is_the_runtimes_own_messages(tmp_path):
     program = fmflow.api.load_checked(path)
     decl = program.lookup("answer", 1)
     state = RunState(program, RunOptions(cache=False, trace=False))
-    args = {"question": "Why?", "docs": [state.construct_doc(d) for d in json.loads(DOCS)]}
-    messages, schema = render(state, decl, args, program.signature(decl)[1])
+    args = {"question": "Why?", "docs": [state.validate(DOC, d, "a doc") for d in json.loads(DOCS)]}
+    messages, schema = asyncio.run(render(state, decl, args, program.signature(decl)[1]))
     assert preview["messages"] == messages and preview["schema"] == schema
 
 

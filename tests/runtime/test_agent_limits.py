@@ -80,6 +80,6 @@ def test_missing_and_unknown_tool_arguments_are_told_to_the_model(tmp_path, scri
     flow = agent_flow(tmp_path, steps=3)
     assert flow.run(question="q") == "done"
     contents = [m["content"] for m in provider.requests[1].messages if m["role"] == "tool"]
-    assert contents[0] == "error: missing argument 'text' for word_count (its arguments: text)"
-    assert contents[1] == "error: unknown arguments 'lang', 'mode' for word_count (its arguments: text)"
+    assert contents[0] == "error: missing argument 'text' for tool 'word_count'"
+    assert contents[1] == "error: unknown arguments 'lang', 'mode' for tool 'word_count' (its arguments: text)"
     assert contents[2].startswith("error: argument 'text' of tool 'word_count'")  # a wrong type, as before
