@@ -124,6 +124,13 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "models": KeySpec("model_scripts", doc="replies for models, by model name: each request takes the next"),
         "expect": KeySpec("expects", doc="expressions over `output` and `calls` that must hold"),
     },
+    # Read and typed by checks/pipelines.py.
+    "pipeline": {
+        "source": KeySpec("pipeline_source", required=True, doc="jsonl|csv|parquet(PATH, type: T) or files(GLOB)"),
+        "steps": KeySpec("pipeline_steps", required=True, doc="[keep(…), drop(…), map(…), expand(…), dedupe(…), "
+                         "sample(…), embed(…)]"),
+        "sink": KeySpec("pipeline_sink", required=True, doc="jsonl|csv|parquet(PATH)"),
+    },
 }
 
 
