@@ -84,19 +84,23 @@ class PipelineSpec:
     steps: list[Part]
     sink: Part | None
     complete: bool  # every part was read without a problem
+    # Argument values of parts that could not be read (unknown kind, bad arguments): the
+    # checker still checks the names in them.
+    unread: list[ast.Node] = field(default_factory=list)
 
 
 def read_pipeline(decl: ast.PipelineDecl, report: Report | None = None) -> PipelineSpec:
     """The source, steps and sink of ``decl``; problems go to ``report`` (E101 E103 E201)."""
     problems: list[int] = []
+    unread: list[ast.Node] = []
 
     def note(code: str, message: str, span, help: str | None = None) -> None:
         problems.append(1)
         if report is not None:
             report(code, message, span, help)
 
-    source = _endpoint(decl, "source", SOURCES, note)
-    sink = _endpoint(decl, "sink", SINKS, note)
+    source = _endpoint(decl, "source", SOURCES, note, unread)
+    sink = _endpoint(decl, "sink", SINKS, note, unread)
     steps: list[Part] = []
     entry = decl.entry("steps")
     if entry is not None:
@@ -105,19 +109,28 @@ def read_pipeline(decl: ast.PipelineDecl, report: Report | None = None) -> Pipel
                  entry.value.span, None)
         else:
             for index, item in enumerate(entry.value.items):
-                step = _part(item, "step", STEPS, note)
+                step = _part(item, "step", STEPS, note, unread)
                 if step is not None:
                     step.index = index
                     steps.append(step)
-    return PipelineSpec(decl, source, steps, sink, not problems)
+    return PipelineSpec(decl, source, steps, sink, not problems, unread)
 
 
-def _endpoint(decl: ast.PipelineDecl, key: str, table: dict[str, Signature], note: Report) -> Part | None:
+def _endpoint(decl: ast.PipelineDecl, key: str, table: dict[str, Signature], note: Report,
+              unread: list[ast.Node]) -> Part | None:
     entry = decl.entry(key)
-    return None if entry is None else _part(entry.value, key, table, note)
+    return None if entry is None else _part(entry.value, key, table, note, unread)
 
 
-def _part(node: ast.Node, what: str, table: dict[str, Signature], note: Report) -> Part | None:
+def _part(node: ast.Node, what: str, table: dict[str, Signature], note: Report,
+          unread: list[ast.Node]) -> Part | None:
+    part = _read_part(node, what, table, note)
+    if part is None:
+        unread.extend(a.value for a in node.args) if isinstance(node, ast.Call) else unread.append(node)
+    return part
+
+
+def _read_part(node: ast.Node, what: str, table: dict[str, Signature], note: Report) -> Part | None:
     kinds = ", ".join(f"{k}(…)" for k in table)
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.version is None):
         note("E201", f"a pipeline {what} is written as a call, e.g. {next(iter(table))}(…)", node.span,

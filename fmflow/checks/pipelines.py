@@ -40,6 +40,9 @@ def _check_pipeline(checker: ExprChecker, decl: ast.PipelineDecl) -> None:
         checker.ctx.expr_types[id(step.call)] = record
     if spec.sink is not None:
         _check_sink(checker, decl, spec.sink, record)
+    for value in spec.unread:  # names inside a part that could not be read are still checked
+        if not (isinstance(value, ast.Name) and value.id == "record"):
+            checker.infer(value, Scope({"record": UNKNOWN}))
 
 
 def _source_type(checker: ExprChecker, source: Part) -> Type:
@@ -61,8 +64,9 @@ def _record_type(checker: ExprChecker, node: ast.Node) -> Type:
     if decl is None:
         return UNKNOWN
     if not isinstance(decl, ast.TypeDecl):
-        return checker.error("E201", f"the `type:` of a source must be a type, but '{node.id}' is a {decl.kind}",
-                             node.span)
+        article = "an" if decl.kind[0] in "aeiou" else "a"
+        return checker.error("E201", f"the `type:` of a source must be a type, but '{node.id}' is {article} "
+                             f"{decl.kind}", node.span)
     return checker.types.resolve(ast.TypeRef(decl.name, None, False, span=node.span))
 
 
@@ -133,7 +137,7 @@ def _check_dedupe(checker: ExprChecker, step: Part, scope: Scope, what: str) -> 
     if near is None:
         checker.infer(key, scope)
         return
-    checker.expect(key, STR, scope, f"the text of {what} (near-duplicates compare texts)")
+    checker.expect(key, STR, scope, f"the key of {what}, compared as text with near:,")
     checker.expect(near, FLOAT, Scope(), f"'near' of {what}")
     check_bound(checker, near, NEAR, f"'near' of {what}", "a cosine similarity, e.g. near: 0.92")
 
