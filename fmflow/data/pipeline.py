@@ -231,9 +231,9 @@ async def _run_stages(engine, program, spec, job: PipelineJob, source: Source, l
             totals = await _run_record_stage(engine, stage_job, records, target, concurrency)
             state.usage[str(index)] = totals.to_data()
         else:
-            whole = WholeStep(_whole_state(program, job), spec.decl, steps[0], record_type(program, spec, index),
-                              job.workdir)
-            state.counts[str(index)] = list(await whole.run(stage_path(work, index - 1), target))
+            counts = await asyncio.to_thread(_run_whole_step, program, spec, job, index, steps[0],
+                                             stage_path(work, index - 1), target)
+            state.counts[str(index)] = list(counts)
         state.done = index + 1
         state.save()
         if os.path.exists(checkpoint_path(target)):
@@ -285,12 +285,26 @@ def _open_stage(target: str) -> tuple[Checkpoint, LineFile]:
     return checkpoint, LineFile(target)
 
 
-def _whole_state(program, job: PipelineJob):
+def _run_whole_step(program, spec, job: PipelineJob, index: int, step, source: str, target: str):
+    """A whole-data step in an event loop of its own, in a worker thread: the job's loop stays free
+    (a Dask client answers its heartbeats while the step embeds or compares texts)."""
+    from ..providers import release_loop_resources
     from ..runtime import RunOptions, open_cache
     from ..runtime.run import RunState
 
-    options = RunOptions(cache=job.cache, trace=False, workdir=job.workdir, model=job.model)
-    return RunState(program, options, cache=open_cache(options))
+    async def run():
+        options = RunOptions(cache=job.cache, trace=False, workdir=job.workdir, model=job.model)
+        cache = open_cache(options)
+        try:
+            whole = WholeStep(RunState(program, options, cache=cache), spec.decl, step,
+                              record_type(program, spec, index), job.workdir)
+            return await whole.run(source, target)
+        finally:
+            if cache is not None:
+                cache.close()
+            await release_loop_resources()
+
+    return asyncio.run(run())
 
 
 # ------------------------------------------------------------------ finish
