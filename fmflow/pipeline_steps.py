@@ -161,7 +161,7 @@ def _bind(call: ast.Call, kind: str, signature: Signature, note: Report) -> dict
                 ok = False
                 continue
             bound[positional.pop(0)] = arg.value
-        elif arg.name in signature.named and arg.name not in bound:
+        elif arg.name in (*signature.positional, *signature.named) and arg.name not in bound:
             bound[arg.name] = arg.value
         else:
             problem = "twice" if arg.name in bound else "unknown"

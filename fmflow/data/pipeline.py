@@ -193,7 +193,10 @@ def _open_work(work: str, identity: dict[str, Any], resume: bool, sink: str):
         lock = _lock(os.path.join(work, "lock"))  # refuses while another run holds it
         lock.close()
         shutil.rmtree(work)
-    os.makedirs(work)
+    try:
+        os.makedirs(work)  # and the sink's folder, when it is missing
+    except OSError as error:
+        raise DataError(f"cannot write beside the sink '{sink}': {error.strerror or error}") from None
     lock = _lock(os.path.join(work, "lock"))
     state = _State(state_path, identity)
     state.save()

@@ -56,9 +56,6 @@ class FilesSource(Source):
 
 def write_sink(kind: str, path: str, last_stage: str, fields: list[str] | None) -> int:
     """Write the sink from the last stage file (atomically); the number of records written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise DataError(f"cannot write '{path}': the folder '{folder}' does not exist")
     temporary = f"{path}.tmp"
     records = (record for _, record in stage_records(last_stage))
     writer = {"jsonl": _write_jsonl, "csv": _write_csv, "parquet": _write_parquet}[kind]
