@@ -34,16 +34,16 @@ def build_pipeline_graph(decl: ast.PipelineDecl, declarations: Mapping[str, ast.
             else "value"
         chain.append((f"step{step.index + 1}", kind, step))
     chain.append(("sink", "return", spec.sink))
-    previous = None
+    previous: tuple[str, object] | None = None
     for node, kind, part in chain:
         if part is None:
             continue
         graph.add_node(node, kind=kind, label=shorten(expr_text(part.call)), line=part.span.line,
                        order=len(graph), stmt=part.call)
         if previous is not None:
-            record = types.get(id(previous.call))
-            graph.add_edge(previous_node, node, kind="data", label=str(record) if record is not None else "")
-        previous, previous_node = part, node
+            record = types.get(id(previous[1].call))
+            graph.add_edge(previous[0], node, kind="data", label=str(record) if record is not None else "")
+        previous = (node, part)
     return graph
 
 

@@ -35,7 +35,7 @@ from .driver import Driver, Totals
 from .pipeline_io import FilesSource, stage_counts, write_errors, write_sink
 from .pipeline_records import PipelineJob, StageSink, pipeline_stages, record_type
 from .pipeline_whole import WholeStep
-from .records import DataError, Record
+from .records import DataError
 from .sinks import LineFile, open_lines
 from .sources import CsvSource, JsonlSource, ParquetSource, Source
 

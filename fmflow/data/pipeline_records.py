@@ -24,9 +24,8 @@ from typing import Any
 
 from .. import ast
 from ..pipeline_steps import Part, PipelineSpec, read_pipeline, segments
-from .batch import _counting, flow_hash, load_checked
+from .batch import BatchSink, close_options, counting, job_options, job_program
 from .records import DataError, Outcome, Record, describe_error
-from .sinks import LineFile
 
 SOURCE_STEP = "source"
 
@@ -49,19 +48,8 @@ class PipelineJob:
         return {**self.__dict__, "program": None}
 
     async def open(self, share: int) -> "PipelineRunner":
-        from ..runtime import RunOptions, SharedModels, open_cache
-
-        program = self.program
-        if program is None:
-            program = load_checked(self.flow_file, dict(self.pins))
-            if flow_hash(program) != self.flow_hash:
-                raise DataError(f"'{self.flow_file}' (or a file it imports) here differs from the one the "
-                                "pipeline was started with; every machine must see the same files")
-        spec = pipeline_spec(program, self.pipeline)
-        options = RunOptions(cache=self.cache, trace=False, workdir=self.workdir, model=self.model,
-                             limit_share=share, shared_models=SharedModels())
-        options.shared_cache = open_cache(options)
-        return PipelineRunner(program, spec, self.stage, options)
+        program = job_program(self, "pipeline")
+        return PipelineRunner(program, pipeline_spec(program, self.pipeline), self.stage, job_options(self, share))
 
 
 def pipeline_spec(program, name: str) -> PipelineSpec:
@@ -133,14 +121,10 @@ class PipelineRunner:
     def _state(self, usage):
         from ..runtime.run import RunState
 
-        return RunState(self.program, _counting(self.options, usage), cache=self.options.shared_cache)
+        return RunState(self.program, counting(self.options, usage), cache=self.options.shared_cache)
 
     async def close(self) -> None:
-        from ..providers import release_loop_resources
-
-        if self.options.shared_cache is not None:
-            self.options.shared_cache.close()
-        await release_loop_resources()
+        await close_options(self.options)
 
 
 async def apply_step(state, decl: ast.PipelineDecl, step: Part, record: Any) -> list[Any]:
@@ -170,11 +154,8 @@ async def _mapped(state, evaluator, decl: ast.PipelineDecl, value: ast.Node, rec
     return await evaluator.eval(value)
 
 
-class StageSink:
+class StageSink(BatchSink):
     """A stage's file: one JSON line per input line, in input order (see the module docstring)."""
-
-    def __init__(self, file: LineFile) -> None:
-        self.file = file
 
     def write(self, outcome: Outcome) -> bool:
         data = outcome.output
@@ -188,15 +169,3 @@ class StageSink:
             text = json.dumps(data, ensure_ascii=False)
         self.file.write((text + "\n").encode("utf-8"))
         return "error" not in data
-
-    def position(self) -> dict[str, int]:
-        return {"output": self.file.length}
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def sync(self) -> None:
-        self.file.sync()
-
-    def close(self) -> None:
-        self.file.close()

@@ -4,13 +4,13 @@ the Dask engine writes what the local engine writes, the summary, usage errors."
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from test_batch_cli import committed_length, fmflow, no_traceback, start, write
+from test_batch_cli import committed_length, fmflow, no_traceback, write
+from test_batch_cli import kill_when as kill_fmflow_when
 
 SLOW_PIPELINE = '''
     model slow {
@@ -65,23 +65,7 @@ def check_exactly_once(out: Path, n: int) -> None:
 
 def kill_when(tmp_path: Path, ready, *args) -> bool:
     """Start the pipeline and SIGKILL it once ``ready()``; False when it finished first."""
-    process = start(tmp_path, "pipeline", "p.fmflow", *args)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if ready():
-                break
-            time.sleep(0.002)
-        if process.poll() is not None:
-            return False
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        return True
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+    return kill_fmflow_when(tmp_path, ["pipeline", "p.fmflow", *args], ready)
 
 
 def stage(tmp_path: Path, index: int) -> Path:
