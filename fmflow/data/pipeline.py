@@ -297,9 +297,9 @@ def _run_whole_step(program, spec, job: PipelineJob, index: int, step, source: s
 
     async def run():
         options = RunOptions(cache=job.cache, trace=False, workdir=job.workdir, model=job.model)
-        cache = open_cache(options)
+        options.shared_cache = cache = open_cache(options)
         try:
-            whole = WholeStep(RunState(program, options, cache=cache), spec.decl, step,
+            whole = WholeStep(RunState(program, options), spec.decl, step,
                               record_type(program, spec, index), job.workdir)
             return await whole.run(source, target)
         finally:

@@ -121,7 +121,7 @@ class PipelineRunner:
     def _state(self, usage):
         from ..runtime.run import RunState
 
-        return RunState(self.program, counting(self.options, usage), cache=self.options.shared_cache)
+        return RunState(self.program, counting(self.options, usage))
 
     async def close(self) -> None:
         await close_options(self.options)
