@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program, parse_model, parse_pins
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_run_options, check_model_names, load_flow_program,
+                     parse_model, parse_pins)
 
 
 def cmd_pipeline(args) -> int:
@@ -21,10 +22,14 @@ def cmd_pipeline(args) -> int:
     program, status = load_flow_program(args.file, pins)
     if program is None:
         return status
+    check_model_names(model, [program])
+    if model.overrides:
+        raise UsageError("fmflow pipeline takes --model PROVIDER:NAME only (replacing a declared model "
+                         "with NAME=PROVIDER:MODEL is not supported for pipelines)")
     try:
         result = run_pipeline(args.file, args.name or args.name_option, resume=args.resume, limit=args.limit,
                               engine=args.engine, scheduler=args.scheduler, concurrency=args.concurrency,
-                              cache=not args.no_cache, model=model, pins=pins, program=program)
+                              cache=not args.no_cache, model=model.default, pins=pins, program=program)
     except DataError as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -52,7 +57,5 @@ def add_commands(commands) -> None:
     pipeline.add_argument("--concurrency", type=int, default=16, metavar="N",
                           help="records running at once (default 16); models keep their own limits")
     pipeline.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
-    pipeline.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
-    pipeline.add_argument("--model", metavar="PROVIDER:NAME",
-                          help="the model of prompts that name none (when no model is declared as `default`)")
+    add_run_options(pipeline, depth=False)
     pipeline.set_defaults(handler=cmd_pipeline)
