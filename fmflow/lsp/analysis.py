@@ -107,6 +107,25 @@ class Analysis:
             self.last_good[path] = ctx
         return ctx
 
+    def imported_paths(self, path: str) -> set[str]:
+        """The files ``path`` imports, directly or through others."""
+        found: set[str] = set()
+        todo = [path]
+        while todo:
+            for target in self.imports.get(todo.pop(), ()):
+                if target not in found:
+                    found.add(target)
+                    todo.append(target)
+        return found
+
+    def has_errors(self, path: str) -> bool:
+        """Whether ``path`` or a file it imports has errors."""
+        for key in [path, *self.imported_paths(path)]:
+            ctx = self.loader.context(key)
+            if ctx is None or ctx.diagnostics.has_errors:
+                return True
+        return False
+
     def _record_imports(self) -> None:
         for key, ctx in self.loader.contexts.items():
             self.imports[key] = {os.path.abspath(target) for target, _module in ctx.imported.values()}

@@ -25,7 +25,7 @@ def file_diagnostics(analysis: Analysis, path: str) -> dict[str, list[types.Diag
         return {path: []}
     by_path: dict[str, list[types.Diagnostic]] = {path: []}
     std = str(stdlib_dir())
-    for key in [path, *sorted(_imported_paths(analysis, path))]:
+    for key in [path, *sorted(analysis.imported_paths(path))]:
         loaded = analysis.loader.context(key)
         if loaded is None or key.startswith(std):
             continue
@@ -35,19 +35,6 @@ def file_diagnostics(analysis: Analysis, path: str) -> dict[str, list[types.Diag
             by_path.setdefault(os.path.abspath(d.span.path), []).append(
                 to_lsp(d, source, _related(analysis, loaded, d)))
     return by_path
-
-
-def _imported_paths(analysis: Analysis, path: str) -> set[str]:
-    found: set[str] = set()
-    todo = [path]
-    while todo:
-        ctx = analysis.loader.context(todo.pop())
-        for target, _module in (ctx.imported.values() if ctx else ()):
-            target = os.path.abspath(target)
-            if target not in found:
-                found.add(target)
-                todo.append(target)
-    return found
 
 
 def to_lsp(d: Diagnostic, source, related: list | None = None) -> types.Diagnostic:

@@ -26,13 +26,13 @@ def prompt_named(ctx: CheckContext, written: str) -> ast.Decl:
     return decl
 
 
-async def preview(ctx: CheckContext, written: str, inputs: dict[str, Any] | None) -> str:
+async def preview(ctx: CheckContext, has_errors: bool, written: str, inputs: dict[str, Any] | None) -> str:
     """The rendered messages of prompt ``written`` (``NAME`` or ``NAME@N``) of a checked file."""
     from ..runtime import Program
     from ..runtime.errors import FlowRuntimeError
 
-    if any(d.is_error for d in ctx.loader.diagnostics()):
-        raise PreviewError("the file has errors; fix them to preview its prompts")
+    if has_errors:
+        raise PreviewError("the file or one it imports has errors; fix them to preview its prompts")
     program = Program(ctx.loader, ctx)
     decl = prompt_named(ctx, written)
     params, returns = program.signature(decl)

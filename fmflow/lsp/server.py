@@ -53,7 +53,6 @@ class FmflowServer(LanguageServer):
         self.analysis = Analysis()
         self.uris: dict[str, str] = {}  # path → the URI the editor uses for it
         self._pending: dict[str, asyncio.TimerHandle] = {}
-        self._folders_loaded = False
 
     def report_server_error(self, error: Exception, source) -> None:
         """A message that is not JSON gets JSON-RPC's parse error (its id cannot be known)."""
@@ -109,10 +108,8 @@ class FmflowServer(LanguageServer):
         return None if found is None else (ctx, *found)
 
     def all_occurrences(self, target) -> list[Occurrence]:
-        if not self._folders_loaded:  # files that are not open may name it too
-            self._folders_loaded = True
-            for folder in self.workspace.folders.values():
-                self.analysis.load_folder(uri_to_path(folder.uri))
+        for folder in self.workspace.folders.values():  # files that are not open may name it too
+            self.analysis.load_folder(uri_to_path(folder.uri))
         return occurrences(target, self.analysis.contexts())
 
     def location(self, occurrence: Occurrence) -> lsp.Location:
@@ -258,11 +255,12 @@ async def on_preview(ls: FmflowServer, *args) -> str:
         raise ValueError(f"{PREVIEW_COMMAND} takes a file, a prompt name and optional inputs")
     path, prompt = args[0], args[1]
     inputs = args[2] if len(args) == 3 and isinstance(args[2], dict) else None
-    ctx = ls.analysis.context(os.path.abspath(path))
+    path = os.path.abspath(path)
+    ctx = ls.analysis.context(path)
     if ctx is None:
         raise ValueError(f"cannot read {path}")
     try:
-        return await preview(ctx, prompt, inputs)
+        return await preview(ctx, ls.analysis.has_errors(path), prompt, inputs)
     except PreviewError as error:
         raise ValueError(str(error)) from None
 

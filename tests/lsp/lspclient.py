@@ -114,6 +114,15 @@ class LspClient:
             if message.get("method") == "textDocument/publishDiagnostics" and message["params"]["uri"] == uri:
                 return message["params"]["diagnostics"]
 
+    def drain(self, quiet: float = 0.3) -> list[dict]:
+        """The notifications that arrive until none has come for ``quiet`` seconds."""
+        drained = []
+        while True:
+            try:
+                drained.append(self.notifications.get(timeout=quiet))
+            except queue.Empty:
+                return drained
+
     def stderr(self) -> str:
         return b"".join(self._stderr).decode("utf-8", "replace")
 
