@@ -69,25 +69,25 @@ def _decl_hover(ctx: CheckContext, decl: ast.Decl) -> str:
 
 
 def _prompt_versions(ctx: CheckContext, decl: ast.PromptDecl) -> str:
-    """Each version of the prompt and whether fmflow.lock records it unchanged."""
-    from ..lockfile import LockError, prompt_hash, prompt_key, read_lock
+    """Each version of the prompt, and whether fmflow.lock records it (and the checker finds it unchanged)."""
+    from ..lockfile import LockError, prompt_key, read_lock
 
     path = ctx.symbols.path_of(decl) or ctx.path
-    owner = ctx.loader.context(path) if ctx.loader else None
-    owner = owner or ctx
+    owner = (ctx.loader.context(path) if ctx.loader else None) or ctx
     try:
-        lock = read_lock(path)
+        lock = read_lock(path) or {}
     except LockError:
-        lock = None
+        lock = {}
+    changed = [d.span for d in owner.diagnostics if d.code == "E401"]  # the checker's verdict
     lines = []
     for version in owner.symbols.versions(decl.name) or [decl.effective_version]:
         prompt = owner.symbols.get(decl.name, version)
-        if lock is None or prompt is None:
+        if prompt is None or prompt_key(prompt) not in lock:
             state = "not locked"
+        elif any(prompt.span.start <= span.start <= prompt.span.end for span in changed):
+            state = "changed since locked (E401)"
         else:
-            recorded = lock.get(prompt_key(prompt))
-            state = ("not locked" if recorded is None else
-                     "locked" if recorded == prompt_hash(prompt, owner) else "changed since locked (E401)")
+            state = "locked"
         lines.append(f"- `{decl.name}@{version}`: {state}")
     return "versions:\n" + "\n".join(lines)
 

@@ -53,15 +53,18 @@ async def _render(program, decl: ast.Decl, inputs: dict[str, Any], returns) -> s
     try:
         from ..runtime.preview import preview_prompt, preview_text
     except ImportError:  # a runtime without `fmflow render`: its prompt rendering, as text
-        return _messages_text(program, decl, inputs, returns, options)
+        return await _messages_text(program, decl, inputs, returns, options)
     return preview_text(await preview_prompt(program, decl, inputs, options))
 
 
-def _messages_text(program, decl: ast.Decl, inputs: dict[str, Any], returns, options) -> str:
+async def _messages_text(program, decl: ast.Decl, inputs: dict[str, Any], returns, options) -> str:
+    import inspect
+
     from ..runtime.prompts import render
     from ..runtime.run import RunState
 
-    messages, _schema = render(RunState(program, options), decl, inputs, returns)
+    rendered = render(RunState(program, options), decl, inputs, returns)
+    messages, _schema = await rendered if inspect.isawaitable(rendered) else rendered
     lines = [f"{decl.kind} {decl.name}"]
     for message in messages:
         lines += ["", f"── {message['role']} " + "─" * max(3, 60 - len(message["role"])), str(message["content"])]
