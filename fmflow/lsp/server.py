@@ -186,9 +186,9 @@ def on_rename(ls: FmflowServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit |
     found = ls.located(params.text_document.uri, params.position)
     if found is None or found[1].kind not in RENAMEABLE:
         return None
-    if not params.new_name.isidentifier() or not params.new_name.isascii():
-        raise ValueError(f"'{params.new_name}' is not a name: names are letters, digits and _, not starting "
-                         "with a digit")
+    problem = name_problem(params.new_name)
+    if problem:
+        raise ValueError(problem)
     if _in_stdlib(found[1].path):
         raise ValueError("declarations of the standard library cannot be renamed")
     changes: dict[str, list[lsp.TextEdit]] = {}
@@ -196,6 +196,17 @@ def on_rename(ls: FmflowServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit |
         location = ls.location(occurrence)
         changes.setdefault(location.uri, []).append(lsp.TextEdit(range=location.range, new_text=params.new_name))
     return lsp.WorkspaceEdit(changes=changes)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a new name (LANGUAGE.md §1), or None."""
+    from ..parser import KEYWORDS
+
+    if not (name.isascii() and name.isidentifier()):
+        return f"'{name}' is not a name: names are letters, digits and _, not starting with a digit"
+    if name in KEYWORDS:
+        return f"'{name}' is a keyword"
+    return None
 
 
 def _in_stdlib(path: str) -> bool:

@@ -286,8 +286,10 @@ def test_rename_a_parameter_renames_its_uses_templates_and_keywords(lsp, tmp_pat
     edit = _at(lsp, "textDocument/rename", uri, SHARED, "question: str", newName="query")
     edits = edit["changes"]
     assert len(edits[uri]) == 2 and len(edits[main.as_uri()]) == 1  # template, and `question:` in the call
-    with pytest.raises(ResponseError):
+    with pytest.raises(ResponseError, match="is not a name"):
         _at(lsp, "textDocument/rename", uri, SHARED, "question: str", newName="not a name")
+    with pytest.raises(ResponseError, match="is a keyword"):
+        _at(lsp, "textDocument/rename", uri, SHARED, "question: str", newName="flow")
 
 
 def test_rename_a_flow_variable(lsp, tmp_path):
