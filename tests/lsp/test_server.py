@@ -171,6 +171,23 @@ def test_hover_shows_signature_doc_comment_versions_and_fields(lsp, tmp_path):
     del text
 
 
+def test_hover_gives_the_lock_state_of_each_prompt_version(lsp, tmp_path):
+    from fmflow.api import load_program
+    from fmflow.lockfile import write_lock
+
+    shared, _main = _project(tmp_path)
+    write_lock(load_program(shared)[1])
+    uri = lsp.open(shared)
+    assert "E401" not in [d["code"] for d in lsp.diagnostics(uri)]
+    hover = _at(lsp, "textDocument/hover", uri, SHARED, "reply(")["contents"]["value"]
+    assert "`reply@1`: locked" in hover
+    edited = SHARED.replace("briefly", "at length")
+    lsp.change(uri, edited, 2)
+    assert [d["code"] for d in lsp.diagnostics(uri)] == ["W501", "E401", "W501"]  # Tone and reply are unused
+    hover = _at(lsp, "textDocument/hover", uri, edited, "reply(")["contents"]["value"]
+    assert "`reply@1`: changed since locked (E401)" in hover
+
+
 def test_hover_of_a_model_and_a_type_lists_settings_and_fields(lsp, tmp_path):
     shared, _main = _project(tmp_path)
     uri = lsp.open(shared)
