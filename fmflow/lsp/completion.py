@@ -45,7 +45,9 @@ def complete(ctx: CheckContext | None, path: str, text: str, offset: int) -> lis
     if ctx is None:
         return _keywords()
     decl = _decl_at_line(ctx.module, line)
-    if decl is not None and _in_template(decl, line) and _OPEN_TAG.search(prefix):
+    if decl is not None and _in_template(decl, line, col):
+        if not _OPEN_TAG.search(prefix):
+            return []  # the template's own text
         return [_item(p.name, Kind.Variable, type_text_of(p), _doc(p)) for p in getattr(decl, "params", ())] + \
             [_item(name, Kind.Function) for name in sorted(JINJA_GLOBALS)]
     dotted = _DOTTED.search(prefix)
@@ -75,11 +77,14 @@ def _decl_at_line(module: ast.Module, line: int) -> ast.Decl | None:
     return next((d for d in module.decls if d.span.line <= line <= d.span.end_line), None)
 
 
-def _in_template(decl: ast.Decl, line: int) -> bool:
+def _in_template(decl: ast.Decl, line: int, col: int) -> bool:
+    """Whether (line, col) is inside the string of the declaration's template or system text."""
     for key in TEMPLATE_KEYS:
         entry = decl.entry(key) if hasattr(decl, "entries") else None
-        if entry is not None and entry.span.line <= line <= entry.span.end_line:
-            return True
+        if entry is not None:
+            value = entry.value.span
+            if (value.line, value.col) < (line, col) <= (value.end_line, value.end_col):
+                return True
     return False
 
 

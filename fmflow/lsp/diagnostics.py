@@ -29,11 +29,8 @@ def file_diagnostics(analysis: Analysis, path: str) -> dict[str, list[types.Diag
         loaded = analysis.loader.context(key)
         if loaded is None or key.startswith(std):
             continue
-        by_path.setdefault(key, [])
-        for d in loaded.diagnostics.sorted():
-            source = analysis.source(os.path.abspath(d.span.path)) or loaded.source
-            by_path.setdefault(os.path.abspath(d.span.path), []).append(
-                to_lsp(d, source, _related(analysis, loaded, d)))
+        # A file's diagnostics all point into that file (an import's problem is on its import line).
+        by_path[key] = [to_lsp(d, loaded.source, _related(analysis, loaded, d)) for d in loaded.diagnostics.sorted()]
     return by_path
 
 

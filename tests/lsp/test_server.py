@@ -264,6 +264,7 @@ def test_completion_after_a_dot_in_a_block_in_an_import_and_in_a_template(lsp, t
     lsp.change(shared_uri, inside, 2)
     labels = [i["label"] for i in _at(lsp, "textDocument/completion", shared_uri, inside, "{{ q", delta=4)["items"]]
     assert labels[0] == "question"
+    assert _at(lsp, "textDocument/completion", shared_uri, inside, "Answer {{", delta=3)["items"] == []  # plain text
 
 
 def test_completion_of_enum_members_and_names_in_scope(lsp, tmp_path):
