@@ -160,10 +160,12 @@ def test_hover_shows_signature_doc_comment_versions_and_fields(lsp, tmp_path):
     text = lsp.request  # keep names short below
     hover = _at(lsp, "textDocument/hover", uri, MAIN, "reply(", delta=1)["contents"]["value"]
     assert "prompt reply(question: str) -> Answer" in hover
+    assert "Answers one question." in hover  # its `##` doc comment
     assert "`reply@1`: not locked" in hover
     assert "shared.fmflow" in hover
     field = _at(lsp, "textDocument/hover", uri, MAIN, "a.text", delta=3)["contents"]["value"]
     assert "(field of Answer) text: str" in field
+    assert "The reply itself." in field
     builtin_uri = lsp.open(tmp_path / "len.fmflow", 'flow f(x: str) -> int {\n  return len(x)\n}\n')
     builtin = _at(lsp, "textDocument/hover", builtin_uri, 'flow f(x: str) -> int {\n  return len(x)\n}\n',
                   "len")["contents"]["value"]

@@ -41,7 +41,7 @@ for (const source of sources) {
 }
 for (const name of fs.readdirSync(target)) {  // snapshots of examples that are gone
   const flow = name.replace(/\.snap$/, '');
-  if (!copies.has(flow)) {
+  if (!name.startsWith('.') && !copies.has(flow)) {
     if (update || !name.endsWith('.snap')) {
       fs.rmSync(path.join(target, name));
     } else {
