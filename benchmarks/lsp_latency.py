@@ -166,7 +166,7 @@ async def run(lines: int, edits: int, samples: int) -> None:
             baseline = statistics.median([await bench.round_trip() for _ in range(samples)])
             if BROKEN in bench.text:
                 await bench.edit()
-            for label, needle, delta in (("completion after '.' (d.)", "d.text", 2),
+            for label, needle, delta in (("completion after '.' (output.)", "output.confidence", 7),
                                          ("completion of a block key", "  k: 4", 2),
                                          ("completion of names in a flow", "  return summaries", 9)):
                 times = [await bench.completion(needle, delta) for _ in range(samples)]
