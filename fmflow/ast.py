@@ -455,6 +455,14 @@ class TestDecl(Decl):
 
 
 @dataclass
+class EvalDecl(Decl):
+    """``eval NAME { flow: …, dataset: …, variants: […] | models: […], metrics: {…} }``."""
+
+    kind = "eval"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
 class Comment:
     """A ``#`` comment; kept beside the AST so the formatter can put it back."""
 
