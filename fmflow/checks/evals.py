@@ -74,6 +74,9 @@ def _check_dataset(checker: ExprChecker, decl: ast.EvalDecl, flow, params) -> Ty
         spec = read_dataset_entry(entry.value, folder)
     except DatasetProblem as problem:
         return checker.error("E201", f"{problem} (in eval '{decl.name}')", problem.node.span, problem.help)
+    if checker.ctx.source.path.startswith("<") or not os.path.isfile(spec.path):
+        return checker.error("E002", f"dataset '{spec.written}' of eval '{decl.name}' not found", entry.value.span,
+                             f"looked for {spec.path}")
     if spec.type_name is not None:
         named = checker.lookup(spec.type_name, Scope(), kinds=("type",))
         if named is None:
@@ -82,9 +85,6 @@ def _check_dataset(checker: ExprChecker, decl: ast.EvalDecl, flow, params) -> Ty
             return checker.error("E201", f"'type:' of a dataset expects a type, but '{named.name}' is a "
                                  f"{named.kind}", spec.type_name.span)
         record: Type = checker.types.resolve(ast.TypeRef(named.name, None, False, span=spec.type_name.span))
-    elif checker.ctx.source.path.startswith("<") or not os.path.isfile(spec.path):
-        return checker.error("E002", f"dataset '{spec.written}' of eval '{decl.name}' not found", entry.value.span,
-                             f"looked for {spec.path}")
     elif spec.format != "jsonl":
         return checker.error("E201", f"the record type of a {spec.format} dataset cannot be read from its "
                              "lines", entry.value.span, f'give it: {spec.format}("{spec.written}", type: T)')
@@ -173,11 +173,7 @@ def _check_metrics(checker: MetricChecker, decl: ast.EvalDecl, value: ast.Node, 
     if not value.entries:
         checker.error("E201", f"eval '{decl.name}' has no metrics", value.span,
                       "add one, e.g. { correct: output == record.expected }")
-    seen: set[str] = set()
-    for entry in value.entries:
-        if entry.key in seen:
-            checker.error("E102", f"metric '{entry.key}' is defined twice", entry.span)
-        seen.add(entry.key)
+    for entry in value.entries:  # a metric named twice is a repeated dict key: reported as such (E102)
         t = checker.infer(entry.value, scope)
         if not isinstance(t, Unknown) and t not in METRIC_TYPES:
             checker.error("E201", f"metric '{entry.key}' of eval '{decl.name}' must be a bool (a rate) or a "
