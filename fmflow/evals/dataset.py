@@ -65,16 +65,22 @@ def read_dataset_entry(value: ast.Node, folder: str) -> DatasetSpec:
 
 
 def sample_record_type(path: str, lines: int = SAMPLE_LINES) -> StructType:
-    """The record type of a JSONL file's first ``lines`` records (OSError or ValueError when unreadable)."""
+    """The record type of a JSONL file's first ``lines`` records; lines that are not JSON objects are
+    passed over. OSError when the file cannot be read, ValueError when no line is an object."""
     fields: dict[str, Type] = {}
-    seen = 0
+    seen = unreadable = 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if raw.isspace():
                 continue
-            record = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+            try:
+                record = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+            except (ValueError, RecursionError):
+                record = None
             if not isinstance(record, dict):
-                raise ValueError(f"line {number} is not a JSON object")
+                # `fmflow eval` counts such a line as a failed record; its type comes from the others.
+                unreadable = unreadable or number
+                continue
             for key in fields.keys() - record.keys():
                 fields[key] = _optional(fields[key])
             for key, item in record.items():
@@ -86,6 +92,8 @@ def sample_record_type(path: str, lines: int = SAMPLE_LINES) -> StructType:
             seen += 1
             if seen >= lines:
                 break
+    if seen == 0 and unreadable:
+        raise ValueError(f"line {unreadable} is not a JSON object, nor is any line up to it")
     typed = {key: OptionalType(JSON) if t == NULL else t for key, t in fields.items()}
     return StructType(RECORD_TYPE_NAME, path, tuple(typed.items()))
 
