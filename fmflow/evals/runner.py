@@ -288,19 +288,23 @@ async def _score(program, plan: EvalPlan, runs, records: dict[int, Any], shared,
     trace = _judge_trace(program, plan, state) if shared.trace else None
     state.trace = trace
     similarity = Similarity(os.path.dirname(os.path.abspath(program.path)))
-    gate = asyncio.Semaphore(concurrency)
 
-    async def score(row: Row) -> None:
-        async with gate:
-            evaluator = MetricEvaluator(state, plan.decl, {"record": records.get(row.line), "output": row.output},
+    rows = iter([row for run in runs for row in run.rows.values() if row.error is None and row.line in records])
+
+    async def worker() -> None:  # a fixed pool of workers, not a task per row
+        for row in rows:
+            evaluator = MetricEvaluator(state, plan.decl, {"record": records[row.line], "output": row.output},
                                         similarity=similarity)
             for metric in plan.metrics:
                 await _score_metric(evaluator, metric, row)
 
+    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
     try:
-        await asyncio.gather(*(score(row) for run in runs for row in run.rows.values()
-                               if row.error is None and row.line in records))
+        await asyncio.gather(*workers)
     finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         if trace is not None:
             trace.close("ok")
     return usage

@@ -81,17 +81,30 @@ def test_bootstrap_interval_by_hand():
     assert all(math.isnan(x) for x in bootstrap_mean([]))
 
 
-def test_bootstrap_interval_agrees_with_scipy_and_the_normal_approximation():
-    rng = random.Random(11)
-    values = [rng.gauss(0.6, 0.2) for _ in range(400)]
-    low, high = bootstrap_mean(values, resamples=4000, seed=5)
-    reference = scipy_stats.bootstrap((np.array(values),), np.mean, confidence_level=0.95, n_resamples=4000,
-                                      method="percentile", random_state=np.random.default_rng(5)).confidence_interval
-    mean = sum(values) / len(values)
-    half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    for ours, theirs, normal in ((low, reference.low, mean - half), (high, reference.high, mean + half)):
-        assert ours == pytest.approx(theirs, abs=0.004)
-        assert ours == pytest.approx(normal, abs=0.004)
+@pytest.mark.parametrize("n", [30, 400, 6000])   # 6,000 values: the resamples are drawn in several chunks
+def test_bootstrap_interval_is_scipys_with_the_same_seed(n):
+    rng = random.Random(n)
+    values = [rng.gauss(0.6, 0.2) for _ in range(n)]
+    low, high = bootstrap_mean(values, resamples=2000, seed=5)
+    reference = scipy_stats.bootstrap((np.array(values),), np.mean, confidence_level=0.95, n_resamples=2000,
+                                      method="percentile", vectorized=True,
+                                      rng=np.random.default_rng(5)).confidence_interval
+    assert low == pytest.approx(reference.low, rel=1e-9, abs=1e-12)
+    assert high == pytest.approx(reference.high, rel=1e-9, abs=1e-12)
+    mean = sum(values) / n
+    half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(n)
+    assert low == pytest.approx(mean - half, abs=half / 8) and high == pytest.approx(mean + half, abs=half / 8)
+
+
+def test_bootstrap_of_few_distinct_values_draws_the_same_distribution_as_scipy():
+    # Scores out of 5 on 1,000 records: resampled as counts of each score (multinomial), not by index.
+    rng = random.Random(8)
+    values = [float(rng.choice([1, 2, 2, 3, 4, 4, 4, 5])) for _ in range(1000)]
+    low, high = bootstrap_mean(values, resamples=20000, seed=3)
+    assert bootstrap_mean(values, resamples=20000, seed=3) == (low, high)
+    reference = scipy_stats.bootstrap((np.array(values),), np.mean, n_resamples=20000, method="percentile",
+                                      vectorized=True, rng=np.random.default_rng(1)).confidence_interval
+    assert low == pytest.approx(reference.low, abs=0.005) and high == pytest.approx(reference.high, abs=0.005)
 
 
 def test_paired_bootstrap_finds_a_real_difference_and_not_a_null_one():
