@@ -18,7 +18,7 @@ from .. import ast
 from ..evals.dataset import DatasetProblem, read_dataset_entry, sample_record_type
 from ..evals.functions import METRIC_FUNCTIONS
 from ..types import BOOL, FLOAT, INT, UNKNOWN, StructType, Type, Unknown, is_assignable
-from .expressions import ExprChecker, Scope, _count
+from .expressions import ExprChecker, Scope
 
 METRIC_TYPES = (BOOL, INT, FLOAT)
 
@@ -34,19 +34,11 @@ class MetricChecker(ExprChecker):
         return super()._infer_Call(node, scope)
 
     def _metric_call(self, builtin, node: ast.Call, scope: Scope) -> Type:
-        types = [self.infer(a.value, scope) for a in node.args]
         if any(a.name is not None for a in node.args):
+            self._infer_args(node.args, scope)
             return self.error("E103", f"{builtin.name}() takes its arguments by position", node.span,
                               builtin.signature)
-        if not builtin.min_args <= len(types) <= builtin.max_args:
-            return self.error("E103", f"{builtin.name}() takes {_count(builtin.min_args, builtin.max_args)}, "
-                              f"got {len(types)}", node.span, builtin.signature)
-        if any(isinstance(t, Unknown) for t in types):
-            return UNKNOWN
-        result = builtin.typing(types)
-        if isinstance(result, str):
-            return self.error("E201", result, node.span, builtin.signature)
-        return result
+        return self._builtin_call(builtin.name, [a.value for a in node.args], node, scope, builtin)
 
 
 def check_eval(checker: ExprChecker, decl: ast.EvalDecl) -> None:

@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .. import ast
+from ..data.batch import BatchSink, checkpoint_path, start_output
 from ..data.checkpoint import Checkpoint
 from ..data.driver import Driver
-from ..data.local import LocalEngine
+from ..data.local import LocalEngine, run_records
 from ..data.records import DataError, Outcome, Record, describe_error
 from ..data.sinks import LineFile, open_lines
 from ..data.sources import open_source
@@ -91,7 +91,7 @@ async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, t
     cache). ``on_record(variant, line)`` is called as each record finishes.
     """
     from ..providers import release_loop_resources
-    from ..runtime import RunOptions, SharedModels, open_cache
+    from ..runtime import RunOptions, open_cache
 
     started = time.monotonic()
     if concurrency < 1:
@@ -157,7 +157,7 @@ async def _run_variant(path, program, plan: EvalPlan, variant: Variant, source, 
 
 def _open_store(output: str, identity: dict, reuse: bool):
     """The checkpoint and output file of a variant: continued when the identity matches, else fresh."""
-    path = output + ".fmflow-checkpoint"
+    path = checkpoint_path(output)
     if reuse and os.path.exists(path) and os.path.exists(output):
         try:
             checkpoint = Checkpoint.load(path)
@@ -170,12 +170,7 @@ def _open_store(output: str, identity: dict, reuse: bool):
                 except DataError:
                     pass
             checkpoint.close()
-    checkpoint = Checkpoint.create(path, identity)
-    try:
-        return checkpoint, LineFile(output)
-    except OSError as error:
-        checkpoint.close()
-        raise DataError(f"cannot write '{output}': {error.strerror}") from None
+    return start_output(output, identity)
 
 
 def _slug(label: str) -> str:
@@ -220,11 +215,12 @@ class _EvalJob:
         return Outcome(record.line, output=(result.data, time.perf_counter() - started), usage=usage)
 
 
-class _EvalSink:
+class _EvalSink(BatchSink):
     """A variant's stored outputs: one JSON line per record, with its latency and usage."""
 
     def __init__(self, file: LineFile, label: str, on_record) -> None:
-        self.file, self.label, self.on_record = file, label, on_record
+        super().__init__(file)
+        self.label, self.on_record = label, on_record
 
     def write(self, outcome: Outcome) -> bool:
         u = outcome.usage or Usage()
@@ -238,7 +234,7 @@ class _EvalSink:
             data["seconds"] = outcome.output if isinstance(outcome.output, float) else 0.0
         try:
             text = json.dumps(data, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError) as error:  # NaN, or a value JSON cannot hold
             data.pop("output", None)
             data["error"], ok = f"the output cannot be written as JSON: {error}", False
             text = json.dumps(data, ensure_ascii=False)
@@ -246,18 +242,6 @@ class _EvalSink:
         if self.on_record is not None:
             self.on_record(self.label, outcome.line)
         return ok
-
-    def position(self) -> dict[str, int]:
-        return {"output": self.file.length}
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def sync(self) -> None:
-        self.file.sync()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def read_rows(path: str) -> dict[int, Row]:
@@ -291,20 +275,18 @@ async def _score(program, plan: EvalPlan, runs, records: dict[int, Any], shared,
 
     rows = iter([row for run in runs for row in run.rows.values() if row.error is None and row.line in records])
 
-    async def worker() -> None:  # a fixed pool of workers, not a task per row
-        for row in rows:
-            evaluator = MetricEvaluator(state, plan.decl, {"record": records[row.line], "output": row.output},
-                                        similarity=similarity)
-            for metric in plan.metrics:
-                await _score_metric(evaluator, metric, row)
+    async def next_row() -> Row | None:
+        return next(rows, None)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    async def score(row: Row) -> None:
+        evaluator = MetricEvaluator(state, plan.decl, {"record": records[row.line], "output": row.output},
+                                    similarity=similarity)
+        for metric in plan.metrics:
+            await _score_metric(evaluator, metric, row)
+
     try:
-        await asyncio.gather(*workers)
+        await run_records(score, next_row, lambda _scored: None, concurrency)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
         if trace is not None:
             trace.close("ok")
     return usage
