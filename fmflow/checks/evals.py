@@ -66,9 +66,12 @@ def _check_dataset(checker: ExprChecker, decl: ast.EvalDecl, flow, params) -> Ty
         spec = read_dataset_entry(entry.value, folder)
     except DatasetProblem as problem:
         return checker.error("E201", f"{problem} (in eval '{decl.name}')", problem.node.span, problem.help)
-    if checker.ctx.source.path.startswith("<") or not os.path.isfile(spec.path):
+    if checker.ctx.source.path.startswith("<") or not os.path.exists(spec.path):
         return checker.error("E002", f"dataset '{spec.written}' of eval '{decl.name}' not found", entry.value.span,
                              f"looked for {spec.path}")
+    if not os.path.isfile(spec.path):
+        return checker.error("E002", f"dataset '{spec.written}' of eval '{decl.name}' is not a file "
+                             f"({'a folder' if os.path.isdir(spec.path) else 'a pipe or device'})", entry.value.span)
     if spec.type_name is not None:
         named = checker.lookup(spec.type_name, Scope(), kinds=("type",))
         if named is None:

@@ -48,9 +48,11 @@ def cmd_eval(args) -> int:
     except (DataError, EvalError) as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
+        _end_progress(args)
         print("fmflow: interrupted; the finished records are saved and the next `fmflow eval` continues",
               file=sys.stderr)
         return 130
+    _end_progress(args)
     summary = summarise(run, seed=args.seed)
     missed = check_bounds(summary, bounds)
     if bounds:
@@ -67,8 +69,18 @@ def cmd_eval(args) -> int:
     return EXIT_ERRORS if missed else EXIT_OK
 
 
+def _shows_progress(args) -> bool:
+    return not args.json and sys.stderr.isatty()
+
+
+def _end_progress(args) -> None:
+    if _shows_progress(args):
+        print(file=sys.stderr)
+
+
 def _progress(args):
-    if args.json or not sys.stderr.isatty():
+    """Records finished per variant, on one line of stderr rewritten in place (on a terminal only)."""
+    if not _shows_progress(args):
         return None
     counts: dict[str, int] = {}
 
