@@ -9,7 +9,6 @@ give json, a key missing from a line or null in one gives an optional field).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -72,6 +71,8 @@ def sample_record_type(path: str, lines: int = SAMPLE_LINES, limit: int = SAMPLE
     Lines that are not JSON objects are passed over. OSError when the file
     cannot be read, ValueError when no line in reach is an object.
     """
+    import json  # here, not at the top: `fmflow check` imports this module
+
     fields: dict[str, Type] = {}
     seen = unreadable = 0
     for number, raw in enumerate(_first_lines(path, limit), 1):

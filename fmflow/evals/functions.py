@@ -7,7 +7,6 @@ implementation; ``similarity`` embeds with the packaged MiniLM
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -42,6 +41,8 @@ def contains(text: str, part: str) -> bool:
 
 
 def json_valid(text: Any) -> bool:
+    import json  # here, not at the top: `fmflow check` imports this module
+
     if not isinstance(text, str):
         return text is None or isinstance(text, (dict, list, int, float, bool))
     try:
