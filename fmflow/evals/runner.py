@@ -98,7 +98,7 @@ async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, t
         raise DataError(f"concurrency must be at least 1, got {concurrency}")
     program = program if program is not None else _load(path)
     plan = read_plan(program, name)
-    flow = program.flow(plan.flow)
+    flow = program.lookup(plan.flow)
     params = program.signature(flow)[0]
     source = open_source(plan.dataset.path, dict(params))
     store = os.path.join(workdir, STORE_FOLDER, plan.name)
@@ -146,7 +146,7 @@ async def _run_variant(path, program, plan: EvalPlan, variant: Variant, source, 
     options = _copy(shared, every_model=variant.model, shared_models=SharedModels())
     done_before = checkpoint.progress.totals.get("ok", 0) + checkpoint.progress.totals.get("failed", 0)
     driver = Driver(_EvalSink(file, variant.label, on_record), checkpoint, window=max(100 * concurrency, 10_000))
-    job = _EvalJob(program, plan.flow, tuple(name for name, _ in params), options)
+    job = _EvalJob(program, program.lookup(plan.flow), tuple(name for name, _ in params), options)
     try:
         totals = await driver.run(LocalEngine(concurrency), job, source.records(checkpoint.progress.skipper()))
     finally:
@@ -187,7 +187,7 @@ def _copy(options, **changes):
 class _EvalJob:
     """Runs the flow of one variant on one record (the record's extra fields are not inputs)."""
 
-    def __init__(self, program, flow: str, inputs: tuple[str, ...], options) -> None:
+    def __init__(self, program, flow, inputs: tuple[str, ...], options) -> None:
         self.program, self.flow, self.inputs, self.options = program, flow, inputs, options
 
     async def open(self, share: int) -> "_EvalJob":

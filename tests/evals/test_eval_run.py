@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.clitools import ROOT, write
+from tests.cli.clitools import ROOT, fmflow_cmd, write
 from tests.evals.evaltools import calls as _calls, eval_json as _json, make_project, records as _records
 from tests.evals.evaltools import run_eval as _eval
 
@@ -157,3 +157,14 @@ def test_usage_errors(project):
     (project / "qa.jsonl").unlink()
     result = _eval(project, "--name", "quality")
     assert result.returncode == 1 and "E002" in result.stdout
+
+
+def test_an_eval_of_a_flow_imported_from_another_file(project):
+    source = (project / "evals.fmflow").read_text()
+    flows, _evals = source.split("eval quality", 1)
+    write(project, "app.fmflow", flows)
+    write(project, "quality.fmflow", 'import "./app.fmflow"\n\neval quality' + _evals.split("eval by_model")[0])
+    result = fmflow_cmd(project, "eval", "quality.fmflow", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert [v["metrics"]["correct"]["value"] for v in summary["variants"]] == [0.6, 0.2]
