@@ -25,6 +25,7 @@ import math
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -126,7 +127,9 @@ def _load(path: str, pins: dict[str, int] | None = None):
     from ..errors import FmflowCheckError
 
     try:
-        return load_checked(path, pins)
+        with warnings.catch_warnings():  # the eval itself names the versions it pins: that is no surprise
+            warnings.filterwarnings("ignore", message=r"pins\[", category=UserWarning)
+            return load_checked(path, pins)
     except FmflowCheckError as error:
         if not pins:
             raise
@@ -268,7 +271,7 @@ async def _score(program, plan: EvalPlan, runs, records: dict[int, Any], shared,
 
     usage = Usage()
     options = _copy(shared, every_model=None, shared_models=SharedModels(), on_usage=usage.add_answer)
-    state = RunState(program, options, cache=shared.shared_cache)
+    state = RunState(program, options)  # options.shared_cache: the eval's response cache
     trace = _judge_trace(program, plan, state) if shared.trace else None
     state.trace = trace
     similarity = Similarity(os.path.dirname(os.path.abspath(program.path)))
@@ -316,7 +319,7 @@ async def _score_metric(evaluator, metric: Metric, row: Row) -> None:
 
 
 def _judge_trace(program, plan: EvalPlan, state):
-    from ..runtime.trace import TraceWriter
+    from ..observe.trace import TraceWriter
 
     return TraceWriter(os.path.join(state.options.workdir, ".fmflow", "runs"), secrets=state.secrets,
                        flow=f"eval {plan.name}", file=program.path, to_jsonable=program.types.to_jsonable)
