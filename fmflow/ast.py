@@ -463,6 +463,18 @@ class EvalDecl(Decl):
 
 
 @dataclass
+class PipelineDecl(Decl):
+    """``pipeline NAME { source: …, steps: [...], sink: … }``: its entries as written.
+
+    ``fmflow.pipeline_steps`` reads the source, the steps and the sink out of
+    them (each keeps the span of the call it was written as).
+    """
+
+    kind = "pipeline"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
 class Comment:
     """A ``#`` comment; kept beside the AST so the formatter can put it back."""
 

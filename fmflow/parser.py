@@ -29,7 +29,7 @@ KEYWORDS = frozenset(
     "eval test if elif else for in return and or not true false null".split()
 )
 DECLARATION_KEYWORDS = ("import", "model", "type", "enum", "prompt", "retriever",
-                        "tool", "filter", "agent", "flow", "test", "eval")
+                        "tool", "filter", "agent", "flow", "pipeline", "test", "eval")
 
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")", "]", "}"}

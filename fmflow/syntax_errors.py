@@ -110,7 +110,7 @@ _EXPRESSION_STARTS = {"NAME", "STRING", "INT", "FLOAT", "LSQB", "LBRACE", "LPAR"
 
 
 _DECLARATION_TERMINALS = ("IMPORT", "MODEL", "TYPE", "ENUM", "PROMPT", "RETRIEVER", "TOOL", "FILTER",
-                          "AGENT", "FLOW", "TEST", "EVAL")
+                          "AGENT", "FLOW", "PIPELINE", "TEST", "EVAL")
 # Tokens that continue an expression: listed one by one they bury the message.
 _OPERATORS = {"PLUS", "MINUS", "MUL_OP", "COMP_OP", "DOT", "LPAR", "LSQB", "AT", "AND", "OR", "IF",
               "IN", "NOT", "VBAR"}

@@ -131,6 +131,13 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "models": KeySpec("model_refs", doc="models compared, e.g. [fast, local]"),
         "metrics": KeySpec("metrics", required=True, doc="{ name: expression over record and output }"),
     },
+    # Read and typed by checks/pipelines.py.
+    "pipeline": {
+        "source": KeySpec("pipeline_source", required=True, doc="jsonl|csv|parquet(PATH, type: T) or files(GLOB)"),
+        "steps": KeySpec("pipeline_steps", required=True, doc="[keep(…), drop(…), map(…), expand(…), dedupe(…), "
+                         "sample(…), embed(…)]"),
+        "sink": KeySpec("pipeline_sink", required=True, doc="jsonl|csv|parquet(PATH)"),
+    },
 }
 
 

@@ -68,7 +68,15 @@ def cmd_graph(args) -> int:
     if ctx is None:
         return EXIT_ERRORS
     flows = [d for d in ctx.module.decls if isinstance(d, ast.FlowDecl)]
+    pipelines = [d for d in ctx.module.decls if isinstance(d, ast.PipelineDecl)]
     declarations = {name: ctx.lookup(name) for name in ctx.symbols.names()}
+    if args.pipeline is not None or (args.flow is None and not flows and pipelines):
+        from ..pipeline_graph import build_pipeline_graph
+
+        pipeline = select_flow(pipelines, args.pipeline, args.file, kind="pipeline")
+        graph = build_pipeline_graph(pipeline, declarations, ctx.expr_types)
+        print(to_dot(graph) if args.format == "dot" else to_mermaid(graph), end="")
+        return EXIT_OK
     if args.flow is None and len(flows) > 1:  # every flow, a subgraph each
         graphs = [build_flow_graph(flow, declarations) for flow in flows]
         print(to_dot_flows(graphs) if args.format == "dot" else to_mermaid_flows(graphs), end="")
@@ -104,9 +112,11 @@ def add_commands(commands) -> None:
     fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would change")
     fmt.set_defaults(handler=cmd_fmt)
 
-    graph = commands.add_parser("graph", help="print the dataflow graph of a flow")
+    graph = commands.add_parser("graph", help="print the dataflow graph of a flow, or the steps of a pipeline")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--flow", help="the flow to draw (default: every flow of the file, a subgraph each)")
+    graph.add_argument("--pipeline", help="draw this pipeline's steps as a chain (the only pipeline of a file "
+                       "without flows is drawn by default)")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph.set_defaults(handler=cmd_graph)
 

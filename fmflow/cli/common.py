@@ -134,18 +134,21 @@ def _without_errors(loader, ctx, allow: tuple[str, ...] = (), diagnostics_to=Non
     return ctx
 
 
-def select_flow(flows, name: str | None, path: str):
+def select_flow(flows, name: str | None, path: str, kind: str = "flow"):
+    """The flow (or pipeline, with ``kind``) called ``name``, or the only one."""
+    option = "--flow" if kind == "flow" else f"--{kind}"
     if name is not None:
         for flow in flows:
             if flow.name == name:
                 return flow
         known = ", ".join(f.name for f in flows) or "none"
-        raise UsageError(f"no flow '{name}' in {path} (flows: {known})")
+        raise UsageError(f"no {kind} '{name}' in {path} ({kind}s: {known})")
     if len(flows) == 1:
         return flows[0]
     if not flows:
-        raise UsageError(f"{path} declares no flow")
-    raise UsageError(f"{path} declares several flows ({', '.join(f.name for f in flows)}); choose one with --flow")
+        raise UsageError(f"{path} declares no {kind}")
+    raise UsageError(f"{path} declares several {kind}s ({', '.join(f.name for f in flows)}); "
+                     f"choose one with {option}")
 
 
 def require_regular_file(path: str) -> None:

@@ -72,25 +72,44 @@ class BatchJob:
         return {**self.__dict__, "program": None}
 
     async def open(self, share: int) -> "FlowRunner":
-        from ..runtime import RunOptions, SharedModels, open_cache
+        return FlowRunner(job_program(self, "batch"), self.flow, job_options(self, share))
 
-        program = self.program
-        if program is None:
-            program = load_checked(self.flow_file, dict(self.pins))
-            if flow_hash(program) != self.flow_hash:
-                raise DataError(f"'{self.flow_file}' (or a file it imports) here differs from the one the "
-                                "batch was started with; every machine must see the same flow files")
-        # The records share one open response cache and the models' evaluated settings:
-        # a model's env() values are read once per runner, not once per record.
-        from ..runtime.budget import Budget
 
-        # One budget for every record this process runs: each process of a cluster takes its share.
-        budget = Budget(self.budget / share) if self.budget is not None else None
-        options = RunOptions(cache=self.cache, trace=self.trace, workdir=self.workdir, model=self.model,
-                             models=dict(self.models) or None, limit_share=share, shared_models=SharedModels(),
-                             budget=budget)
-        options.shared_cache = open_cache(options)
-        return FlowRunner(program, self.flow, options)
+def job_program(job, what: str):
+    """The checked Program a job runs: the one loaded here, or loaded again (on a Dask worker)
+    and checked to hash the same as where the job started."""
+    if job.program is not None:
+        return job.program
+    program = load_checked(job.flow_file, dict(job.pins))
+    if flow_hash(program) != job.flow_hash:
+        raise DataError(f"'{job.flow_file}' (or a file it imports) here differs from the one the "
+                        f"{what} was started with; every machine must see the same flow files")
+    return program
+
+
+def job_options(job, share: int):
+    """RunOptions of a job's runner: its records share one open response cache and the models'
+    evaluated settings (a model's env() values are read once per runner, not once per record)."""
+    from ..runtime import RunOptions, SharedModels, open_cache
+    from ..runtime.budget import Budget
+
+    # One budget for every record this process runs: each process of a cluster takes its share.
+    total = getattr(job, "budget", None)
+    budget = Budget(total / share) if total is not None else None
+    options = RunOptions(cache=job.cache, trace=getattr(job, "trace", False), workdir=job.workdir,
+                         model=job.model, models=dict(getattr(job, "models", ())) or None, limit_share=share,
+                         shared_models=SharedModels(), budget=budget)
+    options.shared_cache = open_cache(options)
+    return options
+
+
+async def close_options(options) -> None:
+    """Release what ``job_options`` opened, and the providers' connections of this loop."""
+    from ..providers import release_loop_resources
+
+    if options.shared_cache is not None:
+        options.shared_cache.close()
+    await release_loop_resources()
 
 
 class FlowRunner:
@@ -108,7 +127,7 @@ class FlowRunner:
 
         usage = Usage()
         try:
-            result = await run_flow(self.program, self.flow, record.value, _counting(self.options, usage))
+            result = await run_flow(self.program, self.flow, record.value, counting(self.options, usage))
         except asyncio.CancelledError:
             raise
         except BudgetExceeded as error:   # the batch stops starting records; this one runs again on --resume
@@ -118,14 +137,10 @@ class FlowRunner:
         return Outcome(record.line, output=result.data, usage=usage)
 
     async def close(self) -> None:
-        from ..providers import release_loop_resources
-
-        if self.options.shared_cache is not None:
-            self.options.shared_cache.close()
-        await release_loop_resources()
+        await close_options(self.options)
 
 
-def _counting(options, usage: Usage):
+def counting(options, usage: Usage):
     """A copy of ``options`` whose model answers count into ``usage`` (dataclasses.replace
     costs ten times more, and this runs once per record)."""
     copy = object.__new__(type(options))

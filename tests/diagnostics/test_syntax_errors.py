@@ -48,7 +48,7 @@ def label_of(help_text: str | None) -> str | None:
     return help_text.split(": the '")[0] if help_text else help_text
 ESCAPE_HELP = 'use \\" \\\\ \\n \\t or \\u{XXXX}'
 DECL_KEYWORDS = ("a declaration (import, model, type, enum, prompt, retriever, tool, filter, agent, flow, "
-                 "test, eval) or the end of the file")
+                 "pipeline, test, eval) or the end of the file")
 UNCLOSED_STRING = 'end it with " before the line ends; use """…""" for text over several lines'
 
 # (source, line, col, message, help)

@@ -492,7 +492,7 @@ def expand_snippet(body: str, choice: int = 0) -> str:
 def test_snippets_expand_to_valid_fmflow():
     snippets = load_json(EXTENSION / "snippets" / "fmflow.json")
     assert {s["prefix"] for s in snippets.values()} == {
-        "model", "prompt", "flow", "type", "retriever", "tool", "test"}
+        "model", "prompt", "flow", "type", "retriever", "tool", "test", "pipeline"}
     for name, snippet in snippets.items():
         assert snippet["description"], name
         body = "\n".join(snippet["body"])
