@@ -455,6 +455,14 @@ class TestDecl(Decl):
 
 
 @dataclass
+class EvalDecl(Decl):
+    """``eval NAME { flow: …, dataset: …, variants: […] | models: […], metrics: {…} }``."""
+
+    kind = "eval"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
 class PipelineDecl(Decl):
     """``pipeline NAME { source: …, steps: [...], sink: … }``: its entries as written.
 

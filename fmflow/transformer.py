@@ -70,6 +70,9 @@ class _ASTBuilder(Transformer_NonRecursive):
     def test_decl(self, meta, items):
         return self._block_decl(ast.TestDecl, meta, items)
 
+    def eval_decl(self, meta, items):
+        return self._block_decl(ast.EvalDecl, meta, items)
+
     def pipeline_decl(self, meta, items):
         return self._block_decl(ast.PipelineDecl, meta, items)
 

@@ -124,6 +124,13 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "models": KeySpec("model_scripts", doc="replies for models, by model name: each request takes the next"),
         "expect": KeySpec("expects", doc="expressions over `output` and `calls` that must hold"),
     },
+    "eval": {
+        "flow": KeySpec("flow_ref", required=True, doc="the flow evaluated"),
+        "dataset": KeySpec("dataset", required=True, doc='the records: jsonl("path", type: T?), csv(…), parquet(…)'),
+        "variants": KeySpec("prompt_versions", doc="prompt versions compared, e.g. [answer@1, answer@2]"),
+        "models": KeySpec("model_refs", doc="models compared, e.g. [fast, local]"),
+        "metrics": KeySpec("metrics", required=True, doc="{ name: expression over record and output }"),
+    },
     # Read and typed by checks/pipelines.py.
     "pipeline": {
         "source": KeySpec("pipeline_source", required=True, doc="jsonl|csv|parquet(PATH, type: T) or files(GLOB)"),

@@ -16,6 +16,7 @@ from ..secrets import is_env_var_name, looks_like_key
 from ..types import DURATION, INT, MESSAGE, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
 from .blocks import POLICY_COUNT, PROVIDERS, KeySpec, block_spec, bound_message, out_of_bound
 from .context import CheckContext
+from .evals import check_eval
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
 from .narrowing import always_returns, non_null_when
 from .resolve import decl_type
@@ -39,6 +40,8 @@ def check_types(ctx: CheckContext) -> None:
             from .test_blocks import check_test  # it builds on this module's helpers
 
             check_test(checker, decl)
+        elif isinstance(decl, ast.EvalDecl):
+            check_eval(checker, decl)
         elif hasattr(decl, "entries"):
             _check_block_decl(checker, decl)
 

@@ -321,12 +321,7 @@ def _open_output(output: str, identity: dict[str, Any], resume: bool, overwrite:
         if os.path.exists(output) and not overwrite:
             raise DataError(f"'{output}' already exists: pass --overwrite to replace it, or --resume to "
                             "continue the batch that wrote it")
-        checkpoint = Checkpoint.create(path, identity)
-        try:
-            return checkpoint, LineFile(output)
-        except OSError as error:
-            checkpoint.close()
-            raise DataError(f"cannot write '{output}': {error.strerror}") from None
+        return start_output(output, identity)
     if not os.path.exists(path):
         raise DataError(f"there is no checkpoint of a batch writing '{output}' ({path}): "
                         "run without --resume to start one")
@@ -337,6 +332,16 @@ def _open_output(output: str, identity: dict[str, Any], resume: bool, overwrite:
     except BaseException:
         checkpoint.close()
         raise
+
+
+def start_output(output: str, identity: dict[str, Any]):
+    """A new checkpoint and an empty output file for a job starting from nothing."""
+    checkpoint = Checkpoint.create(checkpoint_path(output), identity)
+    try:
+        return checkpoint, LineFile(output)
+    except OSError as error:
+        checkpoint.close()
+        raise DataError(f"cannot write '{output}': {error.strerror}") from None
 
 
 def _check_same_batch(saved: dict[str, Any], current: dict[str, Any], output: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+from ..ast import FlowDecl
 from .errors import FlowRuntimeError, describe
 from .interrupt import INTERRUPTED, run_interruptibly
 from .program import Program
@@ -14,9 +15,13 @@ from .run import RunOptions, RunResult, RunState, SharedModels
 
 async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, Any],
                    options: RunOptions | None = None) -> RunResult:
-    """Run one flow of a checked program with inputs given as Python or JSON values."""
+    """Run one flow of a checked program with inputs given as Python or JSON values.
+
+    ``flow_name`` names a flow of the program's own file, or is a flow declaration
+    of the program (an imported one too: `fmflow eval` runs those).
+    """
     options = options or RunOptions()
-    flow = program.flow(flow_name)
+    flow = flow_name if isinstance(flow_name, FlowDecl) else program.flow(flow_name)
     params, _returns = program.signature(flow)
     check_inputs(flow, params, inputs)
     check_input_values(program, flow, params, inputs)

@@ -206,7 +206,13 @@ async def accept(run, decl, args, returns, text: str) -> Any:
 async def model_of(run, decl: ast.Decl):
     """The evaluated model of a prompt or agent, with the prompt's own overrides."""
     entry = decl.entry("model")
-    if entry is None:
+    swap = run.options.every_model
+    if swap is not None:
+        model_decl = run.program.lookup(swap)
+        if not isinstance(model_decl, ast.ModelDecl):
+            raise FlowRuntimeError(f"'{swap}' is not a model declared in {run.program.path}")
+        config = await run.model_config(model_decl)
+    elif entry is None:
         config = await run.default_model(decl)
     else:
         model_decl = run.program.lookup(entry.value.id, within=decl)
