@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["parse", "check", "check_text", "load", "__version__"]
+__all__ = ["parse", "check", "check_text", "load", "run_tests", "__version__"]
 
 
 def parse(text: str, path: str = "<string>"):
@@ -36,3 +36,10 @@ def load(path, flow=None, **options):
     from .api import load as _load
 
     return _load(path, flow, **options)
+
+
+def run_tests(path, **options):
+    """Run the ``test`` blocks of a ``.fmflow`` file as `fmflow test` does; returns a TestReport."""
+    from .api import run_tests as _run_tests
+
+    return _run_tests(path, **options)

@@ -92,29 +92,80 @@ class Flow:
 
 
 def load(path: str | Path, flow: str | None = None, *, pins: dict[str, int] | None = None,
-         model: str | None = None, cache: bool = True, trace: bool = True, workdir: str | Path = ".",
-         mocks: dict | None = None, budget=None) -> Flow:
+         model: str | None = None, models: dict[str, str] | None = None, cache: bool = True, trace: bool = True,
+         workdir: str | Path = ".", mocks: dict | None = None, max_depth: int | None = None,
+         budget=None) -> Flow:
     """Check a flow file and return one of its flows (the only one, or ``flow``).
 
-    ``budget``: USD that each run's model calls may cost (``--budget``), or a
-    ``fmflow.runtime.budget.Budget`` that many runs share; a run that would
-    pass it raises BudgetExceeded (a FlowRuntimeError) before the call.
-    Raises FmflowCheckError with every diagnostic when the file has errors.
+    ``model`` ("PROVIDER:NAME") answers prompts that name no model; ``models``
+    replaces declared models for every run ({"fast": "ollama:llama3.2"});
+    ``max_depth`` bounds nested flow calls (default 64); ``budget``: USD that
+    each run's model calls may cost (``--budget``), or a
+    ``fmflow.runtime.budget.Budget`` that many runs share (a run that would
+    pass it raises BudgetExceeded, a FlowRuntimeError, before the call). Raises
+    FmflowCheckError with every diagnostic when the file has errors, and
+    ValueError for a pin, a model or a depth that cannot apply.
     """
-    from .runtime import RunOptions
     from .runtime.budget import Budget
 
     Budget.of(budget)   # a bad amount is refused here, not at the first run
-    options = RunOptions(cache=cache, trace=trace, workdir=str(workdir), model=model, mocks=mocks, budget=budget)
-    return Flow(load_checked(path, pins=pins), flow, options)
+    program = load_checked(path, pins=pins)
+    options = _options(program, model, models, max_depth, cache=cache, trace=trace, workdir=workdir, mocks=mocks,
+                       budget=budget)
+    return Flow(program, flow, options)
+
+
+def _options(program, model: str | None, models: dict[str, str] | None, max_depth: int | None, *,
+             workdir: str | Path, **settings):
+    """RunOptions for the API's runs; ValueError for a model choice or a depth that cannot apply."""
+    from .runtime import RunOptions
+    from .runtime.models import model_choices, unknown_model_names
+
+    choice = model_choices(model, models)
+    if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1):
+        raise ValueError(f"max_depth must be a whole number of at least 1, got {max_depth!r}")
+    problem = unknown_model_names(program, choice.overrides, "models[{name!r}]")
+    if problem is not None:
+        raise ValueError(problem)
+    return RunOptions(workdir=str(workdir), model=choice.default, models=choice.overrides or None,
+                      **({"max_depth": max_depth} if max_depth is not None else {}), **settings)
+
+
+def run_tests(path: str | Path, *, record: bool = False, pins: dict[str, int] | None = None,
+              model: str | None = None, models: dict[str, str] | None = None, max_depth: int | None = None,
+              workdir: str | Path = "."):
+    """Run the `test` blocks of a flow file, as `fmflow test` does; returns a TestReport.
+
+    ``record`` asks the real models what no mock or script answers and writes
+    their replies to the file's cassette (``FILE.cassette.jsonl``); without it,
+    a cassette beside the file answers them. The other options are load()'s.
+    """
+    import asyncio
+
+    from .runtime import in_own_loop
+    from .runtime.testing import run_tests as run
+
+    program = load_checked(path, pins=pins)
+    options = _options(program, model, models, max_depth, cache=False, trace=False, workdir=workdir)
+    return asyncio.run(in_own_loop(run(program, options, record=record)))
 
 
 def load_checked(path: str | Path, pins: dict[str, int] | None = None):
-    """The runtime Program of a checked file; FmflowCheckError with every diagnostic when it has errors."""
+    """The runtime Program of a checked file; FmflowCheckError with every diagnostic when it has errors,
+    ValueError for a pin that names no prompt version."""
+    import warnings
+
+    from .checks.pins import pin_notes, pin_problems
     from .errors import FmflowCheckError
     from .runtime import Program
 
     loader, ctx = load_program(path, pins=pins)
+    contexts = list(loader.contexts.values())
+    problems = pin_problems(contexts, pins or {}, "pins[{name!r}] = {version}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    for note in pin_notes(contexts, pins or {}, "pins[{name!r}] = {version}"):
+        warnings.warn(note, stacklevel=3)
     diagnostics = loader.diagnostics()
     if any(d.is_error for d in diagnostics):
         raise FmflowCheckError(diagnostics, loader.sources())

@@ -455,6 +455,26 @@ class TestDecl(Decl):
 
 
 @dataclass
+class EvalDecl(Decl):
+    """``eval NAME { flow: …, dataset: …, variants: […] | models: […], metrics: {…} }``."""
+
+    kind = "eval"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class PipelineDecl(Decl):
+    """``pipeline NAME { source: …, steps: [...], sink: … }``: its entries as written.
+
+    ``fmflow.pipeline_steps`` reads the source, the steps and the sink out of
+    them (each keeps the span of the call it was written as).
+    """
+
+    kind = "pipeline"
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
 class Comment:
     """A ``#`` comment; kept beside the AST so the formatter can put it back."""
 

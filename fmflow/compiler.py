@@ -20,9 +20,11 @@ Edges: ``kind="data", var=NAME`` from the node defining a variable to every
 node reading it, resolved along the statement's path (a name defined in both
 arms of an ``if`` and read after it gets an edge from each definition);
 ``kind="control", label="then"|"else"`` from a branch node to every
-first-level node of its arm. An ``elif`` condition hangs off the previous
-branch's ``else`` edge. Edges only point forward in source order, so the
-graph is acyclic.
+first-level node of its arm, and from a branch to the statements after its
+``if`` that wait for its outcome (the gate below) — only to those that do
+not already read a value of another statement waiting for it. An ``elif``
+condition hangs off the previous branch's ``else`` edge. Edges only point
+forward in source order, so the graph is acyclic.
 
 ``gate`` says when a node may run at all, which the control edges alone do not
 say for statements that follow an ``if`` with a returning arm (in
@@ -89,7 +91,21 @@ class _GraphBuilder:
                         self.graph.add_edge(source, node, kind="data", var=var)
             env[param.name] = (node,)
         self._block(self.flow.body, env, gate=None, control=None)
+        self._gate_edges()
         return self.graph
+
+    def _gate_edges(self) -> None:
+        """Control edges from the branches a statement after a returning ``if`` waits for.
+
+        A statement that reads a value of one waiting for the same outcome waits
+        through it, so it gets no edge of its own: the drawing stays readable.
+        """
+        for node, data in list(self.graph.nodes(data=True)):
+            sources = [u for u, _v, d in self.graph.in_edges(node, data=True) if d["kind"] == "data"]
+            for branch, arm in data.get("gate") or ():
+                waits_through = any((branch, arm) in (self.graph.nodes[u].get("gate") or ()) for u in sources)
+                if not self.graph.has_edge(branch, node) and not waits_through:
+                    self.graph.add_edge(branch, node, kind="control", label=arm)
 
     # ----------------------------------------------------------- nodes
     def _add_node(self, node_id: str, kind: str, label: str, stmt: ast.Node,
@@ -278,19 +294,35 @@ def _mermaid_id(node: str) -> str:
 
 def to_mermaid(graph: "nx.DiGraph") -> str:
     """A Mermaid ``flowchart TD``: data edges solid, control edges dotted."""
+    return "\n".join(["flowchart TD", *_mermaid_body(graph, "", "    ")]) + "\n"
+
+
+def to_mermaid_flows(graphs: list["nx.DiGraph"]) -> str:
+    """Several flows in one Mermaid chart, a ``subgraph`` each (node ids prefixed by the flow's name)."""
+    lines = ["flowchart TD"]
+    for graph in graphs:
+        name = graph.graph.get("name", "flow")
+        lines.append(f'    subgraph flow_{_mermaid_id(name)}["flow {mermaid_escape(name)}"]')
+        lines.extend(_mermaid_body(graph, _mermaid_id(name) + "__", "        "))
+        lines.append("    end")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_body(graph: "nx.DiGraph", prefix: str, indent: str) -> list[str]:
     nodes = _sorted_nodes(graph)
     rank = {n: i for i, n in enumerate(nodes)}
-    lines = ["flowchart TD"]
+    lines = []
     for node in nodes:
         data = graph.nodes[node]
         opening, closing = _MERMAID_SHAPES.get(data.get("kind"), ('["', '"]'))
-        lines.append(f"    {_mermaid_id(node)}{opening}{mermaid_escape(str(data.get('label', node)))}{closing}")
+        lines.append(f"{indent}{prefix}{_mermaid_id(node)}{opening}"
+                     f"{mermaid_escape(str(data.get('label', node)))}{closing}")
     for source, target, data in _sorted_edges(graph, rank):
         arrow = "-.->" if data.get("kind") == "control" else "-->"
         label = mermaid_escape(_edge_label(data))
         middle = f"{arrow}|{label}|" if label else arrow
-        lines.append(f"    {_mermaid_id(source)} {middle} {_mermaid_id(target)}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{indent}{prefix}{_mermaid_id(source)} {middle} {prefix}{_mermaid_id(target)}")
+    return lines
 
 
 _DOT_SHAPES = {"input": "oval", "call": "box", "value": "box", "branch": "diamond", "return": "doubleoctagon"}
@@ -303,16 +335,34 @@ def dot_quote(text: str) -> str:
 
 def to_dot(graph: "nx.DiGraph") -> str:
     """A Graphviz ``digraph``: data edges solid, control edges dashed."""
+    return "\n".join([f"digraph {dot_quote(graph.graph.get('name', 'flow'))} {{", *_DOT_DEFAULTS,
+                      *_dot_body(graph, "", "    "), "}"]) + "\n"
+
+
+def to_dot_flows(graphs: list["nx.DiGraph"]) -> str:
+    """Several flows in one Graphviz graph, a ``cluster_`` subgraph each (node ids prefixed by the flow's name)."""
+    lines = ['digraph "flows" {', *_DOT_DEFAULTS]
+    for graph in graphs:
+        name = graph.graph.get("name", "flow")
+        lines += [f"    subgraph {dot_quote('cluster_' + name)} {{", f"        label={dot_quote('flow ' + name)};",
+                  *_dot_body(graph, name + ":", "        "), "    }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+_DOT_DEFAULTS = ('    node [fontname="Helvetica"];', '    edge [fontname="Helvetica"];')
+
+
+def _dot_body(graph: "nx.DiGraph", prefix: str, indent: str) -> list[str]:
     nodes = _sorted_nodes(graph)
     rank = {n: i for i, n in enumerate(nodes)}
-    lines = [f"digraph {dot_quote(graph.graph.get('name', 'flow'))} {{",
-             '    node [fontname="Helvetica"];', '    edge [fontname="Helvetica"];']
+    lines = []
     for node in nodes:
         data = graph.nodes[node]
         attrs = [f"label={dot_quote(data.get('label', node))}", f"shape={_DOT_SHAPES.get(data.get('kind'), 'box')}"]
         if data.get("kind") == "value":
             attrs.append('style="rounded"')
-        lines.append(f"    {dot_quote(node)} [{', '.join(attrs)}];")
+        lines.append(f"{indent}{dot_quote(prefix + node)} [{', '.join(attrs)}];")
     for source, target, data in _sorted_edges(graph, rank):
         attrs = []
         label = _edge_label(data)
@@ -321,10 +371,9 @@ def to_dot(graph: "nx.DiGraph") -> str:
         if data.get("kind") == "control":
             attrs.append("style=dashed")
         suffix = f" [{', '.join(attrs)}]" if attrs else ""
-        lines.append(f"    {dot_quote(source)} -> {dot_quote(target)}{suffix};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{indent}{dot_quote(prefix + source)} -> {dot_quote(prefix + target)}{suffix};")
+    return lines
 
 
-__all__ = ["build_flow_graph", "to_mermaid", "to_dot", "expr_text",
+__all__ = ["build_flow_graph", "to_mermaid", "to_mermaid_flows", "to_dot", "to_dot_flows", "expr_text",
            "expression_calls", "expression_reads", "CALLABLE_KINDS"]

@@ -483,6 +483,27 @@ def _entry(out: _Emitter, entry: ast.Entry, indent: int, after: Pos) -> None:
     out.leaf(entry, [entry.key, ": ", expr_doc(entry.value)], indent, after)
 
 
+def _pipeline_entry(out: _Emitter, entry: ast.Entry, indent: int, after: Pos) -> None:
+    """A pipeline's `steps: [...]` is always one step per line, each keeping its comments."""
+    steps = entry.value
+    if entry.key != "steps" or not isinstance(steps, ast.ListExpr) or not steps.items:
+        _entry(out, entry, indent, after)
+        return
+    out.flush(entry.span.line, indent, clamp=entry.span.line)
+    out.gap(entry.span.line)
+    out.lines.append(" " * indent + "steps: [")
+    close = _last_char(steps.span)
+    out.claim(entry.span.line, _start(steps.items[0]))
+    _children(out, steps.items, indent + INDENT, close, _pipeline_step)
+    out.lines.append(" " * indent + "]")
+    out.last_end = entry.span.end_line
+    out.claim(close[0], after)
+
+
+def _pipeline_step(out: _Emitter, step: ast.Node, indent: int, after: Pos) -> None:
+    out.leaf(step, [expr_doc(step), ","], indent, after)
+
+
 def _field(out: _Emitter, node: ast.Field, indent: int, after: Pos) -> None:
     out.leaf(node, f"{node.name}: {type_text(node.type)}", indent, after)
 
@@ -569,6 +590,9 @@ def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
     elif isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
         _braced(out, decl, 0, _signature(decl), _header_line(decl), decl.entries, _entry, close,
                 after)
+    elif isinstance(decl, ast.PipelineDecl):
+        _braced(out, decl, 0, [f"pipeline {decl.name}"], decl.name_span.line, decl.entries,
+                _pipeline_entry, close, after)
     else:
         _braced(out, decl, 0, [f"{decl.kind} {decl.name}"], decl.name_span.line, decl.entries,
                 _entry, close, after)

@@ -26,10 +26,10 @@ MAX_SYNTAX_ERRORS = 20
 
 KEYWORDS = frozenset(
     "import model type enum prompt retriever tool filter agent flow pipeline "
-    "test if elif else for in return and or not true false null".split()
+    "eval test if elif else for in return and or not true false null".split()
 )
 DECLARATION_KEYWORDS = ("import", "model", "type", "enum", "prompt", "retriever",
-                        "tool", "filter", "agent", "flow", "test")
+                        "tool", "filter", "agent", "flow", "pipeline", "test", "eval")
 
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")", "]", "}"}

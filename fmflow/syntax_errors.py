@@ -57,7 +57,7 @@ EXAMPLES: dict[str, list[str]] = {
         'flow f(x: str) -> str { "text" }',
         "flow f(x: str) -> str { [x] }",
     ],
-    "declarations start with import, model, type, enum, prompt, retriever, tool, filter, agent, flow or test": [
+    "declarations start with import, model, type, enum, prompt, retriever, tool, filter, agent, flow, test or eval": [
         "function f() {}",
         "x = 1",
         "def f(): pass",
@@ -110,7 +110,7 @@ _EXPRESSION_STARTS = {"NAME", "STRING", "INT", "FLOAT", "LSQB", "LBRACE", "LPAR"
 
 
 _DECLARATION_TERMINALS = ("IMPORT", "MODEL", "TYPE", "ENUM", "PROMPT", "RETRIEVER", "TOOL", "FILTER",
-                          "AGENT", "FLOW", "TEST")
+                          "AGENT", "FLOW", "PIPELINE", "TEST", "EVAL")
 # Tokens that continue an expression: listed one by one they bury the message.
 _OPERATORS = {"PLUS", "MINUS", "MUL_OP", "COMP_OP", "DOT", "LPAR", "LSQB", "AT", "AND", "OR", "IF",
               "IN", "NOT", "VBAR"}

@@ -70,6 +70,12 @@ class _ASTBuilder(Transformer_NonRecursive):
     def test_decl(self, meta, items):
         return self._block_decl(ast.TestDecl, meta, items)
 
+    def eval_decl(self, meta, items):
+        return self._block_decl(ast.EvalDecl, meta, items)
+
+    def pipeline_decl(self, meta, items):
+        return self._block_decl(ast.PipelineDecl, meta, items)
+
     def prompt_decl(self, meta, items):
         name = items[0]
         version = items[1] if isinstance(items[1], int) else None

@@ -2,6 +2,9 @@
 //
 // Plain CommonJS, no build step. The server is `${fmflow.serverCommand}
 // ${fmflow.serverArgs}` (by default `fmflow lsp`), spoken to over stdio.
+// The server's code lenses name the commands registered here: "Run test" and
+// "Run flow" run `fmflow test` / `fmflow run` in a terminal, "Preview prompt"
+// asks the server to render the prompt and shows the messages beside the file.
 'use strict';
 
 const fs = require('fs');
@@ -125,10 +128,122 @@ async function stopClient() {
   }
 }
 
+/** Quotes an argument for a POSIX shell (the terminal runs one on Linux and macOS). */
+function shellQuote(text) {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\"'\"'")}'`;
+}
+
+/** @type {vscode.Terminal | undefined} */
+let terminal;
+
+/** Runs `fmflow ARGS…` in the extension's terminal, from the file's workspace folder. */
+function runInTerminal(args) {
+  const { command } = serverSettings();
+  if (terminal === undefined || terminal.exitStatus !== undefined) {
+    terminal = vscode.window.createTerminal({ name: 'fmflow', cwd: serverWorkingDir() });
+  }
+  terminal.show(true);
+  terminal.sendText([command, ...args].map(shellQuote).join(' '));
+}
+
+/** The file and declaration name a command was given (by a code lens), or the active editor's. */
+async function commandTarget(args, kinds) {
+  if (args.length >= 2 && typeof args[0] === 'string' && typeof args[1] === 'string') {
+    return { file: args[0], name: args[1] };
+  }
+  const editor = vscode.window.activeTextEditor;
+  if (editor === undefined || editor.document.languageId !== 'fmflow') {
+    void vscode.window.showWarningMessage('fmflow: open a .fmflow file first.');
+    return undefined;
+  }
+  await editor.document.save();
+  const symbols = await vscode.commands.executeCommand(
+    'vscode.executeDocumentSymbolProvider', editor.document.uri) || [];
+  const candidates = symbols.filter((s) => kinds.includes(s.detail));
+  const here = candidates.find((s) => s.range.contains(editor.selection.active));
+  const picked = here || (candidates.length === 1 ? candidates[0] : await pickSymbol(candidates, kinds));
+  return picked ? { file: editor.document.uri.fsPath, name: picked.name } : undefined;
+}
+
+async function pickSymbol(candidates, kinds) {
+  if (candidates.length === 0) {
+    void vscode.window.showWarningMessage(`fmflow: this file declares no ${kinds.join(' or ')}.`);
+    return undefined;
+  }
+  const choice = await vscode.window.showQuickPick(
+    candidates.map((s) => ({ label: s.name, description: s.detail, symbol: s })));
+  return choice ? choice.symbol : undefined;
+}
+
+async function runTest(...args) {
+  const target = await commandTarget(args, ['test']);
+  if (target) {
+    runInTerminal(['test', target.file]);
+  }
+}
+
+async function runFlow(...args) {
+  const target = await commandTarget(args, ['flow']);
+  if (target === undefined) {
+    return;
+  }
+  const inputs = await vscode.window.showInputBox({
+    title: `Run flow ${target.name}`,
+    prompt: 'Inputs as a JSON object (leave empty for none)',
+    placeHolder: '{"question": "What is fmflow?"}',
+    validateInput: (text) => {
+      if (!text.trim()) {
+        return undefined;
+      }
+      try {
+        const value = JSON.parse(text);
+        return value !== null && typeof value === 'object' && !Array.isArray(value)
+          ? undefined : 'Inputs are a JSON object.';
+      } catch (error) {
+        return `Not JSON: ${error.message}`;
+      }
+    },
+  });
+  if (inputs === undefined) {
+    return;
+  }
+  runInTerminal(['run', target.file, '--flow', target.name,
+    ...(inputs.trim() ? ['--input-json', inputs.trim()] : [])]);
+}
+
+async function previewPrompt(...args) {
+  const target = await commandTarget(args, ['prompt', 'agent']);
+  if (target === undefined) {
+    return;
+  }
+  if (client === undefined) {
+    void vscode.window.showErrorMessage('fmflow: the language server is not running.');
+    return;
+  }
+  try {
+    const text = await client.sendRequest('workspace/executeCommand', {
+      command: 'fmflow.server.previewPrompt', arguments: [target.file, target.name],
+    });
+    const document = await vscode.workspace.openTextDocument({ content: text, language: 'markdown' });
+    await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.Beside, preview: true });
+  } catch (error) {
+    void vscode.window.showErrorMessage(`fmflow: ${error instanceof Error ? error.message : error}`);
+  }
+}
+
 /** @param {vscode.ExtensionContext} context */
 async function activate(context) {
   outputChannel = vscode.window.createOutputChannel(CLIENT_NAME);
   context.subscriptions.push(outputChannel);
+  context.subscriptions.push(
+    vscode.commands.registerCommand('fmflow.runTest', runTest),
+    vscode.commands.registerCommand('fmflow.runFlow', runFlow),
+    vscode.commands.registerCommand('fmflow.previewPrompt', previewPrompt),
+    vscode.commands.registerCommand('fmflow.restartServer', async () => {
+      await stopClient();
+      await startClient();
+    }),
+  );
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration(async (event) => {
     if (event.affectsConfiguration('fmflow.serverCommand') ||
         event.affectsConfiguration('fmflow.serverArgs')) {

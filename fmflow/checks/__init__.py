@@ -15,6 +15,7 @@ from .context import CheckContext
 from .flow_paths import check_flow_paths
 from .imports import check_imports
 from .lock import check_lock
+from .pipelines import check_pipelines
 from .recursion import check_recursion
 from .symbols import collect_symbols
 from .templates import check_templates
@@ -26,6 +27,7 @@ PASSES = (
     collect_symbols,    # E102
     check_block_keys,   # E104 (block keys)
     check_types,        # E101 E103 E104 E201
+    check_pipelines,    # E101 E103 E201 (pipeline steps)
     check_templates,    # E202
     check_flow_paths,   # E203 E204
     check_recursion,    # E301

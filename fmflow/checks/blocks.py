@@ -50,8 +50,8 @@ class KeySpec:
 
     Special kinds: ``provider``, ``env_name``, ``model_ref``, ``model_refs``,
     ``tool_refs``, ``template``, ``checks``, ``policy``, ``history``, ``flow_ref``,
-    ``inputs``, ``mocks``, ``expects``. ``bound`` limits a number, a duration (in
-    seconds) or the count of a rate.
+    ``inputs``, ``mocks``, ``model_scripts``, ``expects``. ``bound`` limits a number,
+    a duration (in seconds) or the count of a rate.
     """
 
     value: Type | str
@@ -123,7 +123,22 @@ BLOCKS: dict[str, dict[str, KeySpec]] = {
         "flow": KeySpec("flow_ref", required=True, doc="the flow under test"),
         "input": KeySpec("inputs", doc="the flow's inputs"),
         "mock": KeySpec("mocks", doc="answers for calls, by callee name"),
-        "expect": KeySpec("expects", doc="expressions over `output` that must hold"),
+        "models": KeySpec("model_scripts", doc="replies for models, by model name: each request takes the next"),
+        "expect": KeySpec("expects", doc="expressions over `output` and `calls` that must hold"),
+    },
+    "eval": {
+        "flow": KeySpec("flow_ref", required=True, doc="the flow evaluated"),
+        "dataset": KeySpec("dataset", required=True, doc='the records: jsonl("path", type: T?), csv(…), parquet(…)'),
+        "variants": KeySpec("prompt_versions", doc="prompt versions compared, e.g. [answer@1, answer@2]"),
+        "models": KeySpec("model_refs", doc="models compared, e.g. [fast, local]"),
+        "metrics": KeySpec("metrics", required=True, doc="{ name: expression over record and output }"),
+    },
+    # Read and typed by checks/pipelines.py.
+    "pipeline": {
+        "source": KeySpec("pipeline_source", required=True, doc="jsonl|csv|parquet(PATH, type: T) or files(GLOB)"),
+        "steps": KeySpec("pipeline_steps", required=True, doc="[keep(…), drop(…), map(…), expand(…), dedupe(…), "
+                         "sample(…), embed(…)]"),
+        "sink": KeySpec("pipeline_sink", required=True, doc="jsonl|csv|parquet(PATH)"),
     },
 }
 

@@ -357,8 +357,9 @@ class ExprChecker:
             self.error("E103", f"missing argument{'s' if len(missing) > 1 else ''} {listed} in call to {desc}",
                        node.span)
 
-    def _builtin_call(self, name: str, values: list[ast.Node], node: ast.Node, scope: Scope) -> Type:
-        builtin = BUILTINS[name]
+    def _builtin_call(self, name: str, values: list[ast.Node], node: ast.Node, scope: Scope,
+                      builtin=None) -> Type:
+        builtin = builtin or BUILTINS[name]
         types = [self.infer(v, scope) for v in values]
         if not builtin.min_args <= len(values) <= builtin.max_args:
             return self.error("E103", f"{name}() takes {_count(builtin.min_args, builtin.max_args)}, "

@@ -15,8 +15,8 @@ from .context import CheckContext
 def collect_symbols(ctx: CheckContext) -> None:
     for written, (path, module) in ctx.imported.items():
         for decl in module.decls:
-            if isinstance(decl, ast.TestDecl):
-                continue  # tests are not part of a module's interface
+            if isinstance(decl, (ast.TestDecl, ast.EvalDecl)):
+                continue  # tests and evals are not part of a module's interface
             existing = ctx.symbols.get(decl.name)
             if existing is not None and not _are_prompt_versions(existing, decl):
                 ctx.diagnostics.add(

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 
 from .. import ast
-from ..builtins import BUILTINS, ON_FAIL_POLICIES
+from ..builtins import ON_FAIL_POLICIES
 from ..diagnostics import suggestion_help
 from ..nesting import MAX_TYPE_DEPTH, inner_types, type_depth
 from ..secrets import is_env_var_name, looks_like_key
-from ..types import DURATION, INT, JSON, MESSAGE, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
+from ..types import DURATION, INT, MESSAGE, STR, UNKNOWN, DictType, ListType, OptionalType, Type, join
 from .blocks import POLICY_COUNT, PROVIDERS, KeySpec, block_spec, bound_message, out_of_bound
 from .context import CheckContext
+from .evals import check_eval
 from .expressions import CALLABLE_KINDS, ExprChecker, Scope
 from .narrowing import always_returns, non_null_when
 from .resolve import decl_type
@@ -36,7 +37,11 @@ def check_types(ctx: CheckContext) -> None:
         elif isinstance(decl, ast.ToolDecl):
             _check_tool(checker, decl)
         elif isinstance(decl, ast.TestDecl):
-            _check_test(checker, decl)
+            from .test_blocks import check_test  # it builds on this module's helpers
+
+            check_test(checker, decl)
+        elif isinstance(decl, ast.EvalDecl):
+            check_eval(checker, decl)
         elif hasattr(decl, "entries"):
             _check_block_decl(checker, decl)
 
@@ -362,50 +367,3 @@ def _merge_branch_type(checker: ExprChecker, arm: list, name: str, before: Type 
                           "give it the same type in every branch")
         return UNKNOWN
     return joined
-
-
-# ----------------------------------------------------------------- tests
-
-def _check_test(checker: ExprChecker, decl: ast.TestDecl) -> None:
-    flow_entry = decl.entry("flow")
-    flow = _expect_ref(checker, flow_entry.value, ("flow",), f"'flow' of test '{decl.name}'") \
-        if flow_entry else None
-    params, returns = checker.signature(flow) if flow is not None else (None, UNKNOWN)
-    for entry in decl.entries:
-        if entry.key == "input":
-            _check_inputs(checker, decl, flow, entry.value, params)
-        elif entry.key == "mock":
-            _check_mocks(checker, decl, entry.value)
-        elif entry.key == "expect":
-            check_entry(checker, decl, entry, KeySpec("expects"), Scope(), returns)
-
-
-def _check_inputs(checker: ExprChecker, decl: ast.TestDecl, flow, value: ast.Node, params) -> None:
-    if not isinstance(value, ast.DictExpr):
-        checker.expect(value, DictType(JSON), Scope(), f"'input' of test '{decl.name}'")
-        return
-    if params is None:
-        for entry in value.entries:
-            checker.infer(entry.value, Scope())
-        return
-    args = [ast.Arg(e.key, e.value, span=e.span) for e in value.entries]
-    checker.bind(f"flow '{flow.name}' (the input of test '{decl.name}')", params, args, value, Scope())
-
-
-def _check_mocks(checker: ExprChecker, decl: ast.TestDecl, value: ast.Node) -> None:
-    if not isinstance(value, ast.DictExpr):
-        checker.error("E201", f"'mock' of test '{decl.name}' expects {{ callee: answer, … }}", value.span)
-        return
-    for entry in value.entries:
-        target = checker.lookup(ast.Name(entry.key, None, span=entry.span), Scope(), kinds=CALLABLE_KINDS)
-        if target is None:
-            if entry.key in BUILTINS:
-                checker.error("E201", f"'{entry.key}' is a built-in function; only declared calls can be mocked",
-                              entry.span)
-            checker.infer(entry.value, Scope())
-            continue
-        signature = checker.signature(target)
-        if signature is None:
-            checker.error("E201", f"'{entry.key}' is a {target.kind}; only calls can be mocked", entry.span)
-            continue
-        checker.expect(entry.value, signature[1], Scope(), f"the mock of {target.kind} '{entry.key}'")

@@ -1,4 +1,4 @@
-"""W501: a declaration that nothing uses (flows and tests are entry points)."""
+"""W501: a declaration that nothing uses (flows, pipelines, tests and evals are entry points)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def check_unused(ctx: CheckContext) -> None:
     used = {ref.decl.name for ref in ctx.references if ref.span.path == ctx.path
             and not _inside(ref.span, ref.decl)}
     for decl in ctx.module.decls:
-        if isinstance(decl, (ast.FlowDecl, ast.TestDecl)) or decl.name in used:
+        if isinstance(decl, (ast.FlowDecl, ast.PipelineDecl, ast.TestDecl, ast.EvalDecl)) or decl.name in used:
             continue
         if isinstance(decl, ast.ModelDecl) and decl.name == DEFAULT_MODEL and ctx.module.imports:
             continue  # it answers the imported prompts that name no model (std/prompts)

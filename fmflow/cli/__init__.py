@@ -13,10 +13,10 @@ import argparse
 import os
 import sys
 
-from . import batch, checking, indexing, running, serve, traces
+from . import batch, checking, editor, evaluating, indexing, pipeline, rendering, running, serve, traces
 from .common import EXIT_ERRORS, EXIT_USAGE, CommandParser, UsageError
 
-COMMAND_GROUPS = (checking, running, batch, traces, indexing, serve)
+COMMAND_GROUPS = (checking, running, rendering, batch, pipeline, evaluating, traces, indexing, serve, editor)
 
 
 def build_parser() -> argparse.ArgumentParser:

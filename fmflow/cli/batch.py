@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, load_flow_program, parse_model,
-                     parse_pins, require_regular_file)
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, add_run_options, check_model_names,
+                     load_flow_program, parse_model, parse_pins, require_regular_file)
 
 
 def cmd_batch(args) -> int:
@@ -18,11 +18,13 @@ def cmd_batch(args) -> int:
     program, status = load_flow_program(args.file, pins)
     if program is None:
         return status
+    check_model_names(model, [program])
     try:
         result = run_batch(args.file, args.input, args.output, flow=args.flow, concurrency=args.concurrency,
                            resume=args.resume, overwrite=args.overwrite, ordered=args.ordered,
                            engine=args.engine, scheduler=args.scheduler, cache=not args.no_cache,
-                           trace=args.trace, model=model, pins=pins, program=program, progress=True,
+                           trace=args.trace, model=model.default,
+                           models=model.overrides or None, pins=pins, program=program, progress=True,
                            budget=args.budget)
     except DataError as error:
         raise UsageError(str(error)) from None
@@ -54,8 +56,6 @@ def add_commands(commands) -> None:
     batch.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     batch.add_argument("--trace", action="store_true",
                        help="write a trace per record to .fmflow/runs/ (off by default: one file per record)")
-    batch.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
-    batch.add_argument("--model", metavar="PROVIDER:NAME",
-                       help="the model of prompts that name none (when no model is declared as `default`)")
+    add_run_options(batch, depth=False)
     add_budget_option(batch)
     batch.set_defaults(handler=cmd_batch)

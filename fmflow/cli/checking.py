@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, flow_files, load_checked, parse_pins,
-                     print_diagnostics, select_flow)
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, checked, checked_pins, flow_files, load_checked,
+                     parse_pins, print_diagnostics, select_flow)
 
 
 def cmd_check(args) -> int:
     pins = parse_pins(args.pin)
     diagnostics, sources = [], {}
     seen: set[tuple] = set()
-    for path in flow_files(args.files):
-        loader, _ctx = load_checked(path, pins)
+    loaders = [load_checked(path, pins, check_pins=False)[0] for path in flow_files(args.files)]
+    if pins:  # against every file together: a pin names a prompt of one of them
+        checked_pins(loaders, pins)
+    for loader in loaders:
         sources.update(loader.sources())
         for d in loader.diagnostics():
             key = (d.code, d.span.path, d.span.start, d.message)
@@ -60,16 +62,27 @@ def cmd_fmt(args) -> int:
 
 def cmd_graph(args) -> int:
     from .. import ast
-    from ..compiler import build_flow_graph, to_dot, to_mermaid
+    from ..compiler import build_flow_graph, to_dot, to_dot_flows, to_mermaid, to_mermaid_flows
 
     ctx = checked(args.file)
     if ctx is None:
         return EXIT_ERRORS
     flows = [d for d in ctx.module.decls if isinstance(d, ast.FlowDecl)]
-    flow = select_flow(flows, args.flow, args.file)
+    pipelines = [d for d in ctx.module.decls if isinstance(d, ast.PipelineDecl)]
     declarations = {name: ctx.lookup(name) for name in ctx.symbols.names()}
-    graph = build_flow_graph(flow, declarations)
-    print(to_dot(graph) if args.format == "dot" else to_mermaid(graph))
+    if args.pipeline is not None or (args.flow is None and not flows and pipelines):
+        from ..pipeline_graph import build_pipeline_graph
+
+        pipeline = select_flow(pipelines, args.pipeline, args.file, kind="pipeline")
+        graph = build_pipeline_graph(pipeline, declarations, ctx.expr_types)
+        print(to_dot(graph) if args.format == "dot" else to_mermaid(graph), end="")
+        return EXIT_OK
+    if args.flow is None and len(flows) > 1:  # every flow, a subgraph each
+        graphs = [build_flow_graph(flow, declarations) for flow in flows]
+        print(to_dot_flows(graphs) if args.format == "dot" else to_mermaid_flows(graphs), end="")
+        return EXIT_OK
+    graph = build_flow_graph(select_flow(flows, args.flow, args.file), declarations)
+    print(to_dot(graph) if args.format == "dot" else to_mermaid(graph), end="")
     return EXIT_OK
 
 
@@ -99,9 +112,11 @@ def add_commands(commands) -> None:
     fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would change")
     fmt.set_defaults(handler=cmd_fmt)
 
-    graph = commands.add_parser("graph", help="print the dataflow graph of a flow")
+    graph = commands.add_parser("graph", help="print the dataflow graph of a flow, or the steps of a pipeline")
     graph.add_argument("file", metavar="FILE")
-    graph.add_argument("--flow", help="the flow to draw (needed when the file has several)")
+    graph.add_argument("--flow", help="the flow to draw (default: every flow of the file, a subgraph each)")
+    graph.add_argument("--pipeline", help="draw this pipeline's steps as a chain (the only pipeline of a file "
+                       "without flows is drawn by default)")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     graph.set_defaults(handler=cmd_graph)
 

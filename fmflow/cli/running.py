@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
-from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, flow_files, load_flow_program,
-                     parse_model, parse_pins, require_regular_file)
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, add_run_options, check_model_names,
+                     flow_files, load_flow_program, load_flow_programs, max_depth, parse_model, parse_pins,
+                     require_regular_file, result_only_on_stdout)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -18,23 +20,28 @@ def cmd_run(args) -> int:
 
     require_regular_file(args.file)
     model = parse_model(args.model)
+    depth = max_depth(args)
     # Under --json stdout holds the result and nothing else: diagnostics go to stderr.
     program, status = load_flow_program(args.file, parse_pins(args.pin),
                                         diagnostics_to=sys.stderr if args.json else None)
     if program is None:
         return status
+    check_model_names(model, [program])
     try:
         flow = program.flow(args.flow)
     except FlowRuntimeError as error:
         raise UsageError(error.cause) from None
-    inputs = _inputs(program, flow, args)
+    inputs = call_inputs(program, flow, args)
     progress = _Progress.start() if not args.json and sys.stderr.isatty() else None
     stream = _Stream(progress) if not args.json and sys.stdout.isatty() else None
     budget = Budget(args.budget) if args.budget is not None else None
-    options = RunOptions(cache=not args.no_cache, model=model, on_event=progress.event if progress else None,
-                         on_text=stream.write if stream else None, budget=budget)
+    options = RunOptions(cache=not args.no_cache, model=model.default, models=model.overrides or None,
+                         on_event=progress.event if progress else None, on_text=stream.write if stream else None,
+                         budget=budget, **depth)
     try:
-        result = run_interruptibly(run_flow_once(program, flow.name, inputs, options))
+        # Under --json a tool's prints go to stderr while the flow runs; the result is printed after.
+        with result_only_on_stdout() if args.json else contextlib.nullcontext():
+            result = run_interruptibly(run_flow_once(program, flow.name, inputs, options))
     except KeyboardInterrupt:  # the run was cancelled and its trace closed as "interrupted"
         if progress:
             progress.stop()
@@ -60,17 +67,19 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _inputs(program, flow, args) -> dict:
-    """The run's inputs from -i and --input-json, each strictly of its type; a usage error if not."""
+def call_inputs(program, decl, args) -> dict:
+    """The inputs of a flow (or a prompt, for `fmflow render`) from -i and --input-json, each strictly of
+    its type; a usage error if not."""
     from ..runtime import check_input_values, check_inputs
     from ..runtime.errors import FlowRuntimeError
     from ..runtime.inputs import InputError, parse_inputs
 
-    params = program.signature(flow)[0]
+    params = program.signature(decl)[0]
+    owner = "the flow" if decl.kind == "flow" else f"{decl.kind} '{decl.name}'"
     try:
-        inputs = parse_inputs(args.input, args.input_json, params)
-        check_inputs(flow, params, inputs)  # a wrong input is the caller's mistake: exit 2, before any call
-        check_input_values(program, flow, params, inputs)
+        inputs = parse_inputs(args.input, args.input_json, params, owner)
+        check_inputs(decl, params, inputs)  # a wrong input is the caller's mistake: exit 2, before any call
+        check_input_values(program, decl, params, inputs)
     except InputError as error:
         raise UsageError(str(error)) from None
     except FlowRuntimeError as error:
@@ -179,20 +188,28 @@ class _Progress:
 
 
 def cmd_test(args) -> int:
-    from ..runtime import run_interruptibly
+    from ..runtime import RunOptions, in_own_loop, run_interruptibly
     from ..runtime.testing import run_tests
 
+    model, depth, pins = parse_model(args.model), max_depth(args), parse_pins(args.pin)
+    paths = flow_files(args.paths)
+    programs = load_flow_programs(paths, pins)
+    check_model_names(model, [p for p in programs if p is not None])
+    options = RunOptions(cache=False, trace=False, model=model.default, models=model.overrides or None, **depth)
     passed = failed = 0
-    for path in flow_files(args.paths):
-        program, status = load_flow_program(path)
+    for path, program in zip(paths, programs):
         if program is None:
             failed += 1
             continue
-        outcomes = run_interruptibly(run_tests(program))   # Ctrl-C: `main` says "interrupted", exit 130
-        if not outcomes:
+        # Ctrl-C: `main` says "interrupted", exit 130
+        report = run_interruptibly(in_own_loop(run_tests(program, options, record=args.record)))
+        if report.cassette is not None:
+            print(f"recorded {report.recorded} repl{'y' if report.recorded == 1 else 'ies'} in {report.cassette}"
+                  if report.recorded else f"nothing to record for {path}", file=sys.stderr)
+        if not report.outcomes:
             continue
         print(path)
-        for outcome in outcomes:
+        for outcome in report.outcomes:
             mark = "PASS" if outcome.passed else "FAIL"
             print(f"  {mark} {outcome.name} ({outcome.duration_ms:.0f} ms)")
             if outcome.error:
@@ -214,12 +231,14 @@ def add_commands(commands) -> None:
     run.add_argument("--input-json", metavar="JSON", help="all inputs as a JSON object (or @file)")
     run.add_argument("--json", action="store_true", help="print the result as JSON and nothing else")
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
-    run.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
-    run.add_argument("--model", metavar="PROVIDER:NAME",
-                     help="the model of prompts that name none (when no model is declared as `default`)")
+    add_run_options(run)
     add_budget_option(run)
     run.set_defaults(handler=cmd_run)
 
     test = commands.add_parser("test", help="run the test blocks of flow files")
     test.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    test.add_argument("--record", action="store_true",
+                      help="ask the real models what no mock or script answers, and record their replies in "
+                           "FILE.cassette.jsonl beside each file (later runs replay them)")
+    add_run_options(test)
     test.set_defaults(handler=cmd_test)

@@ -10,7 +10,8 @@ import os
 import re
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, flow_files, load_flow_program, parse_model, parse_pins
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_run_options, check_model_names, flow_files,
+                     load_flow_programs, max_depth, parse_model, parse_pins)
 
 TOKEN_ENV = "FMFLOW_SERVE_TOKEN"
 _SIZE = re.compile(r"(\d+)\s*(b|kb|k|mb|m|gb|g)?", re.IGNORECASE)
@@ -24,11 +25,12 @@ def cmd_serve(args) -> int:
     if args.grace < 0:
         raise UsageError(f"--grace must be zero or more seconds, got {args.grace:g}")
     token = _token()
-    model, pins = parse_model(args.model), parse_pins(args.pin)
+    model, pins, depth = parse_model(args.model), parse_pins(args.pin), max_depth(args)
     files = flow_files(args.files)
-    programs = [load_flow_program(path, pins)[0] for path in files]  # every file's diagnostics, then stop
+    programs = load_flow_programs(files, pins)  # every file's diagnostics, then stop
     if any(program is None for program in programs):
         return EXIT_ERRORS
+    check_model_names(model, programs)
 
     from ..runtime import RunOptions
     from ..serve import FlowCatalog, FlowNameClash, ServerSettings, ServeSettings, build_app, is_loopback, run_server
@@ -42,7 +44,8 @@ def cmd_serve(args) -> int:
     if not token and not is_loopback(args.host):
         print(f"fmflow: warning: serving on {args.host}, reachable from other machines, without a token; "
               f"set {TOKEN_ENV} to require 'Authorization: Bearer <token>'", file=sys.stderr)
-    app = build_app(catalog, RunOptions(cache=not args.no_cache, model=model), ServeSettings(token, max_body))
+    options = RunOptions(cache=not args.no_cache, model=model.default, models=model.overrides or None, **depth)
+    app = build_app(catalog, options, ServeSettings(token, max_body))
     names = ", ".join(flow.name for flow in catalog)
     announce = f"serving {len(catalog)} flow{'s' if len(catalog) != 1 else ''} ({names})"
     run_server(app, ServerSettings(args.host, args.port, args.grace, access_log=not args.no_access_log), announce)
@@ -78,8 +81,6 @@ def add_commands(commands) -> None:
     serve.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                        help="on SIGTERM, how long requests in flight may take to finish (default 30)")
     serve.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
-    serve.add_argument("--pin", action="append", metavar="NAME@N", help="use prompt version N of NAME")
-    serve.add_argument("--model", metavar="PROVIDER:NAME",
-                       help="the model of prompts that name none (when no model is declared as `default`)")
+    add_run_options(serve)
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
     serve.set_defaults(handler=cmd_serve)

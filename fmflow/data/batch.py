@@ -64,6 +64,7 @@ class BatchJob:
     cache: bool = True
     trace: bool = False
     workdir: str = "."
+    models: tuple[tuple[str, str], ...] = ()  # declared models replaced for the batch (--model NAME=…)
     budget: float | None = None              # USD left for the whole output (split among the processes)
     program: Any = field(default=None, compare=False, repr=False)  # already loaded here; never sent
 
@@ -71,24 +72,44 @@ class BatchJob:
         return {**self.__dict__, "program": None}
 
     async def open(self, share: int) -> "FlowRunner":
-        from ..runtime import RunOptions, SharedModels, open_cache
+        return FlowRunner(job_program(self, "batch"), self.flow, job_options(self, share))
 
-        program = self.program
-        if program is None:
-            program = load_checked(self.flow_file, dict(self.pins))
-            if flow_hash(program) != self.flow_hash:
-                raise DataError(f"'{self.flow_file}' (or a file it imports) here differs from the one the "
-                                "batch was started with; every machine must see the same flow files")
-        # The records share one open response cache and the models' evaluated settings:
-        # a model's env() values are read once per runner, not once per record.
-        from ..runtime.budget import Budget
 
-        # One budget for every record this process runs: each process of a cluster takes its share.
-        budget = Budget(self.budget / share) if self.budget is not None else None
-        options = RunOptions(cache=self.cache, trace=self.trace, workdir=self.workdir, model=self.model,
-                             limit_share=share, shared_models=SharedModels(), budget=budget)
-        options.shared_cache = open_cache(options)
-        return FlowRunner(program, self.flow, options)
+def job_program(job, what: str):
+    """The checked Program a job runs: the one loaded here, or loaded again (on a Dask worker)
+    and checked to hash the same as where the job started."""
+    if job.program is not None:
+        return job.program
+    program = load_checked(job.flow_file, dict(job.pins))
+    if flow_hash(program) != job.flow_hash:
+        raise DataError(f"'{job.flow_file}' (or a file it imports) here differs from the one the "
+                        f"{what} was started with; every machine must see the same flow files")
+    return program
+
+
+def job_options(job, share: int):
+    """RunOptions of a job's runner: its records share one open response cache and the models'
+    evaluated settings (a model's env() values are read once per runner, not once per record)."""
+    from ..runtime import RunOptions, SharedModels, open_cache
+    from ..runtime.budget import Budget
+
+    # One budget for every record this process runs: each process of a cluster takes its share.
+    total = getattr(job, "budget", None)
+    budget = Budget(total / share) if total is not None else None
+    options = RunOptions(cache=job.cache, trace=getattr(job, "trace", False), workdir=job.workdir,
+                         model=job.model, models=dict(getattr(job, "models", ())) or None, limit_share=share,
+                         shared_models=SharedModels(), budget=budget)
+    options.shared_cache = open_cache(options)
+    return options
+
+
+async def close_options(options) -> None:
+    """Release what ``job_options`` opened, and the providers' connections of this loop."""
+    from ..providers import release_loop_resources
+
+    if options.shared_cache is not None:
+        options.shared_cache.close()
+    await release_loop_resources()
 
 
 class FlowRunner:
@@ -106,7 +127,7 @@ class FlowRunner:
 
         usage = Usage()
         try:
-            result = await run_flow(self.program, self.flow, record.value, _counting(self.options, usage))
+            result = await run_flow(self.program, self.flow, record.value, counting(self.options, usage))
         except asyncio.CancelledError:
             raise
         except BudgetExceeded as error:   # the batch stops starting records; this one runs again on --resume
@@ -116,14 +137,10 @@ class FlowRunner:
         return Outcome(record.line, output=result.data, usage=usage)
 
     async def close(self) -> None:
-        from ..providers import release_loop_resources
-
-        if self.options.shared_cache is not None:
-            self.options.shared_cache.close()
-        await release_loop_resources()
+        await close_options(self.options)
 
 
-def _counting(options, usage: Usage):
+def counting(options, usage: Usage):
     """A copy of ``options`` whose model answers count into ``usage`` (dataclasses.replace
     costs ten times more, and this runs once per record)."""
     copy = object.__new__(type(options))
@@ -203,7 +220,8 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
                      concurrency: int = DEFAULT_CONCURRENCY, resume: bool = False, overwrite: bool = False,
                      ordered: bool = False, engine: str = "local", scheduler: str | None = None,
                      cache: bool = True, trace: bool = False, model: str | None = None,
-                     pins: dict[str, int] | None = None, workdir: str = ".", program=None,
+                     models: dict[str, str] | None = None, pins: dict[str, int] | None = None,
+                     workdir: str = ".", program=None,
                      progress: bool | Callable[[Totals], None] = False, partition_size: int | None = None,
                      window: int | None = None, budget: float | None = None) -> BatchResult:
     """Run ``flow`` of ``flow_file`` once per record of ``input`` (.jsonl, .csv, .parquet).
@@ -229,9 +247,10 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
     _check_output(output, input)
     scan = source.scan()
     job = BatchJob(os.path.abspath(flow_file), decl.name, flow_hash(program), tuple(sorted((pins or {}).items())),
-                   model, cache, trace, os.path.abspath(workdir), program=program)
+                   model, cache, trace, os.path.abspath(workdir), tuple(sorted((models or {}).items())),
+                   program=program)
     identity = {"job": "batch", "flow": job.flow, "flow_hash": job.flow_hash, "input_hash": scan.sha256,
-                "pins": [list(p) for p in job.pins], "model": model, "ordered": ordered}
+                "pins": [list(p) for p in job.pins], "model": _model_text(model, job.models), "ordered": ordered}
     async with runner_engine:
         checkpoint, file = _open_output(output, identity, resume, overwrite)
         done_before = checkpoint.progress.totals.get("ok", 0) + checkpoint.progress.totals.get("failed", 0)
@@ -302,12 +321,7 @@ def _open_output(output: str, identity: dict[str, Any], resume: bool, overwrite:
         if os.path.exists(output) and not overwrite:
             raise DataError(f"'{output}' already exists: pass --overwrite to replace it, or --resume to "
                             "continue the batch that wrote it")
-        checkpoint = Checkpoint.create(path, identity)
-        try:
-            return checkpoint, LineFile(output)
-        except OSError as error:
-            checkpoint.close()
-            raise DataError(f"cannot write '{output}': {error.strerror}") from None
+        return start_output(output, identity)
     if not os.path.exists(path):
         raise DataError(f"there is no checkpoint of a batch writing '{output}' ({path}): "
                         "run without --resume to start one")
@@ -318,6 +332,16 @@ def _open_output(output: str, identity: dict[str, Any], resume: bool, overwrite:
     except BaseException:
         checkpoint.close()
         raise
+
+
+def start_output(output: str, identity: dict[str, Any]):
+    """A new checkpoint and an empty output file for a job starting from nothing."""
+    checkpoint = Checkpoint.create(checkpoint_path(output), identity)
+    try:
+        return checkpoint, LineFile(output)
+    except OSError as error:
+        checkpoint.close()
+        raise DataError(f"cannot write '{output}': {error.strerror}") from None
 
 
 def _check_same_batch(saved: dict[str, Any], current: dict[str, Any], output: str) -> None:
@@ -340,6 +364,12 @@ def _check_same_batch(saved: dict[str, Any], current: dict[str, Any], output: st
                             f"{_option_text(current[key])}: resume it with the same {option}")
     if current["ordered"] and not saved.get("ordered"):
         raise DataError("this batch started without --ordered: its output is in completion order already")
+
+
+def _model_text(model: str | None, models: tuple[tuple[str, str], ...]) -> str | None:
+    """The batch's `--model` options as one text (what a checkpoint of a batch without NAME=… held)."""
+    parts = ([model] if model else []) + [f"{name}={spec}" for name, spec in models]
+    return " ".join(parts) or None
 
 
 def _option_text(value: Any) -> str:

@@ -143,6 +143,9 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, type(None))) else json.dumps(value, default=str)
 
 
+MAX_INDENT = 32  # levels drawn in full; deeper spans (a long loop of flow calls) show their depth instead
+
+
 def _tree_lines(spans: list[dict]) -> list[str]:
     """Children under their parent in start order; orphans at the top level.
 
@@ -159,18 +162,18 @@ def _tree_lines(spans: list[dict]) -> list[str]:
     seen: set = set()
 
     def walk(root: Any) -> None:
-        stack = [(root, "", None)]  # (parent id, prefix, the span to print first)
+        stack = [(root, (), None)]  # (parent id, the rails above, the span to print first)
         while stack:
-            parent, prefix, pending = stack.pop()
+            parent, rails, pending = stack.pop()
             if pending is not None:
                 span, last = pending
-                lines.append(prefix + ("└─ " if last else "├─ ") + _span_label(span))
-                stack.append((span["id"], prefix + ("   " if last else "│  "), None))
+                lines.append(_indent(rails) + ("└─ " if last else "├─ ") + _span_label(span))
+                stack.append((span["id"], (*rails, last), None))
                 continue
             group = [s for s in children.get(parent, []) if s["id"] not in seen]
             seen.update(s["id"] for s in group)
             for i in reversed(range(len(group))):  # pushed backwards: popped in order
-                stack.append((None, prefix, (group[i], i == len(group) - 1)))
+                stack.append((None, rails, (group[i], i == len(group) - 1)))
 
     walk(None)
     # Spans in a parent cycle (a malformed file) hang from no root: show them
@@ -178,6 +181,13 @@ def _tree_lines(spans: list[dict]) -> list[str]:
     children[stray := object()] = [s for s in spans if s["id"] not in seen]
     walk(stray)
     return lines
+
+
+def _indent(rails: tuple[bool, ...]) -> str:
+    """The tree's rails for a span whose ancestors are ``rails`` (True: the last of its siblings)."""
+    shown = rails[-MAX_INDENT:]
+    prefix = "".join("   " if last else "│  " for last in shown)
+    return f"[depth {len(rails)}] {prefix}" if len(rails) > MAX_INDENT else prefix
 
 
 def _totals(spans: list[dict]) -> str:

@@ -7,9 +7,10 @@ rendered prompt that are most relevant to its question:
   message, else that message's last non-empty line. A leading label such as
   ``Question:`` is ignored for ranking.
 - The candidates are the other sentences of all the messages (system
-  included): the text is split at newlines and after ``.``, ``!`` or ``?``
-  followed by a space, and list markers (``-``, ``*``, ``1.``) that start a
-  line are dropped. Sentences with fewer than 3 words, repeats and the
+  included): the text is split at hard line breaks (a newline inside a
+  paragraph only wraps it: see fmflow.paragraphs) and after ``.``, ``!`` or
+  ``?`` followed by a space, and list markers (``-``, ``*``, ``1.``) that
+  start a line are dropped. Sentences with fewer than 3 words, repeats and the
   question itself are dropped.
 - Ranking is lexical, BM25 (k1 = 1.2, b = 0.75) over lowercase word tokens
   with English stop words removed and a light suffix folding of plurals and
@@ -34,6 +35,7 @@ import re
 from collections import Counter
 from typing import Any, Callable
 
+from ..paragraphs import logical_lines
 from . import register_provider
 from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError
 
@@ -85,13 +87,14 @@ def tokens(text: str) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``: split at newlines and after a sentence end followed by a space.
+    """Sentences of ``text``: split at hard line breaks and after a sentence end followed by a space.
 
-    A list marker that starts a line (``-``, ``*``, ``•``, ``1.``, ``1)``, a citation ``[1]``) is not part
-    of its sentence, and markdown headings are left out.
+    A newline inside a paragraph only wraps it (fmflow.paragraphs): the sentence goes on. A list marker
+    that starts a line (``-``, ``*``, ``•``, ``1.``, ``1)``, a citation ``[1]``) is not part of its
+    sentence, and markdown headings are left out.
     """
     out = []
-    for line in text.splitlines():
+    for line in logical_lines(text):
         line = _BULLET.sub("", line, count=1)
         if _HEADING.match(line):
             continue

@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable
 from . import register_provider
 from .base import ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, valid_text
 
-__all__ = ["ReplayProvider", "ScriptedProvider", "build_response"]
+__all__ = ["ReplayProvider", "ScriptedProvider", "build_response", "closest_difference"]
 
 # `cost` and `model` too, so a recording may keep everything a real reply carried.
 _ITEM_KEYS = {"text", "json", "tool_calls", "error", "delay", "tokens_in", "tokens_out", "cost", "model"}
@@ -138,22 +138,25 @@ class _Recording:
         raise ProviderError(self._mismatch(messages))
 
     def _mismatch(self, messages: list[Any]) -> str:
-        # Report against the recording that agrees longest, at the first message that differs.
-        def common(rec: list[Any]) -> int:
-            n = 0
-            while n < min(len(rec), len(messages)) and rec[n] == messages[n]:
-                n += 1
-            return n
-        head = f"no recorded request in '{self.path}' matches"
-        if not self.requests:
-            return f"{head}: the file has no recordings"
-        best = max(self.requests, key=common)
-        i = common(best)
-        if i < len(messages):
-            got = f"message {i + 1} ({_preview(messages[i])})"
-            had = f"recorded {_preview(best[i])}" if i < len(best) else "the closest recording ends before it"
-            return f"{head}: first difference at {got}; {had}"
-        return f"{head}: the request stops after {i} messages, the closest recording has {len(best)}"
+        return f"no recorded request in '{self.path}' matches: {closest_difference(messages, self.requests)}"
+
+
+def closest_difference(messages: list[Any], recorded: list[list[Any]]) -> str:
+    """Where ``messages`` parts from the recorded request that agrees with it longest."""
+    def common(rec: list[Any]) -> int:
+        n = 0
+        while n < min(len(rec), len(messages)) and rec[n] == messages[n]:
+            n += 1
+        return n
+    if not recorded:
+        return "nothing is recorded"
+    best = max(recorded, key=common)
+    i = common(best)
+    if i < len(messages):
+        got = f"message {i + 1} ({_preview(messages[i])})"
+        had = f"recorded {_preview(best[i])}" if i < len(best) else "the closest recording ends before it"
+        return f"first difference at {got}; {had}"
+    return f"the request stops after {i} messages, the closest recording has {len(best)}"
 
 
 class ReplayProvider(Provider):

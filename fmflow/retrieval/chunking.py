@@ -1,9 +1,12 @@
 """Splitting document text into overlapping chunks for the store (LANGUAGE.md §7).
 
-A pure function: no imports beyond the standard library, no state.
+A pure function: no imports beyond the standard library (and fmflow.paragraphs), no state.
 
 The text is read as a sequence of words separated by boundaries of four
 strengths: paragraph (a blank line), line break, sentence end, plain space.
+A newline that only wraps a paragraph is not a line break: it counts as the
+space it stands for (or the sentence end before it); list items, headings,
+table rows and code keep their line breaks (see fmflow.paragraphs).
 Each chunk holds at most `chunk_size` characters and ends at the strongest
 boundary available in its last three quarters (the latest one of that
 strength), so a chunk ends on a paragraph break when it can, else on a line
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import re
 from typing import Iterator
+
+from ..paragraphs import LineBreaks
 
 PARAGRAPH, LINE, SENTENCE, WORD, INSIDE_WORD = 4, 3, 2, 1, 0
 
@@ -142,10 +147,12 @@ def _atoms(text: str, chunk_size: int) -> Iterator[tuple[str, str, int]]:
     """(word, the normalised separator before it, the strength of that boundary), lazily.
 
     Separators are normalised as if CRLF and CR were LF: a blank line is a
-    paragraph break, one line break a line break, other white space a space.
+    paragraph break, one hard line break (fmflow.paragraphs) a line break,
+    a newline that only wraps a paragraph and other white space a space.
     """
     previous_end = 0
     previous: str | None = None
+    breaks = LineBreaks(text)  # a newline inside a paragraph only wraps it
     for match in _WORD.finditer(text):
         a, b = match.span()
         if previous is None:
@@ -158,8 +165,10 @@ def _atoms(text: str, chunk_size: int) -> Iterator[tuple[str, str, int]]:
                     - text.count("\r\n", previous_end, a)
             if newlines >= 2:
                 sep, kind = "\n\n", PARAGRAPH
-            elif newlines == 1:
+            elif newlines == 1 and breaks.hard_at(text.find("\n", previous_end, a)):
                 sep, kind = "\n", LINE
+            elif newlines == 1:
+                sep, kind = "\n", SENTENCE if _ends_sentence(previous) else WORD
             elif _ends_sentence(previous):
                 sep, kind = " ", SENTENCE
             else:

@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+from ..ast import FlowDecl
 from .errors import FlowRuntimeError, describe
 from .interrupt import INTERRUPTED, run_interruptibly
 from .program import Program
@@ -14,9 +15,13 @@ from .run import RunOptions, RunResult, RunState, SharedModels
 
 async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, Any],
                    options: RunOptions | None = None) -> RunResult:
-    """Run one flow of a checked program with inputs given as Python or JSON values."""
+    """Run one flow of a checked program with inputs given as Python or JSON values.
+
+    ``flow_name`` names a flow of the program's own file, or is a flow declaration
+    of the program (an imported one too: `fmflow eval` runs those).
+    """
     options = options or RunOptions()
-    flow = program.flow(flow_name)
+    flow = flow_name if isinstance(flow_name, FlowDecl) else program.flow(flow_name)
     params, _returns = program.signature(flow)
     check_inputs(flow, params, inputs)
     check_input_values(program, flow, params, inputs)
@@ -43,27 +48,32 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
 
 async def run_flow_once(program: Program, flow_name: str | None, inputs: dict[str, Any],
                         options: RunOptions | None = None) -> RunResult:
-    """run_flow in an event loop made for this one run (``asyncio.run``): the
-    providers' connections bound to that loop are closed before it ends."""
+    """run_flow in an event loop made for this one run (``asyncio.run``)."""
+    return await in_own_loop(run_flow(program, flow_name, inputs, options))
+
+
+async def in_own_loop(awaitable):
+    """Await runs in an event loop made for them (``asyncio.run``): the providers'
+    connections bound to that loop are closed before it ends."""
     from ..providers import release_loop_resources
 
     try:
-        return await run_flow(program, flow_name, inputs, options)
+        return await awaitable
     finally:
         await release_loop_resources()
 
 
 def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
-    """Every input the flow needs, and no other (FlowRuntimeError names the difference).
+    """Every input the flow (or prompt) needs, and no other (FlowRuntimeError names the difference).
     An input with a default may be left out."""
     names = [name for name, _ in params]
     unknown = [k for k in inputs if k not in names]
     missing = [p.name for p in flow.params if p.name not in inputs and p.default is None]
     if unknown:
-        raise FlowRuntimeError(f"flow '{flow.name}' has no input {', '.join(map(repr, unknown))} "
+        raise FlowRuntimeError(f"{flow.kind} '{flow.name}' has no input {', '.join(map(repr, unknown))} "
                                f"(inputs: {', '.join(names) or 'none'})")
     if missing:
-        raise FlowRuntimeError(f"flow '{flow.name}' needs input {', '.join(map(repr, missing))}")
+        raise FlowRuntimeError(f"{flow.kind} '{flow.name}' needs input {', '.join(map(repr, missing))}")
 
 
 def check_input_values(program: Program, flow, params, inputs: dict[str, Any]) -> None:
@@ -116,4 +126,4 @@ def _end_status(error: BaseException) -> str:
 
 
 __all__ = ["FlowRuntimeError", "Program", "RunOptions", "RunResult", "SharedModels", "check_input_values",
-           "check_inputs", "open_cache", "run_flow", "run_flow_once", "run_interruptibly"]
+           "check_inputs", "in_own_loop", "open_cache", "run_flow", "run_flow_once", "run_interruptibly"]

@@ -74,6 +74,12 @@ def cache_key(provider: str, model: str | None, settings: dict[str, Any],
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def model_settings(config) -> dict[str, Any]:
+    """The settings of a ModelConfig that shape its answers, as ``cache_key`` takes them."""
+    return {"temperature": config.temperature, "max_tokens": config.max_tokens, "base_url": config.base_url,
+            "options": config.options}
+
+
 class ResponseCache:
     """A key → JSON-object store in one sqlite file; see the module docstring."""
 

@@ -43,9 +43,11 @@ class InputError(ValueError):
 # ------------------------------------------------------------------ parsing
 
 
-def parse_inputs(pairs: list[str], input_json: str | None, params: list[tuple[str, Type]]) -> dict[str, Any]:
+def parse_inputs(pairs: list[str], input_json: str | None, params: list[tuple[str, Type]],
+                 owner: str = "the flow") -> dict[str, Any]:
     """Inputs by name. A `str` input takes the text as is; others parse it as JSON.
 
+    ``owner`` names what takes the inputs in messages ("prompt 'answer'" for `fmflow render`).
     ``-i`` overrides a key of ``--input-json``; the same ``-i`` key twice is an error.
     """
     types = dict(params)
@@ -64,7 +66,7 @@ def parse_inputs(pairs: list[str], input_json: str | None, params: list[tuple[st
             raise InputError(f"-i expects KEY=VALUE or KEY=@file, got '{_shown(pair)}'")
         if key not in types:
             known = ", ".join(types) or "none"
-            raise InputError(f"the flow has no input '{_shown(key)}' (inputs: {known})")
+            raise InputError(f"{owner} has no input '{_shown(key)}' (inputs: {known})")
         if key in given:
             raise InputError(f"input '{key}' is given twice with -i; give it once")
         given.add(key)

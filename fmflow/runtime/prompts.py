@@ -15,11 +15,11 @@ from typing import Any
 from .. import ast
 from ..checks.blocks import settings_problem
 from ..formatter import expr_doc, flat
-from ..providers import ChatRequest, ChatResponse, ProviderError, ToolsUnsupported, get_provider
+from ..providers import ChatRequest, ChatResponse, ProviderError, ToolsUnsupported
 from ..providers.base import call_deadline
 from ..types import MESSAGE, STR, ListType
 from .boundary import Unrepresentable, admit, clean_text
-from .cache import cache_key
+from .cache import cache_key, model_settings
 from .errors import CallFailed, FlowRuntimeError
 from .evaluate import Evaluator, truthy
 from .limits import limiter_for
@@ -206,7 +206,13 @@ async def accept(run, decl, args, returns, text: str) -> Any:
 async def model_of(run, decl: ast.Decl):
     """The evaluated model of a prompt or agent, with the prompt's own overrides."""
     entry = decl.entry("model")
-    if entry is None:
+    swap = run.options.every_model
+    if swap is not None:
+        model_decl = run.program.lookup(swap)
+        if not isinstance(model_decl, ast.ModelDecl):
+            raise FlowRuntimeError(f"'{swap}' is not a model declared in {run.program.path}")
+        config = await run.model_config(model_decl)
+    elif entry is None:
         config = await run.default_model(decl)
     else:
         model_decl = run.program.lookup(entry.value.id, within=decl)
@@ -248,19 +254,24 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
     request = ChatRequest(messages=messages, temperature=config.temperature, max_tokens=config.max_tokens,
                           json_schema=schema, schema_name=getattr(decl, "name", None), tools=tools,
                           options=dict(config.options), on_text=stream_to)
+    run.count_call(decl.name)
     span = run.trace_start("model", config.name, CURRENT_SPAN.get(), None, model=config.model,
                            provider=config.provider, prompt=_prompt_info(run, decl) if run.trace else None,
                            temperature=config.temperature, max_tokens=config.max_tokens,
                            inputs={"messages": messages} if run.trace else None)
     cache = run.response_cache() if config.caches() and tools is None else None
-    key = cache_key(config.provider, config.model, _settings(config), messages, schema) if cache is not None else None
+    key = cache_key(config.provider, config.model, model_settings(config), messages, schema) if cache is not None else None
     if key is not None and use_cache:
         hit = cache.get(key, accept=_is_response_data)
         if hit is not None:
             response = ChatResponse(**hit)
             _end_model_span(run, span, response, cache_hit=True, attempts=[])
             return response, lambda: None
-    provider = get_provider(config.provider)
+    try:
+        provider = run.provider_for(config, decl)
+    except BaseException as error:
+        run.trace_end(span, error=error)
+        raise
     limiter = limiter_for(config)
     deadline = call_deadline(config)
     budget = run.budget
@@ -310,11 +321,6 @@ def _restart_stream(stream_to):
     restart = getattr(stream_to, "__self__", None)
     restart = getattr(restart, "restart", None)
     return (lambda _attempt: restart()) if restart is not None else None
-
-
-def _settings(config) -> dict:
-    return {"temperature": config.temperature, "max_tokens": config.max_tokens, "base_url": config.base_url,
-            "options": config.options}
 
 
 def _response_data(response: ChatResponse) -> dict:

@@ -12,6 +12,7 @@ from .. import ast
 from ..checks.blocks import settings_problem
 from ..checks.resolve import decl_type
 from ..checks.typecheck import DEFAULT_MODEL
+from ..providers import get_provider
 from ..providers.base import ModelConfig, split_model_spec
 from ..secrets import MaskedStream, SecretMasker, is_env_var_name, looks_like_key
 from ..types import STR
@@ -22,11 +23,14 @@ from .errors import FlowRuntimeError, NotMocked, describe
 from .evaluate import Evaluator
 from .executor import FlowExecution
 from .limits import share_limits
+from .models import overridden_models, with_model
 from .outputs import OutputError
 from .prompts import call_prompt
 from .retrieval import call_retriever
-from .spans import CURRENT_SPAN
+from .spans import CURRENT_SPAN, FLOW_STACK
 from .tools import call_tool
+
+DEFAULT_MAX_DEPTH = 64  # nested flow calls, the run's own flow counting as the first
 
 
 @dataclass
@@ -43,7 +47,10 @@ class RunOptions:
     trace: bool = True
     workdir: str = "."                       # where .fmflow/ (runs, cache) lives
     model: str | None = None                 # --model PROVIDER:NAME: the model of prompts that name none
+    models: dict[str, str] | None = None     # --model NAME=PROVIDER:MODEL: declared models replaced for the run
     mocks: dict[str, Any] | None = None      # `fmflow test`: callee name → answer
+    # `fmflow test`: answers model requests no mock took (scripts, a cassette); see test_models.TestModels.
+    test_models: Any = None
     on_event: Callable[[str, str, int | None], None] | None = None  # progress: (event, name, line)
     on_text: Callable[[str], None] | None = None  # streams the text of the prompt that gives the final answer
     run_id: str | None = None                # the trace's run id (default: a new one)
@@ -54,8 +61,12 @@ class RunOptions:
     # Evaluated model settings shared by many runs (a batch's): env() in a model block is read once for all.
     shared_models: SharedModels | None = None
     limit_share: int = 1                     # processes sharing each model's rate and concurrency (a cluster)
+    max_depth: int = DEFAULT_MAX_DEPTH       # nested flow calls a run may make (`--max-depth N`)
     # --budget: USD for the run's model calls, or a runtime.budget.Budget shared by many runs (a batch's).
     budget: Any = None
+    # A declared model that answers every prompt and agent of the run instead of their own (`fmflow eval`'s
+    # `models: […]`); their own settings (temperature, …) still apply.
+    every_model: str | None = None
 
     @property
     def testing(self) -> bool:
@@ -83,6 +94,7 @@ class RunState:
         self._model_configs: dict[int, Any] = models.configs
         self._model_decls: dict[tuple[str, str], ast.ModelDecl] = models.decls
         self._default: ModelConfig | None = None
+        self._replaced = overridden_models(program, options.models or {})
         self._flows_started = False
         self._enums: dict[int, type] = {}
         # ModelConfig.key of models whose server refused tools: their agents use text (tool_text.py).
@@ -91,6 +103,18 @@ class RunState:
         self.secrets = secrets if secrets is not None else secrets_for(program)
         # The final answer streams masked: a secret in it must not reach the screen either.
         self.stream = MaskedStream(self.secrets, options.on_text, clean=clean_text) if options.on_text else None
+        # Calls made by callee name: a prompt or agent counts each request to a model (reasks,
+        # retries and agent rounds included), anything else each call (a mocked prompt too).
+        self.calls: dict[str, int] = {}
+
+    def count_call(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def provider_for(self, config: ModelConfig, decl: ast.Decl):
+        """The provider that answers ``decl``'s request to the model ``config``."""
+        if self.options.test_models is not None:
+            return self.options.test_models.provider(config, decl)
+        return get_provider(config.provider)
 
     def response_cache(self):
         """The response cache, for a call that can use it (None with the cache off): the
@@ -167,8 +191,11 @@ class RunState:
             return self.validate(struct, dict(zip(names, values)), f"{decl.name}(…)")
         params, returns = self.program.signature(decl)
         args = _bind(decl, params, names, values)
-        if isinstance(decl, ast.FlowDecl) and not self._mocked(decl):
+        mocked = self._mocked(decl)
+        if isinstance(decl, ast.FlowDecl) and not mocked:
             return await self.run_flow(decl, self._validate_args(decl, params, args))
+        if mocked or not isinstance(decl, (ast.PromptDecl, ast.AgentDecl)):
+            self.count_call(decl.name)
         span = self.trace_start(decl.kind, decl.name, None, None, inputs=args)
         token = CURRENT_SPAN.set(span.id) if span is not None else None
         try:
@@ -192,7 +219,9 @@ class RunState:
             return self.validate(returns, mocks[decl.name], f"the mock of {what}")
         if isinstance(decl, ast.ToolDecl):
             return await call_tool(self, decl, args, returns)
-        if mocks is not None and isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.RetrieverDecl)):
+        models_stand_in = self.options.test_models is not None  # answers prompts and agents at the model
+        if mocks is not None and (isinstance(decl, ast.RetrieverDecl) or (
+                isinstance(decl, (ast.PromptDecl, ast.AgentDecl)) and not models_stand_in)):
             raise NotMocked(f"{what} is called but not mocked; add `{decl.name}: …` to the test's mock")
         if isinstance(decl, ast.PromptDecl):
             return await call_prompt(self, decl, args, returns)
@@ -237,15 +266,23 @@ class RunState:
     async def run_flow(self, decl: ast.FlowDecl, args: dict[str, Any]) -> Any:
         """Run a flow with validated arguments (defaults for those left out), in a span of its own."""
         args = await self.with_defaults(decl, args)
+        top = self._top_level()
+        self.count_call(decl.name)
+        calls = (decl.name,) if top else (*FLOW_STACK.get(), decl.name)
+        if len(calls) > self.options.max_depth:
+            raise FlowRuntimeError(too_deep(calls, self.options.max_depth))
+        token = FLOW_STACK.set(calls)  # the tasks this flow starts inherit it
         span = self.trace_start("flow", decl.name, None, decl.span.line, inputs=args)
         try:
-            stream_to = self.stream.write if self.stream is not None and self._top_level() else None
+            stream_to = self.stream.write if self.stream is not None and top else None
             execution = FlowExecution(self, decl, args, span.id if span is not None else CURRENT_SPAN.get(),
                                       stream_to=stream_to)
             result = await execution.execute()  # validated against the output type at its `return`
         except BaseException as error:
             self.trace_end(span, error=error)
             raise
+        finally:
+            FLOW_STACK.reset(token)
         self.trace_end(span, output=result)
         return result
 
@@ -254,7 +291,10 @@ class RunState:
         """The evaluated settings of a model declaration (env() read once per run)."""
         key = id(decl)
         if key not in self._model_configs:
-            config = share_limits(await self._evaluate_model(decl), self.options.limit_share)
+            config = await self._evaluate_model(decl)
+            if key in self._replaced:
+                config = with_model(config, self._replaced[key])
+            config = share_limits(config, self.options.limit_share)
             self._model_configs[key] = config
             self._model_decls[config.key] = decl
         return self._model_configs[key]
@@ -280,8 +320,10 @@ class RunState:
                 provider, name = parsed
             else:
                 provider, name = "builtin", "extractive"
-                print(f"fmflow: {decl.kind} '{decl.name}' names no model and none is set; using builtin:extractive "
-                      "(declare `model default {…}`, set FMFLOW_MODEL or pass --model)", file=sys.stderr)
+                if not self.options.testing:  # a test scripts the default model or fails, naming the prompt
+                    print(f"fmflow: {decl.kind} '{decl.name}' names no model and none is set; using "
+                          "builtin:extractive (declare `model default {…}`, set FMFLOW_MODEL or pass --model)",
+                          file=sys.stderr)
             self._default = ModelConfig(name=DEFAULT_MODEL, provider=provider, model=name, source=self.program.path)
         return self._default
 
@@ -352,6 +394,20 @@ def secrets_for(program) -> SecretMasker:
 
 def _named(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
+
+
+def too_deep(calls: tuple[str, ...], limit: int) -> str:
+    """Why a run stopped at ``limit`` nested flow calls, naming the cycle it went round."""
+    name = calls[-1]
+    earlier = [i for i, n in enumerate(calls[:-1]) if n == name]
+    if earlier:
+        loop = " → ".join(calls[earlier[-1]:]) + " …"
+        what = f"the loop {loop} did not stop"
+    else:
+        shown = ["…", *calls[-6:]] if len(calls) > 6 else list(calls)
+        what = "the chain " + " → ".join(shown) + " went on"
+    return (f"more than {limit} nested flow calls: {what}; return before the call that recurses "
+            f"(check its stopping condition), or allow deeper runs with --max-depth")
 
 
 def _bind(decl: ast.Decl, params, names: list[str | None], values: list[Any]) -> dict[str, Any]:

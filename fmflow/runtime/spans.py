@@ -9,3 +9,7 @@ CURRENT_SPAN: contextvars.ContextVar[str | None] = contextvars.ContextVar("fmflo
 # Where the text of the call being evaluated streams to, if anywhere: set while
 # the statements that produce a run's final answer are evaluated.
 STREAM_TO: contextvars.ContextVar = contextvars.ContextVar("fmflow_stream", default=None)
+
+# The flows being run, outermost first, in the task evaluating a call: each
+# nested flow call adds its name (a loop written as recursion shows as a cycle).
+FLOW_STACK: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("fmflow_flows", default=())

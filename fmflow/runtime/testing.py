@@ -1,16 +1,25 @@
-"""`test` blocks: run a flow with mocked calls and check its expectations."""
+"""`test` blocks: run a flow with mocked calls or scripted models and check its expectations.
+
+A test's ``mock`` answers whole calls; its ``models`` script the replies of
+models, so that everything between the call and the model (templates,
+parsing, ``check:``, ``on_fail``, agent rounds) runs for real; a cassette
+beside the file answers the rest (see test_models.py). ``expect`` sees
+``output`` and ``calls``, the calls made to each callee.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import ast
+from ..checks.expressions import CALLABLE_KINDS
 from ..formatter import expr_doc, flat
 from .errors import FlowRuntimeError
 from .evaluate import Evaluator, truthy
 from .run import RunOptions, RunState
+from .test_models import TestModels
 
 
 @dataclass
@@ -23,12 +32,45 @@ class TestOutcome:
     duration_ms: float = 0.0
 
 
-async def run_tests(program, options: RunOptions | None = None) -> list[TestOutcome]:
+@dataclass
+class TestReport:
+    """The outcomes of a file's tests, and what `--record` wrote."""
+
+    outcomes: list[TestOutcome]
+    cassette: str | None = None   # the cassette written by --record (None: nothing recorded)
+    recorded: int = 0             # replies it holds
+
+    def __iter__(self):
+        """The outcomes, in the file's order (a report reads as the list of its tests)."""
+        return iter(self.outcomes)
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+
+async def run_tests(program, options: RunOptions | None = None, record: bool = False) -> TestReport:
+    """Run every test block of the program's file, one after the other.
+
+    ``options`` gives what a test run takes from outside (workdir, `--model`,
+    `--max-depth`); mocks, scripts and the cassette come from the tests.
+    ``record``: model requests no mock or script answers go to the real models,
+    and their replies are written to the file's cassette.
+    """
+    from .cassette import Cassette, cassette_path
+
     tests = [d for d in program.ctx.module.decls if isinstance(d, ast.TestDecl)]
-    return [await run_test(program, test, options) for test in tests]
+    try:
+        cassette = Cassette(cassette_path(program.path), record=record)
+    except FlowRuntimeError as error:  # a damaged cassette fails every test of its file, saying why
+        return TestReport([TestOutcome(t.name, program.lookup(t.entry("flow").value.id).name, False, error=str(error))
+                           for t in tests])
+    outcomes = [await run_test(program, test, options, cassette) for test in tests]
+    if not record:
+        return TestReport(outcomes)
+    return TestReport(outcomes, cassette.path, cassette.save())
 
 
-async def run_test(program, test: ast.TestDecl, options: RunOptions | None = None) -> TestOutcome:
+async def run_test(program, test: ast.TestDecl, options: RunOptions | None = None, cassette=None) -> TestOutcome:
     started = time.perf_counter()
     flow = program.lookup(test.entry("flow").value.id)
     outcome = TestOutcome(test.name, flow.name, passed=False)
@@ -38,19 +80,36 @@ async def run_test(program, test: ast.TestDecl, options: RunOptions | None = Non
         evaluator = Evaluator(setup, test)
         inputs = await _dict_entry(evaluator, test, "input")
         mocks = await _dict_entry(evaluator, test, "mock")
-        state = RunState(program, RunOptions(cache=False, trace=False, workdir=base.workdir, mocks=mocks),
+        scripts = _scripts(program, await _dict_entry(evaluator, test, "models"))
+        state = RunState(program, replace(base, cache=False, trace=False, mocks=mocks, on_text=None,
+                                          test_models=TestModels(test.name, scripts, cassette, setup.secrets)),
                          secrets=setup.secrets)
         params, _returns = program.signature(flow)
         args = {name: state.validate(t, inputs[name], f"input '{name}'") for name, t in params
                 if name in inputs}  # the checker made sure only inputs with a default are left out
         output = await state.run_flow(flow, args)
-        outcome.failures = await _failed_expectations(Evaluator(state, test, {"output": output}), test)
+        calls = {name: 0 for name in _callables(program)} | state.calls
+        outcome.failures = await _failed_expectations(Evaluator(state, test, {"output": output, "calls": calls}), test)
         outcome.passed = not outcome.failures
     except FlowRuntimeError as error:
         outcome.error = str(error.mask(setup.secrets))
     outcome.failures = [setup.secrets.mask(failure) for failure in outcome.failures]   # values shown may hold env()
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return outcome
+
+
+def _scripts(program, scripted: dict[str, Any]) -> dict[tuple[str, str], list[Any]]:
+    """A test's `models:` by the key of the model each name declares (`default` may be undeclared)."""
+    found = {}
+    for name, replies in scripted.items():
+        decl = program.lookup(name)
+        path = program.context_of(decl).path if isinstance(decl, ast.ModelDecl) else program.path
+        found[(path, name)] = list(replies)
+    return found
+
+
+def _callables(program) -> list[str]:
+    return [name for name, decls in program.ctx.symbols.decls.items() if decls[0].kind in CALLABLE_KINDS]
 
 
 async def _dict_entry(evaluator: Evaluator, test: ast.TestDecl, key: str) -> dict[str, Any]:

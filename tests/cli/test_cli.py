@@ -300,12 +300,20 @@ def test_graph_mermaid_and_dot(tmp_path):
     assert dot.stdout.rstrip().endswith("}")
 
 
-def test_graph_two_flows_needs_flow_option(tmp_path):
+def test_graph_of_two_flows_draws_both_unless_one_is_chosen(tmp_path):
     require("fmflow.compiler", "build_flow_graph")
     write(tmp_path, "two.fmflow", TWO_FLOWS)
     result = fmflow_cmd(tmp_path, "graph", "two.fmflow")
-    assert result.returncode == 2
-    assert "--flow" in result.stderr and "hello_twice" in result.stderr
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "flowchart TD"
+    assert '    subgraph flow_hello["flow hello"]' in lines and '    subgraph flow_hello_twice["flow hello_twice"]' in lines
+    assert lines.count("    end") == 2
+    assert any(line.startswith("        hello_twice__n1[") for line in lines)
+    dot = fmflow_cmd(tmp_path, "graph", "two.fmflow", "--format", "dot")
+    assert dot.returncode == 0, dot.stderr
+    assert '    subgraph "cluster_hello" {' in dot.stdout and '    subgraph "cluster_hello_twice" {' in dot.stdout
+    assert '"hello_twice:n1"' in dot.stdout and dot.stdout.rstrip().endswith("}")
     chosen = fmflow_cmd(tmp_path, "graph", "two.fmflow", "--flow", "hello_twice")
     assert chosen.returncode == 0, chosen.stderr
     assert chosen.stdout.lstrip().startswith("flowchart")

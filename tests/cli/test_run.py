@@ -485,3 +485,92 @@ def test_fmflow_test_never_reaches_a_model(tmp_path):
     result = fmflow(tmp_path, "test", path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS mocked" in result.stdout
+
+
+NOISY_TOOL = '''
+import subprocess
+import sys
+
+OUT = sys.stdout  # a reference taken when the module loads
+
+
+def shout(text):
+    print("tool says hello")
+    OUT.write("through a saved stdout\\n")
+    subprocess.run([sys.executable, "-c", "print('from a child process')"], check=True)
+    return text.upper()
+'''
+
+
+def test_json_stdout_holds_only_the_result_when_a_tool_prints(tmp_path):
+    (tmp_path / "noisy.py").write_text(NOISY_TOOL, encoding="utf-8")
+    path = write(tmp_path, '''
+        tool shout(text: str) -> str = python("noisy:shout")
+        flow f(x: str) -> str {
+          a = shout(x)
+          b = shout(x + "!")
+          return a + b
+        }
+    ''')
+    result = fmflow(tmp_path, "run", path, "--json", "-i", "x=hi")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "HIHI!"
+    assert result.stdout.count("\n") == 1
+    for noise in ("tool says hello", "through a saved stdout", "from a child process"):
+        assert result.stderr.count(noise) == 2, result.stderr  # on stderr, nothing lost
+    plain = fmflow(tmp_path, "run", path, "-i", "x=hi")  # without --json the tool's output stays where it was
+    assert "tool says hello" in plain.stdout and plain.stdout.rstrip().endswith("HIHI!")
+
+
+def test_json_outputs_of_other_commands_hold_only_json(tmp_path):
+    path = write(tmp_path, ECHO)
+    check = fmflow(tmp_path, "check", path, "--format", "json", "--pin", "say@1")
+    assert check.returncode == 0 and json.loads(check.stdout) == []
+    render = fmflow(tmp_path, "render", path, "--prompt", "say", "-i", "x=hi", "--json", "--pin", "say@1")
+    assert render.returncode == 0, render.stderr
+    assert json.loads(render.stdout)["messages"] == [{"role": "user", "content": "v1 hi"}]
+
+
+SCRIPTED_TESTS = '''
+    model m { provider: "openai", name: "gpt-4o-mini", api_key_env: "FMFLOW_TEST_NO_SUCH_KEY" }
+    type Ok {
+      ok: bool
+    }
+    prompt judge(x: str) -> Ok {
+      model: m
+      template: "Judge {{ x }}"
+      on_fail: reask(1)
+    }
+    flow review(x: str, round: int) -> bool {
+      verdict = judge(x)
+      if verdict.ok or round >= 3 {
+        return verdict.ok
+      }
+      return review(x + "!", round + 1)
+    }
+    test loops_and_reasks {
+      flow: review
+      input: { x: "a", round: 1 }
+      models: { m: ["nope", "{\\"ok\\": false}", "{\\"ok\\": true}"] }
+      expect: [output, calls["judge"] == 3, calls["review"] == 2]
+    }
+    test runs_out {
+      flow: review
+      input: { x: "a", round: 1 }
+      models: { m: ["{\\"ok\\": false}"] }
+      expect: [output]
+    }
+'''
+
+
+def test_fmflow_test_with_scripted_models_and_calls(tmp_path):
+    path = write(tmp_path, SCRIPTED_TESTS)
+    result = fmflow(tmp_path, "test", path)
+    assert result.returncode == 1
+    assert "PASS loops_and_reasks" in result.stdout and "FAIL runs_out" in result.stdout
+    assert ("error: " in result.stdout and "model 'm' has no more scripted replies: test 'runs_out' gives 1, "
+            "and prompt 'judge' asked for reply 2") in result.stdout
+    assert "1 passed, 1 failed" in result.stdout
+    no_traceback(result)
+    deep = fmflow(tmp_path, "test", path, "--max-depth", "1")
+    assert "FAIL loops_and_reasks" in deep.stdout and "more than 1 nested flow calls" in deep.stdout

@@ -240,7 +240,7 @@ def test_resume_continues_from_the_checkpoint(project, tmp_path):
         conn.execute("UPDATE meta SET value = ? WHERE key = 'progress'", (json.dumps(progress),))
     with out.open("ab") as f:
         f.write(b'{"line": 11, "outp')  # a torn tail
-    result = run_batch(str(project), str(data), str(out), resume=True)
+    result = run_batch(str(project), str(data), str(out), resume=True, ordered=True)  # as it started: in input order
     assert [o["line"] for o in outputs(out)] == list(range(1, 11))
     assert all(o == expected(o["line"] - 1) for o in outputs(out))
     assert (result.ran, result.ok, result.done_before) == (3, 10, 7)

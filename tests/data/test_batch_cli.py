@@ -94,11 +94,16 @@ def kill_mid_batch(tmp_path, args, ready) -> bool:
     """Start a batch and SIGKILL it as soon as ``ready(output size, committed length)``.
     Returns False when the batch finished before that."""
     out = tmp_path / "out.jsonl"
-    process = start(tmp_path, *args)
+    return kill_when(tmp_path, args, lambda: out.exists() and ready(out.stat().st_size, committed_length(out)))
+
+
+def kill_when(cwd, args, ready) -> bool:
+    """Start `fmflow ARGS…` and SIGKILL it as soon as ``ready()``; False when it finished before that."""
+    process = start(cwd, *args)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if out.exists() and ready(out.stat().st_size, committed_length(out)):
+            if ready():
                 break
             time.sleep(0.002)
         if process.poll() is not None:

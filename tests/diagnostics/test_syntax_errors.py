@@ -26,7 +26,7 @@ CLOSE_PAREN = "a call or group is missing its closing ')'"
 CLOSE_BRACKET = "a list is missing its closing ']'"
 STATEMENT = "statements in a flow are assignments 'name = value', 'if', or 'return'"
 DECLARATION = ("declarations start with import, model, type, enum, prompt, retriever, tool, filter, "
-               "agent, flow or test")
+               "agent, flow, test or eval")
 KEYWORD = "a keyword cannot be used as a name here; rename it"
 NEW_STATEMENT = "separate statements with a new line"
 NEW_ENTRY = "separate block entries with a comma or a new line"
@@ -48,7 +48,7 @@ def label_of(help_text: str | None) -> str | None:
     return help_text.split(": the '")[0] if help_text else help_text
 ESCAPE_HELP = 'use \\" \\\\ \\n \\t or \\u{XXXX}'
 DECL_KEYWORDS = ("a declaration (import, model, type, enum, prompt, retriever, tool, filter, agent, flow, "
-                 "test) or the end of the file")
+                 "pipeline, test, eval) or the end of the file")
 UNCLOSED_STRING = 'end it with " before the line ends; use """…""" for text over several lines'
 
 # (source, line, col, message, help)

@@ -411,7 +411,7 @@ def test_manifest_metadata(manifest):
     assert manifest["license"] == "Apache-2.0"
     assert manifest["repository"]["url"] == "https://github.com/fmflow/fmflow"
     assert manifest["engines"]["vscode"] == "^1.85.0"
-    assert manifest["activationEvents"] == ["onLanguage:fmflow"]
+    assert manifest["activationEvents"][0] == "onLanguage:fmflow"
     assert manifest["dependencies"]["vscode-languageclient"] == "^9.0.1"
     assert manifest["displayName"]
 
@@ -492,7 +492,7 @@ def expand_snippet(body: str, choice: int = 0) -> str:
 def test_snippets_expand_to_valid_fmflow():
     snippets = load_json(EXTENSION / "snippets" / "fmflow.json")
     assert {s["prefix"] for s in snippets.values()} == {
-        "model", "prompt", "flow", "type", "retriever", "tool", "test"}
+        "model", "prompt", "flow", "type", "retriever", "tool", "test", "pipeline"}
     for name, snippet in snippets.items():
         assert snippet["description"], name
         body = "\n".join(snippet["body"])
@@ -518,8 +518,12 @@ const vscode = {
     createOutputChannel: () => ({ appendLine() {}, dispose() {} }),
     showErrorMessage: (message) => { calls.push(['error', message]); return Promise.resolve(undefined); },
   },
-  commands: { executeCommand: () => Promise.resolve() },
+  commands: {
+    executeCommand: () => Promise.resolve(),
+    registerCommand: (name) => { registered.push(name); return { dispose() {} }; },
+  },
 };
+const registered = [];
 class LanguageClient {
   constructor(id, name, server, client) {
     calls.push(['client', id, server.command, server.args, client.documentSelector.map((d) => d.language)]);
@@ -537,19 +541,21 @@ const extension = require(process.argv[4]);
 (async () => {
   await extension.activate({ subscriptions: [] });
   await extension.deactivate();
-  process.stdout.write(JSON.stringify(calls));
+  process.stdout.write(JSON.stringify({ calls, registered }));
 })();
 """
 
 
-def run_extension(tmp_path: Path, settings: dict, start: str = "ok") -> list:
+def run_extension(tmp_path: Path, settings: dict, start: str = "ok", registered: bool = False):
+    """What the extension asked of VS Code (or, with ``registered``, the commands it registered)."""
     harness = tmp_path / "harness.js"
     harness.write_text(HARNESS, encoding="utf-8")
     done = subprocess.run(
         ["node", str(harness), json.dumps(settings), start, str(EXTENSION / "extension.js")],
         cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    output = json.loads(done.stdout)
+    return output["registered"] if registered else output["calls"]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -564,6 +570,16 @@ class TestExtensionScript:
         assert len(calls) == 1 and calls[0][0] == "error"
         assert "'fmflow-not-installed' was not found" in calls[0][1]
         assert "fmflow.serverCommand" in calls[0][1]
+
+    def test_registers_the_contributed_commands_and_those_of_the_code_lenses(self, tmp_path, manifest):
+        from fmflow.lsp.outline import PREVIEW_PROMPT, RUN_FLOW, RUN_TEST
+
+        registered = run_extension(tmp_path, {"serverCommand": "fmflow-not-installed"}, registered=True)
+        contributed = [c["command"] for c in manifest["contributes"]["commands"]]
+        assert sorted(registered) == sorted(contributed)
+        for lens in (RUN_TEST, RUN_FLOW, PREVIEW_PROMPT):  # commands the server's lenses name
+            assert lens in registered
+            assert f"onCommand:{lens}" in manifest["activationEvents"]
 
     def test_a_failed_start_gives_a_clear_error(self, tmp_path):
         calls = run_extension(tmp_path, {"serverCommand": shutil.which("node"), "serverArgs": ["lsp"]}, "fail")

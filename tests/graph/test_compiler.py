@@ -9,8 +9,8 @@ import networkx as nx
 import pytest
 
 from fmflow import ast
-from fmflow.compiler import (build_flow_graph, expr_text, to_dot,
-                             to_mermaid)
+from fmflow.compiler import (build_flow_graph, expr_text, to_dot, to_dot_flows,
+                             to_mermaid, to_mermaid_flows)
 from fmflow.parser import parse_text
 
 PRELUDE = """
@@ -106,7 +106,8 @@ def test_docs_qa_edges():
         ("n1", "n4", "docs"),
         ("n4", "n5", "draft"),
     }
-    assert control_edges(graph) == {("n2", "n3", "then")}
+    # The prompt waits for the early return's outcome: an edge shows it; `return draft` waits through it.
+    assert control_edges(graph) == {("n2", "n3", "then"), ("n2", "n4", "else")}
 
 
 def test_docs_qa_gates_statements_after_an_early_return():
@@ -128,7 +129,26 @@ def test_language_md_example_flow():
     declarations = {d.name: d for d in module.decls}
     graph = build_flow_graph(declarations["docs_qa"], declarations)
     assert graph.nodes["n4"]["calls"] == [("answer", "prompt")]
-    assert len(graph) == 6 and graph.number_of_edges() == 6
+    assert len(graph) == 6 and graph.number_of_edges() == 7
+
+
+def test_every_statement_after_a_returning_if_hangs_from_its_outcome():
+    """A statement that reads nothing (or only inputs) still waits for the `if` before it: it has an edge."""
+    graph = graph_of("""
+        flow early(q: str) -> str {
+          if len(q) == 0 {
+            return "empty"
+          }
+          note = summarize("a constant text")
+          tail = combine(note, q)
+          return tail
+        }
+    """)
+    note, tail = node_by_label(graph, 'note = summarize("a constant text")'), node_by_label(graph, "tail = combine(note, q)")
+    assert ("n1", note, "else") in control_edges(graph)
+    assert ("n1", tail, "else") not in control_edges(graph)  # it waits through `note`
+    statements = [n for n, d in graph.nodes(data=True) if d["kind"] != "input"]
+    assert all(graph.in_degree(n) > 0 for n in statements if graph.nodes[n]["gate"])
 
 
 # -------------------------------------------------------------- dataflow
@@ -213,7 +233,8 @@ def test_nested_if_controls_only_its_own_arm():
         }
     """)
     assert control_edges(graph) == {("n1", "n2", "then"), ("n2", "n3", "then"),
-                                     ("n1", "n4", "then"), ("n1", "n5", "then")}
+                                     ("n1", "n4", "then"), ("n1", "n5", "then"),
+                                     ("n2", "n4", "else"), ("n1", "n6", "else")}
     assert graph.nodes["n4"]["gate"] == (("n2", "else"),)
     assert graph.nodes["n6"]["gate"] == (("n1", "else"),)
 
@@ -442,3 +463,21 @@ def test_graphs_are_acyclic_and_edges_point_forward():
         graph = graph_of(source)
         for u, v in graph.edges:
             assert graph.nodes[u]["order"] < graph.nodes[v]["order"]
+
+
+def test_several_flows_are_drawn_as_subgraphs():
+    module = parse_module(DOCS_QA + ROUTE)
+    declarations = {d.name: d for d in module.decls}
+    graphs = [build_flow_graph(d, declarations) for d in module.decls if isinstance(d, ast.FlowDecl)]
+    mermaid = to_mermaid_flows(graphs).splitlines()
+    assert mermaid[0] == "flowchart TD"
+    starts = [i for i, line in enumerate(mermaid) if line.startswith("    subgraph ")]
+    assert [mermaid[i] for i in starts] == ['    subgraph flow_docs_qa["flow docs_qa"]', '    subgraph flow_route["flow route"]']
+    assert mermaid.count("    end") == 2
+    inner = [line for line in mermaid if line.startswith("        ")]
+    assert len(inner) == sum(len(g) + g.number_of_edges() for g in graphs)
+    assert "        docs_qa__n2 -.->|else| docs_qa__n4" in inner and "        route__input_q([\"q: str\"])" in inner
+    dot = to_dot_flows(graphs)
+    assert dot.startswith('digraph "flows" {\n') and dot.rstrip().endswith("}")
+    assert '    subgraph "cluster_docs_qa" {' in dot and '        label="flow route";' in dot
+    assert '        "docs_qa:n2" -> "docs_qa:n4" [label="else", style=dashed];' in dot

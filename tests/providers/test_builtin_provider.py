@@ -169,3 +169,19 @@ def test_typed_prompt_through_a_flow_fails_clearly(tmp_path):
     with pytest.raises(Exception) as exc:
         flow.run(question="How long do refunds take?")
     assert "builtin:extractive cannot produce structured output" in str(exc.value)
+
+
+def test_a_newline_inside_a_paragraph_does_not_end_a_sentence():
+    """Passages wrapped at a width keep whole sentences; list items and headings still stand alone."""
+    passage = ("To retry a failed prompt, give it an `on_fail` policy. `on_fail: retry(2)` asks again with the same\n"
+               "messages. `on_fail: raise` stops the flow.")
+    assert split_sentences(passage) == [
+        "To retry a failed prompt, give it an `on_fail` policy.",
+        "`on_fail: retry(2)` asks again with the same messages.",
+        "`on_fail: raise` stops the flow."]
+    listed = "Retries:\n- retry asks again\n- reask sends the reason\n# Caching\nReplies are cached\non disk."
+    assert split_sentences(listed) == ["Retries:", "retry asks again", "reask sends the reason",
+                                       "Replies are cached on disk."]
+    answer = extract_answer([{"role": "user", "content": "[1] " + passage + "\n[2] Unrelated text about caching here.\n\n"
+                                                          "Question: How do I retry a failed prompt?"}])
+    assert answer.endswith("with the same messages."), answer

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from fmflow.paragraphs import hard_breaks
+
 PARAGRAPH, LINE, SENTENCE, WORD, INSIDE_WORD = 4, 3, 2, 1, 0
 
 _WORD = re.compile(r"\S+")
@@ -67,20 +69,24 @@ def reference_split(text: str, chunk_size: int = 1000, chunk_overlap: int = 150)
 def _atoms(text: str, chunk_size: int) -> tuple[list[str], list[str], list[int]]:
     """Words, the separator before each (normalised) and the strength of that boundary."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    hard = hard_breaks(text.split("\n"))  # a newline inside a paragraph only wraps it
     words: list[str] = []
     seps: list[str] = []
     strength: list[int] = []
-    previous_end = 0
+    previous_end = line = 0
     for match in _WORD.finditer(text):
         gap = text[previous_end:match.start()]
         previous_end = match.end()
         newlines = gap.count("\n")
+        ends_line, line = line, line + newlines
         if not words:
             sep, kind = "", PARAGRAPH
         elif newlines >= 2:
             sep, kind = "\n\n", PARAGRAPH
-        elif newlines == 1:
+        elif newlines == 1 and hard[ends_line]:
             sep, kind = "\n", LINE
+        elif newlines == 1:
+            sep, kind = "\n", SENTENCE if _SENTENCE_END.search(words[-1]) else WORD
         elif _SENTENCE_END.search(words[-1]):
             sep, kind = " ", SENTENCE
         else:

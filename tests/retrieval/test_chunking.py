@@ -36,6 +36,11 @@ CASES = [
      ["First paragraph here.\n\nSecond paragraph is here.", "Third one."]),
     ("paragraph beats a later sentence end", "Alpha one. Alpha two.\n\nBeta one. Beta two. Beta three.", 40, 0,
      ["Alpha one. Alpha two.", "Beta one. Beta two. Beta three."]),
+    # A newline inside a paragraph only wraps it: the chunk ends at the sentence end, not at the wrap.
+    ("wrapped paragraph", "Give it a policy. The reask asks again with the same\nmessages and the reason. Use default.",
+     80, 0, ["Give it a policy. The reask asks again with the same\nmessages and the reason.", "Use default."]),
+    ("list items keep their lines", "Steps to take:\n- first item here\n- second item here\n- third one", 40, 0,
+     ["Steps to take:\n- first item here", "- second item here\n- third one"]),
     ("line breaks", "line one\nline two\nline three\nline four", 20, 0,
      ["line one\nline two", "line three\nline four"]),
     ("words when no sentence fits", "alpha beta gamma delta epsilon zeta eta theta", 20, 0,

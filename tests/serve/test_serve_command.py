@@ -121,6 +121,44 @@ def test_runs_still_going_after_the_grace_period_are_cancelled_and_their_traces_
 # ------------------------------------------------------------------ refusing to start
 
 
+SWAPPED = '''
+model scripted {
+  provider: "replay"
+  temperature: 0.2
+  options: { responses: ["the declared model answered"] }
+}
+
+prompt ask(q: str) -> str {
+  model: scripted
+  template: "asked {{ q }}"
+}
+
+flow asking(q: str) -> str {
+  return ask(q)
+}
+
+flow countdown(n: int) -> int {
+  if n <= 0 {
+    return 0
+  }
+  return countdown(n - 1)
+}
+'''
+
+
+def test_model_swaps_and_the_depth_limit_hold_for_every_request(tmp_path, serve_process):
+    path = write_flows(tmp_path, SWAPPED)
+    server = serve_process(str(path), "--model", "scripted=replay:echo", "--max-depth", "3")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.post("/flows/asking", json={"q": "hi"}).json()["output"] == "asked hi"
+        assert client.post("/flows/countdown", json={"n": 2}).json()["output"] == 0
+        deep = client.post("/flows/countdown", json={"n": 3})
+        assert deep.status_code == 500
+        assert "more than 3 nested flow calls" in deep.json()["error"]
+        assert "countdown → countdown …" in deep.json()["error"]
+    assert "Traceback" not in server.stderr()
+
+
 def test_a_file_with_errors_prints_its_diagnostics_and_exits_1(tmp_path):
     good = write_flows(tmp_path)
     broken = tmp_path / "broken.fmflow"

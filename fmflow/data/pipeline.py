@@ -1,0 +1,359 @@
+"""`fmflow pipeline`: a `pipeline` declaration run from its source to its sink, exactly once.
+
+A pipeline runs as a chain of stages (see ``pipeline_stages``): runs of
+per-record steps (keep, drop, map, expand) go through the data engine like a
+batch (driver.py, on the local or the Dask engine, checkpointed record by
+record); a step that needs every record (dedupe, sample, embed) runs here
+over the stage before (pipeline_whole.py). Each stage writes a file in the
+sink's work folder, ``SINK.fmflow-work/``, whose ``state.json`` records which
+stages are complete (and the pipeline's identity: its files, its input and
+options). When all are, the sink and ``SINK.errors.jsonl`` are written from
+those files (pipeline_io.py) and the work folder is removed.
+
+After a crash or a kill, ``resume=True`` skips the complete stages, continues
+the interrupted one from its checkpoint, and goes on; each stage's file, and
+so the sink, holds each surviving record exactly once. Records keep source
+order throughout, so the output does not depend on the engine or on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import ast
+from ..pipeline_steps import PipelineSpec, read_pipeline
+from ..runtime.usage import Usage
+from .batch import DEFAULT_CONCURRENCY, checkpoint_path, flow_hash, load_checked, make_engine
+from .checkpoint import Checkpoint, _lock
+from .driver import Driver, Totals
+from .pipeline_io import FilesSource, stage_counts, write_errors, write_sink
+from .pipeline_records import PipelineJob, StageSink, pipeline_stages, record_type
+from .pipeline_whole import WholeStep
+from .records import DataError
+from .sinks import LineFile, open_lines
+from .sources import CsvSource, JsonlSource, ParquetSource, Source
+
+WORK_SUFFIX = ".fmflow-work"
+
+
+@dataclass
+class StepCount:
+    step: str
+    records_in: int
+    records_out: int
+
+
+@dataclass
+class PipelineResult:
+    pipeline: str
+    sink: str
+    read: int                    # records read from the source
+    written: int                 # records in the sink
+    failed: int                  # records in SINK.errors.jsonl
+    steps: list[StepCount]
+    usage: Usage
+    seconds: float
+    engine: str
+    resumed: bool = False
+    discarded: bool = False      # an unfinished run was there and was started over
+    errors_file: str | None = None
+
+
+@dataclass
+class _State:
+    """``state.json`` of the work folder: the pipeline's identity and its complete stages."""
+
+    path: str
+    identity: dict[str, Any]
+    done: int = 0
+    counts: dict[str, list[int]] = field(default_factory=dict)   # whole stage → [in, out]
+    usage: dict[str, dict] = field(default_factory=dict)         # record stage → its Totals
+
+    def save(self) -> None:
+        temporary = self.path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as out:
+            json.dump({"identity": self.identity, "done": self.done, "counts": self.counts, "usage": self.usage}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+
+
+def run_pipeline(flow_file: str, name: str | None = None, **options: Any) -> PipelineResult:
+    """Run pipeline ``name`` of ``flow_file`` (see ``arun_pipeline``); scripts using the Dask engine
+    without a scheduler need an ``if __name__ == "__main__":`` guard."""
+    return asyncio.run(arun_pipeline(flow_file, name, **options))
+
+
+async def arun_pipeline(flow_file: str, name: str | None = None, *, resume: bool = False, limit: int | None = None,
+                        engine: str = "local", scheduler: str | None = None,
+                        concurrency: int = DEFAULT_CONCURRENCY, cache: bool = True, model: str | None = None,
+                        pins: dict[str, int] | None = None, workdir: str = ".", program=None,
+                        partition_size: int | None = None) -> PipelineResult:
+    """Run a pipeline into its sink. ``resume`` continues an interrupted run; ``limit`` takes the
+    first N source records; ``engine`` is "local" or "dask" (on ``scheduler`` or a local cluster)."""
+    started = time.monotonic()
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be at least 1, got {limit}")
+    runner_engine = make_engine(engine, concurrency, scheduler, partition_size)
+    program = program if program is not None else load_checked(flow_file, pins)
+    spec = read_pipeline(_pipeline_of(program, name))
+    paths = await _paths(program, spec, workdir)
+    source = _open_source(program, spec, paths["source"], os.path.dirname(os.path.abspath(flow_file)))
+    job = PipelineJob(os.path.abspath(flow_file), spec.decl.name, flow_hash(program),
+                      0, tuple(sorted((pins or {}).items())), model, cache, os.path.abspath(workdir), program)
+    identity = {"job": "pipeline", "pipeline": job.pipeline, "flow_hash": job.flow_hash,
+                "input_hash": source.scan().sha256, "limit": limit, "pins": [list(p) for p in job.pins],
+                "model": model}
+    work = paths["sink"] + WORK_SUFFIX
+    state, lock, discarded = _open_work(work, identity, resume, paths["sink"])
+    try:
+        async with runner_engine:
+            await _run_stages(runner_engine, program, spec, job, source, limit, state, work, concurrency)
+        return _finish(program, spec, state, work, paths["sink"], runner_engine.name, started, resume, discarded)
+    finally:
+        lock.close()
+
+
+def _pipeline_of(program, name: str | None) -> ast.PipelineDecl:
+    pipelines = [d for d in program.ctx.module.decls if isinstance(d, ast.PipelineDecl)]
+    names = ", ".join(p.name for p in pipelines)
+    if name is None:
+        if len(pipelines) == 1:
+            return pipelines[0]
+        if not pipelines:
+            raise DataError(f"{program.path} declares no pipeline")
+        raise DataError(f"{program.path} declares several pipelines ({names}); choose one with --name")
+    for pipeline in pipelines:
+        if pipeline.name == name:
+            return pipeline
+    raise DataError(f"no pipeline '{name}' in {program.path} (pipelines: {names or 'none'})")
+
+
+async def _paths(program, spec: PipelineSpec, workdir: str) -> dict[str, str]:
+    """The source and sink paths (evaluated: `env(…)` may be in them), relative to the pipeline's file."""
+    from ..runtime import RunOptions
+    from ..runtime.evaluate import Evaluator
+    from ..runtime.run import RunState
+
+    state = RunState(program, RunOptions(cache=False, trace=False, workdir=workdir))
+    base = program.folder_of(spec.decl)
+    paths = {}
+    for key, part in (("source", spec.source), ("sink", spec.sink)):
+        value = await Evaluator(state, spec.decl).eval(part.args.get("path", part.args.get("glob")))
+        paths[key] = os.path.join(base, value)
+    return paths
+
+
+_SOURCES = {"jsonl": JsonlSource, "csv": CsvSource, "parquet": ParquetSource}
+
+
+def _open_source(program, spec: PipelineSpec, path: str, base: str) -> Source:
+    kind = spec.source.kind
+    if kind == "files":
+        return FilesSource(path, base)
+    if not os.path.isfile(path):
+        raise DataError(f"cannot read the source of pipeline '{spec.decl.name}': '{path}' "
+                        f"{'is not a file' if os.path.exists(path) else 'does not exist'}")
+    struct = program.ctx.expr_types.get(id(spec.source.call))
+    fields = program.resolver_for_fields(struct) if hasattr(struct, "fields") else {}
+    source = _SOURCES[kind](path, fields)
+    source.check()
+    return source
+
+
+# ------------------------------------------------------------- work folder
+
+def _open_work(work: str, identity: dict[str, Any], resume: bool, sink: str):
+    """(state, lock, discarded): the state to continue (resume) or a fresh one."""
+    state_path = os.path.join(work, "state.json")
+    if resume:
+        if not os.path.isfile(state_path):
+            raise DataError(f"there is no unfinished run of pipeline '{identity['pipeline']}' to resume "
+                            f"('{work}' does not exist): run it without --resume")
+        lock = _lock(os.path.join(work, "lock"))
+        try:
+            with open(state_path, encoding="utf-8") as f:
+                saved = json.load(f)
+            _check_same_pipeline(saved["identity"], identity)
+        except (ValueError, KeyError) as error:
+            lock.close()
+            raise DataError(f"'{state_path}' cannot be read ({error}); run without --resume to start over") from None
+        except BaseException:
+            lock.close()
+            raise
+        return _State(state_path, identity, saved["done"], saved["counts"], saved["usage"]), lock, False
+    discarded = os.path.isdir(work)
+    if discarded:
+        lock = _lock(os.path.join(work, "lock"))  # refuses while another run holds it
+        lock.close()
+        shutil.rmtree(work)
+    try:
+        os.makedirs(work)  # and the sink's folder, when it is missing
+    except OSError as error:
+        raise DataError(f"cannot write beside the sink '{sink}': {error.strerror or error}") from None
+    lock = _lock(os.path.join(work, "lock"))
+    state = _State(state_path, identity)
+    state.save()
+    return state, lock, discarded
+
+
+def _check_same_pipeline(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    restart = "; run without --resume to start over"
+    reasons = {"pipeline": f"the unfinished run is of pipeline '{saved.get('pipeline')}'",
+               "flow_hash": "the pipeline's file or a file it imports changed since the run started",
+               "input_hash": "the source changed since the run started",
+               "limit": f"the run started with --limit {saved.get('limit')}",
+               "pins": "the run started with other --pin options",
+               "model": "the run started with another --model"}
+    for key, reason in reasons.items():
+        if saved.get(key) != current.get(key):
+            raise DataError(reason + restart)
+
+
+def stage_path(work: str, index: int) -> str:
+    return os.path.join(work, f"stage-{index}.jsonl")
+
+
+# ------------------------------------------------------------------ stages
+
+async def _run_stages(engine, program, spec, job: PipelineJob, source: Source, limit, state: _State, work: str,
+                      concurrency: int) -> None:
+    for index, (kind, steps) in enumerate(pipeline_stages(spec)):
+        if index < state.done:
+            continue
+        target = stage_path(work, index)
+        if kind == "records":
+            records = _source_records(source, limit) if index == 0 else _stage_input(stage_path(work, index - 1))
+            stage_job = PipelineJob(**{**job.__dict__, "stage": index})
+            totals = await _run_record_stage(engine, stage_job, records, target, concurrency)
+            state.usage[str(index)] = totals.to_data()
+        else:
+            counts = await asyncio.to_thread(_run_whole_step, program, spec, job, index, steps[0],
+                                             stage_path(work, index - 1), target)
+            state.counts[str(index)] = list(counts)
+        state.done = index + 1
+        state.save()
+        if os.path.exists(checkpoint_path(target)):
+            os.remove(checkpoint_path(target))
+
+
+def _source_records(source: Source, limit: int | None):
+    def records(skip):
+        if limit is None:
+            yield from source.records(skip)
+            return
+        for count, record in enumerate(source.records(), 1):
+            if count > limit:
+                return
+            if not skip(record.line):
+                yield record
+    return records
+
+
+def _stage_input(path: str):
+    def records(skip):
+        for record in JsonlSource(path).records(skip):
+            if record.error is not None or record.value.get("out"):
+                yield record
+    return records
+
+
+async def _run_record_stage(engine, job: PipelineJob, records, target: str, concurrency: int) -> Totals:
+    checkpoint, file = _open_stage(target)
+    driver = Driver(StageSink(file), checkpoint, ordered=True, window=max(16 * concurrency, 1024))
+    try:
+        return await driver.run(engine, job, records(checkpoint.progress.skipper()))
+    finally:
+        file.close()
+        checkpoint.close()
+
+
+def _open_stage(target: str) -> tuple[Checkpoint, LineFile]:
+    """The stage file and its checkpoint: continued where the last commit left it, or new."""
+    path = checkpoint_path(target)
+    if os.path.exists(path) and os.path.exists(target):
+        checkpoint = Checkpoint.load(path)
+        try:
+            return checkpoint, open_lines(target, checkpoint.progress.position.get("output", 0))
+        except BaseException:
+            checkpoint.close()
+            raise
+    checkpoint = Checkpoint.create(path, {"job": "pipeline-stage"})
+    return checkpoint, LineFile(target)
+
+
+def _run_whole_step(program, spec, job: PipelineJob, index: int, step, source: str, target: str):
+    """A whole-data step in an event loop of its own, in a worker thread: the job's loop stays free
+    (a Dask client answers its heartbeats while the step embeds or compares texts)."""
+    from ..providers import release_loop_resources
+    from ..runtime import RunOptions, open_cache
+    from ..runtime.run import RunState
+
+    async def run():
+        options = RunOptions(cache=job.cache, trace=False, workdir=job.workdir, model=job.model)
+        options.shared_cache = cache = open_cache(options)
+        try:
+            whole = WholeStep(RunState(program, options), spec.decl, step,
+                              record_type(program, spec, index), job.workdir)
+            return await whole.run(source, target)
+        finally:
+            if cache is not None:
+                cache.close()
+            await release_loop_resources()
+
+    return asyncio.run(run())
+
+
+# ------------------------------------------------------------------ finish
+
+def _finish(program, spec: PipelineSpec, state: _State, work: str, sink: str, engine: str, started: float,
+            resumed: bool, discarded: bool) -> PipelineResult:
+    stages = pipeline_stages(spec)
+    files = [stage_path(work, i) for i in range(len(stages))]
+    final = program.ctx.expr_types.get(id(spec.steps[-1].call)) if spec.steps else \
+        program.ctx.expr_types.get(id(spec.source.call))
+    fields = list(program.resolver_for_fields(final)) if hasattr(final, "fields") else None
+    written = write_sink(spec.sink.kind, sink, files[-1], fields)
+    failed = write_errors(sink, files)
+    steps, read = _step_counts(stages, state, files)
+    usage = Usage()
+    for data in state.usage.values():
+        usage.add(Totals.from_data(data).usage)
+    shutil.rmtree(work, ignore_errors=True)
+    return PipelineResult(spec.decl.name, sink, read, written, failed, steps, usage, time.monotonic() - started,
+                          engine, resumed, discarded, (sink + ".errors.jsonl") if failed else None)
+
+
+def _step_counts(stages, state: _State, files: list[str]) -> tuple[list[StepCount], int]:
+    counts: list[StepCount] = []
+    read = sum(1 for _ in open(files[0], "rb"))
+    for index, (kind, steps) in enumerate(stages):
+        if kind == "records":
+            totals = stage_counts(files[index], len(steps))
+        else:
+            totals = [state.counts.get(str(index), [0, 0])]
+        counts.extend(StepCount(step.label(), into, out) for step, (into, out) in zip(steps, totals))
+    return counts, read
+
+
+def summary(result: PipelineResult) -> str:
+    """The lines printed after a run: records in and out of each step, the sink, the errors."""
+    lines = [f"pipeline {result.pipeline}: {result.read} record{'s' if result.read != 1 else ''} read"]
+    width = max((len(s.step) for s in result.steps), default=0)
+    for step in result.steps:
+        lines.append(f"  {step.step:<{width}}  {step.records_in:>8} in  {step.records_out:>8} out")
+    lines.append(f"  wrote {result.written} to {result.sink}")
+    if result.failed:
+        lines.append(f"  {result.failed} failed: see {result.errors_file}")
+    u = result.usage
+    if u.calls:
+        lines.append(f"  model calls {u.calls} ({u.cached} cached), tokens {u.tokens_in} in / {u.tokens_out} out, "
+                     f"cost ${u.cost:.4f}")
+    lines.append(f"  {result.seconds:.1f}s on the {result.engine} engine")
+    return "\n".join(lines)
