@@ -3,6 +3,8 @@ and is listed in examples/README.md with the model it expects."""
 
 from __future__ import annotations
 
+import re
+
 import os
 import subprocess
 import sys
@@ -49,4 +51,5 @@ def test_an_example_has_a_readme_line_and_a_model(folder):
     what, model = [cell.strip() for cell in lines[0].strip("|").split("|")][1:]
     assert what and model
     sources = "\n".join(p.read_text(encoding="utf-8") for p in folder.rglob("*.fmflow"))
-    assert "model " in sources or "FMFLOW_MODEL" in sources  # declared, or chosen when run
+    # Declared, or chosen when run; or said to need none (a pipeline of expressions and filters).
+    assert "model " in sources or "FMFLOW_MODEL" in sources or (model.startswith("none") and not re.search(r"^(prompt|agent) ", sources, re.M))
