@@ -3,9 +3,8 @@ and is listed in examples/README.md with the model it expects."""
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
