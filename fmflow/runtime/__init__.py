@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from typing import Any
 
@@ -13,6 +14,10 @@ from .program import Program
 from .run import RunOptions, RunResult, RunState, SharedModels
 
 
+TURN_EVERY = 32
+_RUNS = itertools.count()
+
+
 async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, Any],
                    options: RunOptions | None = None) -> RunResult:
     """Run one flow of a checked program with inputs given as Python or JSON values.
@@ -20,6 +25,16 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     ``flow_name`` names a flow of the program's own file, or is a flow declaration
     of the program (an imported one too: `fmflow eval` runs those).
     """
+    # Every TURN_EVERY-th run first gives the event loop a turn. A run whose calls all
+    # answer at once (a replay model, cache hits) never suspends, so runs made one after
+    # another (a batch's worker, a loop over fmflow.load's flow) would otherwise hold the
+    # loop for good: the cancelled timer of every call's timeout stays in the loop's heap
+    # until its next turn (memory growing with the record count), and the loop's other
+    # tasks (a batch's periodic checkpoint commits) never run. Not every run: a turn is a
+    # loop iteration (a poll of the selector), and one per run costs a batch of short runs
+    # that wait on their model about a third more CPU.
+    if next(_RUNS) % TURN_EVERY == 0:
+        await asyncio.sleep(0)
     options = options or RunOptions()
     flow = flow_name if isinstance(flow_name, FlowDecl) else program.flow(flow_name)
     params, _returns = program.signature(flow)

@@ -303,3 +303,46 @@ def test_a_flow_file_with_errors(tmp_path):
     with pytest.raises(DataError, match="no flow 'other'"):
         run_batch(str(write(tmp_path / "ok.fmflow", "flow go(q: str) -> str {\n  return q\n}\n")), str(data),
                   str(tmp_path / "out.jsonl"), flow="other")
+
+
+def test_memory_held_on_the_event_loop_does_not_grow_with_the_record_count(tmp_path, monkeypatch):
+    # A one-statement flow on a model that answers at once: no record ever waits, yet each
+    # model call cancels a timeout timer, which stays in the loop's heap until the loop gets a turn.
+    from fmflow.data.driver import Driver
+    from fmflow.runtime import TURN_EVERY
+
+    flow = write(tmp_path / "instant.fmflow", """
+        model instant { provider: "replay", options: { responses: ["ok"], cycle: true } }
+
+        prompt ask(q: str) -> str {
+          model: instant
+          template: "Q: {{ q }}"
+        }
+
+        flow fast(q: str) -> str {
+          return ask(q: q)
+        }
+    """)
+    held: list[int] = []
+    emit = Driver.emit
+
+    def emit_counting_timers(self, outcome):
+        held.append(len(asyncio.get_running_loop()._scheduled))
+        emit(self, outcome)
+
+    monkeypatch.setattr(Driver, "emit", emit_counting_timers)
+
+    def most_timers_held(records: int) -> int:
+        held.clear()
+        data = jsonl(tmp_path / f"in-{records}.jsonl", ({"q": f"question {i}"} for i in range(records)))
+        result = run_batch(str(flow), str(data), str(tmp_path / f"out-{records}.jsonl"), concurrency=4,
+                           workdir=str(tmp_path))
+        assert result.ok == records
+        return max(held)
+
+    # Every TURN_EVERY-th run gives the loop a turn, in which asyncio drops the cancelled
+    # timers (all of them once they are more than 100 and over half of the heap); the loop's
+    # turn runs every worker, so up to 4 × TURN_EVERY more are made before the next one.
+    bound = 4 * TURN_EVERY + 110
+    small, large = most_timers_held(300), most_timers_held(1200)
+    assert small <= bound and large <= bound, (small, large, bound)
