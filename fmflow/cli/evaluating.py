@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program
+from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program, require_regular_file
 
 
 def parse_bounds(specs: list[str] | None, metrics: list[str]) -> dict[str, float]:
@@ -33,8 +32,7 @@ def cmd_eval(args) -> int:
     from ..evals.runner import run_eval
     from ..evals.summary import check_bounds, summarise
 
-    if not os.path.isfile(args.file):
-        raise UsageError(f"cannot read '{args.file}': no such file")
+    require_regular_file(args.file)
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
     program, status = load_flow_program(args.file, diagnostics_to=sys.stderr if args.json else None)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_run_options, check_model_names, load_flow_program,
-                     parse_model, parse_pins)
+                     parse_model, parse_pins, require_regular_file)
 
 
 def cmd_pipeline(args) -> int:
     from ..data import DataError
     from ..data.pipeline import run_pipeline, summary
 
-    if not os.path.isfile(args.file):
-        raise UsageError(f"cannot read '{args.file}': no such file")
+    require_regular_file(args.file)
     if args.name and args.name_option and args.name != args.name_option:
         raise UsageError(f"two pipeline names given: '{args.name}' and --name {args.name_option}")
     model = parse_model(args.model)

@@ -58,7 +58,8 @@ def test_check_of_a_link_to_a_secret_prints_nothing_of_it(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 @pytest.mark.parametrize("command", [["check"], ["fmt"], ["fmt", "--check"], ["graph"], ["test"], ["run"],
-                                     ["batch", "--input", "in.jsonl", "--output", "out.jsonl"]])
+                                     ["batch", "--input", "in.jsonl", "--output", "out.jsonl"], ["pipeline"],
+                                     ["eval"], ["render", "--prompt", "p"]])
 def test_a_fifo_named_like_a_flow_does_not_hang(tmp_path, command):
     os.mkfifo(tmp_path / "pipe.fmflow")
     result = fmflow_cmd(tmp_path, *command, "pipe.fmflow", timeout=30)
