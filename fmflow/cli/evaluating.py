@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, load_flow_program, require_regular_file
+from .common import EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, load_flow_program, require_regular_file
 
 
 def parse_bounds(specs: list[str] | None, metrics: list[str]) -> dict[str, float]:
@@ -42,7 +42,8 @@ def cmd_eval(args) -> int:
         plan = read_plan(program, args.name)
         bounds = parse_bounds(args.fail_under, [m.name for m in plan.metrics])
         run = run_eval(args.file, name=plan.name, cache=not args.no_cache, trace=args.trace,
-                       concurrency=args.concurrency, program=program, on_record=_progress(args))
+                       concurrency=args.concurrency, program=program, on_record=_progress(args),
+                       budget=args.budget)
     except (DataError, EvalError) as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -64,7 +65,12 @@ def cmd_eval(args) -> int:
         print(f"report: {args.html}", file=sys.stderr)
     for problem in missed:
         print(f"fmflow: below --fail-under: {problem}", file=sys.stderr)
-    return EXIT_ERRORS if missed else EXIT_OK
+    not_run = sum(v.not_run for v in run.variants)
+    if not_run:
+        print(f"fmflow: the budget of ${args.budget:.4f} was reached: {not_run} runs of records were not made "
+              "and are left out of the statistics; run the eval again with a larger --budget to finish them "
+              "(what ran is kept)", file=sys.stderr)
+    return EXIT_ERRORS if missed or not_run else EXIT_OK
 
 
 def _shows_progress(args) -> bool:
@@ -103,4 +109,5 @@ def add_commands(commands) -> None:
                          help="run every record again: no stored outputs, no response cache")
     command.add_argument("--trace", action="store_true", help="write a trace per flow run and one for the judges")
     command.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    add_budget_option(command)
     command.set_defaults(handler=cmd_eval)

@@ -41,6 +41,7 @@ from .plan import EvalError, EvalPlan, Metric, Variant, program_hash, read_plan
 
 DEFAULT_CONCURRENCY = 16
 STORE_FOLDER = os.path.join(".fmflow", "evals")
+NOT_RUN = "not run: the budget was reached (run the eval again with a larger --budget)"
 
 
 @dataclass
@@ -62,6 +63,7 @@ class VariantRun:
     rows: dict[int, Row]
     ran: int                 # records whose flow ran in this invocation (the others were stored)
     output_file: str
+    not_run: int = 0         # records left for the next invocation: the budget was reached
 
 
 @dataclass
@@ -85,14 +87,18 @@ def run_eval(path: str, **options: Any) -> EvalRun:
 
 async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, trace: bool = False,
                     concurrency: int = DEFAULT_CONCURRENCY, workdir: str = ".", program=None,
-                    on_record: Callable[[str, int], None] | None = None) -> EvalRun:
+                    on_record: Callable[[str, int], None] | None = None,
+                    budget: float | None = None) -> EvalRun:
     """Run every variant of eval ``name`` on every record, then score the outputs.
 
     ``cache=False`` runs everything again (no stored outputs, no response
     cache). ``on_record(variant, line)`` is called as each record finishes.
+    ``budget``: USD the model calls of this invocation may cost, judges
+    included (``--budget``); records it leaves are run by the next invocation.
     """
     from ..providers import release_loop_resources
     from ..runtime import RunOptions, open_cache
+    from ..runtime.budget import Budget
 
     started = time.monotonic()
     if concurrency < 1:
@@ -106,7 +112,7 @@ async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, t
     os.makedirs(store, exist_ok=True)
     identity = {"job": "eval", "eval": plan.name, "flow": plan.flow, "program": program_hash(program),
                 "dataset": source.scan().sha256}
-    shared = RunOptions(cache=cache, trace=trace, workdir=workdir)
+    shared = RunOptions(cache=cache, trace=trace, workdir=workdir, budget=Budget.of(budget))
     shared.shared_cache = open_cache(shared)
     try:
         runs = await asyncio.gather(*(
@@ -151,11 +157,16 @@ async def _run_variant(path, program, plan: EvalPlan, variant: Variant, source, 
     driver = Driver(_EvalSink(file, variant.label, on_record), checkpoint, window=max(100 * concurrency, 10_000))
     job = _EvalJob(program, program.lookup(plan.flow), tuple(name for name, _ in params), options)
     try:
-        totals = await driver.run(LocalEngine(concurrency), job, source.records(checkpoint.progress.skipper()))
+        totals = await driver.run(LocalEngine(concurrency), job, source.records(checkpoint.progress.skipper()),
+                                  stop_error=NOT_RUN)
     finally:
         file.close()
         checkpoint.close()
-    return VariantRun(variant, read_rows(output), totals.done - done_before, output)
+    rows = read_rows(output)
+    if driver.unfinished:  # the records the budget left are no results: the next invocation runs them
+        for line in list(rows)[-driver.unfinished:]:
+            del rows[line]
+    return VariantRun(variant, rows, totals.done - done_before - driver.unfinished, output, driver.unfinished)
 
 
 def _open_store(output: str, identity: dict, reuse: bool):
@@ -201,6 +212,7 @@ class _EvalJob:
 
     async def __call__(self, record: Record) -> Outcome:
         from ..runtime import run_flow
+        from ..runtime.budget import BudgetExceeded
 
         usage = Usage()
         started = time.perf_counter()
@@ -212,6 +224,8 @@ class _EvalJob:
             result = await run_flow(self.program, self.flow, inputs, _copy(self.options, on_usage=usage.add_answer))
         except asyncio.CancelledError:
             raise
+        except BudgetExceeded as error:  # no record starts after this one; the next invocation runs them
+            return Outcome(record.line, error=describe_error(error), usage=usage, stopped=True)
         except Exception as error:  # the record failed; the eval counts it and goes on
             return Outcome(record.line, output=time.perf_counter() - started, error=describe_error(error),
                            usage=usage)

@@ -168,3 +168,53 @@ def test_an_eval_of_a_flow_imported_from_another_file(project):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert [v["metrics"]["correct"]["value"] for v in summary["variants"]] == [0.6, 0.2]
+
+
+PRICED = '''
+model fast {
+  provider: "replay"
+  max_tokens: 10
+  options: { cost: { input: 100, output: 100 }, cycle: true,
+             responses: [{ text: "x", tokens_in: 10, tokens_out: 10, cost: 0.002 }] }
+}
+
+prompt answer@1 (question: str) -> str {
+  model: fast
+  template: """{{ question }}"""
+}
+
+prompt answer@2 (question: str) -> str {
+  model: fast
+  template: """A: {{ question }}"""
+}
+
+flow qa(question: str) -> str {
+  return answer(question: question)
+}
+
+eval quality {
+  flow: qa
+  dataset: jsonl("qa.jsonl")
+  variants: [answer@1, answer@2]
+  metrics: { correct: output == record.expected }
+}
+'''
+
+
+def test_a_budget_stops_the_eval_and_a_larger_one_finishes_it(tmp_path):
+    write(tmp_path, "evals.fmflow", PRICED)
+    write(tmp_path, "qa.jsonl", "".join(json.dumps(r) + "\n" for r in _records()))
+    # A call is estimated at about (3 + 4 + 10) tokens × $100 per 1M ≈ $0.0017 and costs $0.002: after two
+    # calls ($0.004 spent) the next would pass $0.005.
+    stopped = _eval(tmp_path, "--json", "--budget", "0.005")
+    assert stopped.returncode == 1, stopped.stderr
+    assert "the budget of $0.0050 was reached" in stopped.stderr and "Traceback" not in stopped.stderr
+    partial = json.loads(stopped.stdout)
+    ran = [v["n"] for v in partial["variants"]]
+    assert sum(ran) == 2 and all(v["errors"] == 0 for v in partial["variants"])   # not-run records are no errors
+    finished = _eval(tmp_path, "--json", "--budget", "1")
+    assert finished.returncode == 0, finished.stderr
+    summary = json.loads(finished.stdout)
+    assert [v["n"] for v in summary["variants"]] == [10, 10]
+    assert [v["errors"] for v in summary["variants"]] == [0, 0]
+    assert sum(v["ran"] for v in summary["variants"]) == 20 - sum(ran)                # what ran before is kept
