@@ -26,9 +26,10 @@ def test_fmflow_test_runs_the_stdlib_test_flows(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fmflow", "test", str(HERE)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "14 passed, 0 failed" in result.stdout, result.stdout
+    assert "20 passed, 0 failed" in result.stdout, result.stdout
     for name in ("clean_strips_markdown_and_redacts", "judge_an_answer", "compute_runs_the_calculator",
-                 "best_of_returns_the_judges_pick"):
+                 "best_of_returns_the_judges_pick", "extract_reasks_until_every_field_is_there",
+                 "critique_then_revise"):
         assert f"PASS {name}" in result.stdout
 
 
