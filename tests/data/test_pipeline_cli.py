@@ -124,7 +124,9 @@ def test_summary_exit_status_and_usage_errors(tmp_path):
 def test_a_changed_file_is_refused_on_resume(tmp_path):
     write(tmp_path / "p.fmflow", SLOW_PIPELINE)
     questions(tmp_path / "in.jsonl", 300)
-    assert kill_when(tmp_path, lambda: committed_length(stage(tmp_path, 0)) > 0)
+    # Two at a time, the first stage takes over a second: a periodic commit comes while it runs (with
+    # the default 16, an idle machine finished the stage, and the pipeline, between two polls).
+    assert kill_when(tmp_path, lambda: committed_length(stage(tmp_path, 0)) > 0, "--concurrency", "2")
     questions(tmp_path / "in.jsonl", 301)
     refused = fmflow(tmp_path, "pipeline", "p.fmflow", "--resume")
     assert refused.returncode == 2 and "the source changed since the run started" in refused.stderr
