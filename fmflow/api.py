@@ -46,7 +46,9 @@ class Flow:
     """A checked flow ready to run: ``flow.run(**inputs)`` or ``await flow.arun(**inputs)``.
 
     Results are pydantic models for declared types and plain values otherwise.
-    ``last_run`` holds the run id and trace path of the latest run.
+    ``last_run`` holds the run id and trace path of the latest run. ``run()`` returns
+    once the run's trace file is complete; ``arun()`` leaves the writing to a
+    background thread (``last_run.trace_path`` waits for it).
     """
 
     def __init__(self, program, name: str | None, options) -> None:
@@ -78,6 +80,8 @@ class Flow:
             asyncio.get_running_loop()
         except RuntimeError:   # Ctrl-C cancels the run (trace "interrupted") and raises KeyboardInterrupt
             self.last_run = run_interruptibly(run_flow_once(self.program, self.decl.name, inputs, self.options))
+            if self.last_run.trace is not None:   # the trace is complete when run() returns
+                self.last_run.trace.finish()
             return self.last_run.value
         raise RuntimeError("flow.run() was called inside a running event loop; use `await flow.arun(…)`")
 

@@ -139,6 +139,11 @@ class SecretMasker:
     def __len__(self) -> int:
         return len(self._secrets)
 
+    @property
+    def pattern(self) -> re.Pattern | None:
+        """What ``mask`` looks for (None: no secret): maskers with the same one mask alike."""
+        return self._pattern
+
     def secrets(self) -> list[str]:
         return list(self._secrets)
 

@@ -3,9 +3,11 @@
 A run's spans are buffered in memory as they end (a list append on the
 event loop) and written by one daemon thread per process, every
 ``INTERVAL`` seconds, in one write and one flush per trace; the end of a
-run writes what is left on the spot. So a process killed outright
-(``kill -9``) loses at most the spans of the last fraction of a second, and
-the file stays valid JSONL up to its last complete line.
+run wakes it to write what is left and close the file at once, so the event
+loop never waits on the disk (as OpenTelemetry's batch span processor
+exports). A process killed outright (``kill -9``) loses at most the spans of
+the last fraction of a second, and the file stays valid JSONL up to its last
+complete line.
 
 At interpreter exit every trace still open is written out. SIGTERM, when
 nothing else handles it, writes every open trace, closes it with status
@@ -20,122 +22,19 @@ import atexit
 import os
 import signal
 import threading
+import time
 from typing import Protocol
 
 INTERVAL = 0.2   # seconds between background writes: the most a kill -9 can lose
+BACKLOG = 64     # closed traces waiting for the thread at most
 
 
 class Buffered(Protocol):
+    closed: bool
+
     def drain(self) -> None: ...
+    def finish(self) -> None: ...
     def terminate(self) -> None: ...
-
-
-class SpareFiles:
-    """Empty trace files made ahead of time, off the event loop, in each folder that traces go to.
-
-    Creating a file is the dearest part of a short run's trace (0.2-0.3 ms on
-    this kind of disk, more than the run's other work); renaming a spare one
-    costs a fifth of that. Spares are hidden (``.spare-<pid>-<n>``, never
-    ``*.jsonl``), made at most ``LIMIT`` at a time per folder, and removed at exit;
-    those of a process that was killed are removed by the next one.
-    """
-
-    LIMIT = 64
-    IDLE = 50    # refills (10 s) without a trace in a folder before its spares go
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._spares: dict[str, list[str]] = {}
-        self._taken: dict[str, int] = {}      # per folder: spares taken (or missed) since the last refill
-        self._idle: dict[str, int] = {}       # per folder: refills since one was last taken
-        self._count = 0
-
-    def take(self, folder: str) -> str | None:
-        """A spare file's path in ``folder`` to rename, or None (then the caller creates its file)."""
-        with self._lock:
-            self._taken[folder] = self._taken.get(folder, 0) + 1
-            spares = self._spares.get(folder)
-            return spares.pop() if spares else None
-
-    def refill(self) -> None:
-        """Make as many spares as were taken since the last refill (at least 2), up to LIMIT; a
-        folder unused for ``IDLE`` refills, or gone, is forgotten and its spares removed."""
-        with self._lock:
-            wanted = {folder: min(self.LIMIT, max(2, 2 * taken)) - len(self._spares.get(folder, []))
-                      for folder, taken in self._taken.items()}
-            for folder, taken in self._taken.items():
-                self._idle[folder] = 0 if taken else self._idle.get(folder, 0) + 1
-            self._taken = {folder: 0 for folder in self._taken}
-            idle = [folder for folder, ticks in self._idle.items() if ticks >= self.IDLE]
-        for folder in idle:
-            self._forget(folder)
-            wanted.pop(folder, None)
-        for folder, count in wanted.items():
-            if folder not in self._spares:
-                _remove_stale_spares(folder)
-            made = []
-            for _ in range(max(0, count)):
-                self._count += 1
-                path = os.path.join(folder, f".spare-{os.getpid()}-{self._count}")
-                try:
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                except FileNotFoundError:   # the folder is gone
-                    self._forget(folder)
-                    break
-                except OSError:
-                    break
-                made.append(path)
-            with self._lock:
-                if folder in self._taken:
-                    self._spares.setdefault(folder, []).extend(made)
-                    made = []
-            _remove(made)
-
-    def _forget(self, folder: str) -> None:
-        with self._lock:
-            self._taken.pop(folder, None)
-            self._idle.pop(folder, None)
-            spares = self._spares.pop(folder, [])
-        _remove(spares)
-
-    def remove_all(self) -> None:
-        with self._lock:
-            spares, self._spares = self._spares, {}
-        for paths in spares.values():
-            _remove(paths)
-
-
-def _remove(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-
-
-def _remove_stale_spares(folder: str) -> None:
-    """Spares left by processes that no longer run (killed before their exit hook)."""
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith(".spare-")]
-    except OSError:
-        return
-    for name in names:
-        pid = name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            try:
-                os.remove(os.path.join(folder, name))
-            except OSError:
-                pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class Background:
@@ -147,8 +46,8 @@ class Background:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._hooks_installed = False
-        self.spares = SpareFiles()
         self._at_terminate: list = []     # run on SIGTERM after the traces are written (exporters)
+        self._closing: list[Buffered] = []   # closed traces to write and close now
 
     def add(self, writer: Buffered) -> None:
         with self._wake:
@@ -167,22 +66,38 @@ class Background:
         with self._wake:
             return list(self._writers.values())
 
+    def finish_soon(self, writer: Buffered) -> bool:
+        """Hand a closed trace to the thread, which writes and closes it at once. False when
+        ``BACKLOG`` traces wait already: the caller then finishes it itself, so memory stays
+        bounded when runs end faster than the thread writes (runs that never wait for
+        anything give it no turn but the interpreter's switches)."""
+        with self._wake:
+            if len(self._closing) >= BACKLOG:
+                return False
+            self._closing.append(writer)
+            self._wake.notify()
+        return True
+
     def _run(self) -> None:
+        drained = time.monotonic()
         while True:
             with self._wake:
-                self._wake.wait(self.interval)
-                writers = list(self._writers.values())
-            for writer in writers:
-                writer.drain()
-            self.spares.refill()
+                if not self._closing:
+                    self._wake.wait(self.interval)
+                closing, self._closing = self._closing, []
+                due = time.monotonic() - drained >= self.interval
+                writers = list(self._writers.values()) if due else []
+            _write(closing)
+            if due:   # the spans of runs still going, every interval
+                drained = time.monotonic()
+                _write(writers)
 
     def flush_all(self) -> None:
-        for writer in self.writers():
-            writer.drain()
+        """Write every trace's buffer now, and finish the closed ones (complete files)."""
+        _write(self.writers())
 
     def _at_exit(self) -> None:
         self.flush_all()
-        self.spares.remove_all()
 
     # -- exit and signals --------------------------------------------------
 
@@ -204,7 +119,6 @@ class Background:
     def _on_sigterm(self, signum, _frame) -> None:
         for writer in self.writers():
             writer.terminate()
-        self.spares.remove_all()
         for hook in self._at_terminate:
             try:
                 hook()
@@ -214,13 +128,23 @@ class Background:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-
     def _forked(self) -> None:
-        """In a forked child: the parent's traces and spare files are the parent's to write."""
+        """In a forked child: the parent's traces are the parent's to write."""
         self._writers = {}
+        self._closing = []
         self._wake = threading.Condition()
         self._thread = None
-        self.spares = SpareFiles()
+
+
+def _write(writers: list[Buffered]) -> None:
+    for writer in writers:
+        try:
+            if writer.closed:
+                writer.finish()
+            else:
+                writer.drain()
+        except Exception:   # a writer's own trouble must not stop the thread the others rely on
+            pass
 
 
 BACKGROUND = Background()

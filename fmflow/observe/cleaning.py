@@ -20,7 +20,8 @@ from ..secrets import MASK, SecretMasker, is_secret_key_name
 MAX_STR = 2000
 MAX_ITEMS = 50
 MAX_DEPTH = 8
-SHORT = 64          # texts up to this long are memoised per trace (they repeat: kinds, names, ids)
+SHORT = 64          # texts up to this long are memoised (they repeat: kinds, names, ids, small values)
+MEMO_LIMIT = 8192   # memoised texts per table
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode   # one encoder for every line
 _JSON_STRING = json.encoder.encode_basestring                 # a str as a JSON string (C, not ASCII-only)
@@ -51,18 +52,47 @@ def error_text(error: Any) -> Any:
     return error
 
 
+class _Memo:
+    """Memoised cleaning of short texts under one set of secrets: key names (their masked
+    text and whether they name a credential), texts, and texts as JSON literals."""
+
+    __slots__ = ("keys", "short", "short_json")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[str, bool]] = {}
+        self.short: dict[str, str] = {}
+        self.short_json: dict[str, str] = {}
+
+
+# Shared by every trace of the process whose masker has the same secrets (a masker's
+# pattern stands for them), so that a run starts with the texts earlier runs cleaned.
+# A dict operation is atomic, so the writer thread and the event loop can share them.
+_MEMOS: dict[Any, _Memo] = {}
+
+
+def _memo_for(masker: SecretMasker) -> _Memo:
+    key = masker.pattern
+    memo = _MEMOS.get(key)
+    if memo is None:
+        if len(_MEMOS) >= 16:   # sets of secrets come and go (runs that read env()): keep the newest
+            _MEMOS.clear()
+        memo = _MEMOS[key] = _Memo()
+    return memo
+
+
 class Cleaner:
     """Cleans values for one trace; not thread-safe (its writer serialises the calls)."""
 
     def __init__(self, masker: SecretMasker, to_jsonable: Callable[[Any], Any] | None = None) -> None:
         self.masker = masker
         self._to_jsonable = to_jsonable or default_to_jsonable
-        # Key names repeat on every span: their masked text and whether they name a credential.
-        self._keys: dict[str, tuple[str, bool]] = {}
-        # So do short texts (kinds, names, ids, small values): their masked text.
-        self._short: dict[str, str] = {}
-        self._short_json: dict[str, str] = {}
-        self._keys_version = masker.version
+        self._use_memo()
+
+    def _use_memo(self) -> None:
+        # The version first: a secret learned meanwhile then only makes the next check move again.
+        self._keys_version = self.masker.version
+        memo = _memo_for(self.masker)
+        self._keys, self._short, self._short_json = memo.keys, memo.short, memo.short_json
 
     def value(self, value: Any, depth: int = 0) -> Any:
         t = type(value)
@@ -107,7 +137,7 @@ class Cleaner:
         """(masked key text, whether its value is a credential); str keys memoised."""
         name = self.text(key if type(key) is str else str(key))
         known = (name, is_secret_key_name(name))
-        if type(key) is str and len(self._keys) < 4096:
+        if type(key) is str and len(self._keys) < MEMO_LIMIT:
             self._keys[key] = known
         return known
 
@@ -124,7 +154,7 @@ class Cleaner:
                 return known
             self._check_version()
             masked = self.masker.mask(text)
-            if len(self._short) < 8192:
+            if len(self._short) < MEMO_LIMIT:
                 self._short[text] = masked
             return masked
         # Mask before cutting: a cut could leave half a secret visible.
@@ -140,7 +170,7 @@ class Cleaner:
             if known is not None and self._keys_version == self.masker.version:
                 return known
             literal = _JSON_STRING(self.text(text))
-            if len(self._short_json) < 8192:
+            if len(self._short_json) < MEMO_LIMIT:
                 self._short_json[text] = literal
             return literal
         return _JSON_STRING(self.text(text))
@@ -156,9 +186,7 @@ class Cleaner:
         return "{" + ",".join(parts) + "}"
 
     def _check_version(self) -> None:
-        """Forget memoised texts when the masker learned a secret: it may hide in one of them."""
+        """Move to the memo of the masker's new secrets when it learned one: it may hide in a
+        text memoised before."""
         if self._keys_version != self.masker.version:
-            self._keys.clear()
-            self._short.clear()
-            self._short_json.clear()
-            self._keys_version = self.masker.version
+            self._use_memo()

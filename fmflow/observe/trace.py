@@ -5,8 +5,9 @@ of the run, the flow, the file, the start), one ``span`` record per finished
 step, and an ``end`` record. A span costs the event loop only its creation
 and a list append when it ends: converting, masking and writing happen on
 the background writer (background.py), which also hands each clean span to
-the OTLP exporter when one is set (otlp.py). Closing a trace writes what is
-left before it returns, so a finished run's file is complete.
+the OTLP exporter when one is set (otlp.py). Closing a trace wakes that
+writer, which writes what is left and closes the file; ``finish()`` does it
+at once in the caller's thread, for whoever needs the file complete now.
 
 Values are cut to a readable size and secrets are masked (cleaning.py)
 *before* they reach the file or an exporter: a trace is meant to be shared
@@ -61,8 +62,7 @@ def new_run_id() -> str:
 class Span:
     """One step in flight; handed to its trace's buffer when it ends."""
 
-    __slots__ = ("_writer", "id", "parent", "kind", "name", "line", "inputs", "attrs",
-                 "start", "_t0", "ended")
+    __slots__ = ("_writer", "id", "parent", "kind", "name", "line", "inputs", "attrs", "_t0", "ended")
 
     def __init__(self, writer: TraceWriter, span_id: str, parent: str | None, kind: str,
                  name: str, line: int | None, inputs: dict | None, attrs: dict) -> None:
@@ -76,8 +76,12 @@ class Span:
         self.inputs = dict(inputs) if inputs else {}
         self.attrs = attrs
         self._t0 = time.perf_counter()
-        self.start = writer.started + (self._t0 - writer._t0)   # wall time, from the one clock read
         self.ended = False
+
+    @property
+    def start(self) -> float:
+        """Wall time of the start, from the one clock read of the trace's start."""
+        return self._writer.started + (self._t0 - self._writer._t0)
 
     def set(self, **attrs: Any) -> Span:
         self.attrs.update(attrs)
@@ -110,7 +114,7 @@ class TraceWriter:
         self.trace_id = f"{random.getrandbits(128) or 1:032x}"   # the run's OpenTelemetry trace id (W3C)
         self.flow = flow
         self.file = file
-        self.path = Path(os.path.join(runs_dir, f"{self.run_id}.jsonl"))
+        self._path = os.path.join(runs_dir, f"{self.run_id}.jsonl")
         self.last_error: Exception | None = None
         # A masker shared with the run sees the secrets it learns later (env() in a flow body).
         self.masker = secrets if isinstance(secrets, SecretMasker) else SecretMasker(secrets)
@@ -120,13 +124,18 @@ class TraceWriter:
         self._open: dict[str, Span] = {}
         self._pending: deque = deque()        # ended spans and records, not yet written
         self._lock = threading.RLock()        # one drain at a time (re-entered by a signal handler)
-        self._fh = None
+        self._fd: int | None = None           # the file, opened at the first write
+        self._done = False                    # finished, or the file cannot be made: nothing more is written
         self._closed = False
         self.started = time.time()
         self._t0 = time.perf_counter()
         self._pending.append({"type": "run", "run_id": self.run_id, "trace_id": self.trace_id, "flow": flow,
                               "file": file, "started": self.started})
         BACKGROUND.add(self)
+
+    @property
+    def path(self) -> Path:
+        return Path(self._path)
 
     # -- spans -----------------------------------------------------------
 
@@ -170,7 +179,7 @@ class TraceWriter:
             return
         try:
             pending = self._pending
-            if not pending or self._fh is False:
+            if not pending or self._done:
                 return
             lines = []
             while pending:
@@ -201,12 +210,13 @@ class TraceWriter:
             error = attrs.get("error")
         clean = self._cleaner
         text = clean.json_text
+        start = self.started + (span._t0 - self._t0)
         parent = "null" if span.parent is None else text(str(span.parent))
         line = span.line if type(span.line) is int else _ENCODE(clean.value(span.line))
         inputs = clean.json_mapping(span.inputs, 1) if span.inputs else "{}"
         head = (f'{{"type":"span","id":{text(span.id)},"parent":{parent},"kind":{text(str(span.kind))},'
                 f'"name":{text(str(span.name))},"line":{"null" if line is None else line},'
-                f'"start":{span.start!r},"end":{span.start + duration_ms / 1000.0!r},'
+                f'"start":{start!r},"end":{start + duration_ms / 1000.0!r},'
                 f'"duration_ms":{round(duration_ms, 3)!r},"inputs":{inputs},"output":{_json_value(clean, output)},'
                 f'"error":{_json_value(clean, error_text(error))}')
         if not attrs:
@@ -215,44 +225,59 @@ class TraceWriter:
         return head + ("," + _ENCODE(extra)[1:] if extra else "}")
 
     def _write(self, text: str) -> None:
+        """Append to the file: raw writes, the fewest system calls (on the writer thread each
+        call also means waiting for the interpreter lock again)."""
         try:
-            if self._fh is None:
-                self._fh = self._create()
-            self._fh.write(text)
-            self._fh.flush()
-        except (OSError, ValueError) as exc:
-            self.last_error = exc if isinstance(exc, OSError) else OSError(str(exc))
-            if self._fh is None:
-                self._fh = False   # the file cannot be made: later records are dropped, not retried
+            if self._fd is None:
+                self._fd = self._open_file()
+            data = text.encode("utf-8")
+            while data:   # a write may take less than it was given
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            self.last_error = exc
+            if self._fd is None:
+                self._done = True   # the file cannot be made: later records are dropped, not retried
 
-    def _create(self):
-        """The trace file, made from a spare file when there is one (see background.SpareFiles)."""
-        folder = str(self.path.parent)
-        spare = BACKGROUND.spares.take(folder)
-        # A run id given by the caller may name an existing trace, to be appended to, never replaced.
-        if spare is not None and (self._new_id or not os.path.exists(self.path)):
-            try:
-                os.rename(spare, self.path)   # never over an existing trace: run ids are unique
-                return open(self.path, "a", encoding="utf-8")
-            except OSError:
-                pass
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "a", encoding="utf-8")
+    def _open_file(self) -> int:
+        """The trace file, opened to append: a run id given by the caller may name an existing
+        trace, which is added to, never replaced."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(self._path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(self._path), exist_ok=True)
+            return os.open(self._path, flags, 0o644)
 
-    def close(self, status: str = "ok", error: Any = None) -> None:
-        """End spans still open, add the end record and write everything; a second call does nothing."""
-        with self._lock:
-            if self._closed:
-                return
+    def close(self, status: str = "ok", error: Any = None, wait: bool = True) -> None:
+        """End spans still open, add the end record and write everything; a second call does
+        nothing. With ``wait=False`` the background writer writes the rest and closes the
+        file (this wakes it), off the event loop; :meth:`finish` completes it at once for
+        whoever needs the file complete later."""
+        if not self._closed:   # no lock: the writer thread only takes records from the deque's left
             self._closed = True
             self._end_record(status, error)
+        if wait or not BACKGROUND.finish_soon(self):
+            self.finish()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def finish(self) -> None:
+        """Write everything still buffered and close the file (at most once; either the
+        background writer or a caller that needs the file complete does it)."""
+        with self._lock:
+            if self._done and not self._pending:
+                return
             self.drain()
-            if self._fh:
+            self._done = True
+            self._pending.clear()
+            if self._fd is not None:
                 try:
-                    self._fh.close()
+                    os.close(self._fd)
                 except OSError as exc:
                     self.last_error = exc
-            self._fh = False
+                self._fd = None
         BACKGROUND.remove(self)
 
     def terminate(self) -> None:

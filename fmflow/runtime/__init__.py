@@ -48,7 +48,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     except BaseException as error:
         if isinstance(error, FlowRuntimeError):
             error.mask(state.secrets)   # the run's secrets never leave it in a message
-        if trace is not None:
+        if trace is not None:   # written before the error reaches the caller, who may look at it
             trace.close(_end_status(error), error=_describe(error))
         raise
     finally:
@@ -56,9 +56,8 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
             state.stream.flush()
     data = program.types.to_jsonable(value)
     if trace is not None:
-        trace.close("ok")
-    return RunResult(value, trace.run_id if trace else None, str(trace.path) if trace else None, data,
-                     secrets=state.secrets)
+        trace.close("ok", wait=False)   # written off the loop; RunResult.trace_path waits for it
+    return RunResult(value, trace.run_id if trace else None, data, secrets=state.secrets, trace=trace)
 
 
 async def run_flow_once(program: Program, flow_name: str | None, inputs: dict[str, Any],

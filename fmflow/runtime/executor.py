@@ -2,7 +2,10 @@
 
 Every statement of a block becomes a task at once; a statement waits only
 for the names it reads (each assigned name is a future), so independent
-calls run at the same time. Two things order statements beyond their data:
+calls run at the same time. A block where each statement can do nothing
+before the one above it ends (``runs_in_order``: a chain of steps) runs
+them one after another instead, which loses no concurrency and saves a task
+per statement. Two things order statements beyond their data:
 
 - an ``if`` runs only its taken arm, and its arm's statements start when
   the condition is known;
@@ -20,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ast
 from .errors import FlowRuntimeError
-from .evaluate import Evaluator, Unassigned, gather_all, result_of, truthy
+from .evaluate import Evaluator, Unassigned, contains_call, gather_all, result_of, truthy
 from .spans import CURRENT_SPAN, STREAM_TO
 
 if TYPE_CHECKING:
     from .run import RunState
+
+_CALLS = (ast.Call, ast.Pipe)
 
 def assigned_names(flow: ast.FlowDecl, memo: dict) -> frozenset[str]:
     key = ("assigned", id(flow))
@@ -44,6 +49,32 @@ def final_statements(flow: ast.FlowDecl, memo: dict) -> frozenset[int]:
                   and isinstance(a.value, ast.Call)}
         memo[key] = frozenset(found)
     return memo[key]
+
+
+def runs_in_order(body: list, memo: dict) -> bool:
+    """Whether a block loses no concurrency when its statements run one after another.
+
+    True when every statement but the first starts by waiting for the one
+    before it: it reads the name the previous statement assigns, and nothing
+    in it can start earlier (any call in it is its outermost expression,
+    with arguments that call nothing). A chain of steps, the commonest body,
+    then runs without a task per statement.
+    """
+    key = ("in order", id(body))
+    if key not in memo:
+        memo[key] = all(isinstance(s, (ast.Assign, ast.Return)) for s in body) and all(
+            isinstance(before, ast.Assign) and _waits_for(stmt.value, before.name, memo)
+            for before, stmt in zip(body, body[1:]))
+    return memo[key]
+
+
+def _waits_for(expr: ast.Node, name: str, memo: dict) -> bool:
+    inner = [a.value for a in expr.args] if isinstance(expr, _CALLS) else [expr]
+    if isinstance(expr, ast.Pipe):
+        inner.append(expr.value)
+    if any(contains_call(e, memo) for e in inner):
+        return False
+    return any(isinstance(n, ast.Name) and n.id == name and n.version is None for e in inner for n in e.walk())
 
 
 def may_return(stmt: ast.Node, memo: dict) -> bool:
@@ -90,8 +121,11 @@ class FlowExecution:
 
     async def _block(self, body: list) -> bool:
         """Run a block; True when the flow returned inside it."""
-        if len(body) == 1:   # nothing to run beside it: no task of its own (the commonest body, `return p(x)`)
-            return await self._statement(body[0], None)
+        if len(body) == 1 or runs_in_order(body, self.run.program.memo):   # no task per statement
+            for stmt in body:
+                if await self._statement(stmt, None):
+                    return True
+            return False
         gate: asyncio.Future | None = None  # outcome of the last `if` that may return
         tasks = []
         for stmt in body:

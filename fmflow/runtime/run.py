@@ -77,9 +77,17 @@ class RunOptions:
 class RunResult:
     value: Any
     run_id: str | None
-    trace_path: str | None
     data: Any = field(default=None)  # the value as plain JSON data
     secrets: SecretMasker | None = None  # what the run masked: for showing the result (fmflow run)
+    trace: Any = field(default=None, repr=False)  # the run's TraceWriter (None with traces off)
+
+    @property
+    def trace_path(self) -> str | None:
+        """The run's trace file, complete: written now if the background writer has not yet."""
+        if self.trace is None:
+            return None
+        self.trace.finish()
+        return str(self.trace.path)
 
 
 class RunState:
@@ -133,7 +141,7 @@ class RunState:
             self.options.on_event("start", f"{kind} {name}", line)
         if self.trace is None:
             return None
-        return self.trace.start_span(kind, name, parent=parent or CURRENT_SPAN.get(), line=line, **attrs)
+        return self.trace.start_span(kind, name, parent or CURRENT_SPAN.get(), line, **attrs)
 
     def trace_end(self, span, output: Any = None, error: BaseException | None = None) -> None:
         if self.options.on_event is not None and span is not None:
@@ -210,7 +218,9 @@ class RunState:
         return result
 
     async def _dispatch(self, decl: ast.Decl, params, returns, args: dict[str, Any]) -> Any:
-        args = await self.with_defaults(decl, self._validate_args(decl, params, args))
+        args = self._validate_args(decl, params, args)
+        if len(args) < len(params):   # some left to their defaults
+            args = await self.with_defaults(decl, args)
         mocks = self.options.mocks
         if mocks is None and type(decl) is ast.ToolDecl:   # the commonest call, first
             return await call_tool(self, decl, args, returns)

@@ -41,14 +41,18 @@ def target_of(decl: ast.ToolDecl) -> str:
 
 async def call_tool(run, decl: ast.ToolDecl, args: dict[str, Any], returns) -> Any:
     """Call the tool's implementation with validated arguments; its result validated against ``returns``."""
-    timeout = await _timeout_of(run, decl)
+    memo = run.program.memo
+    timeout = memo.get(("tool timeout", id(decl)))
+    if timeout is None:
+        timeout = await _timeout_of(run, decl)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            function = run.program.memo.get(("tool", id(decl)))
-            if function is None:
-                function = await _resolve(run, decl)
-            result = await _invoke(function, args)
+            found = memo.get(("tool", id(decl)))   # (the callable, whether it is async)
+            if found is None:
+                found = await _resolve(run, decl)
+            function, is_async = found
+            result = await function(**args) if is_async else await _invoke(function, args)
     except TimeoutError as error:
         if deadline.expired():
             raise CallFailed(f"{tool_label(run, decl)} did not finish within its timeout of {timeout:g}s "
@@ -64,14 +68,15 @@ async def call_tool(run, decl: ast.ToolDecl, args: dict[str, Any], returns) -> A
     return run.validate(returns, result, lambda: f"the result of {tool_label(run, decl)}")
 
 
-async def _resolve(run, decl: ast.ToolDecl) -> Callable[..., Any]:
-    """The tool's callable, kept by the program once found (resolving it reads the file system)."""
+async def _resolve(run, decl: ast.ToolDecl) -> tuple[Callable[..., Any], bool]:
+    """The tool's callable and whether it is a coroutine function, kept by the program once
+    found (resolving it reads the file system)."""
     if is_imported(target_of(decl), run.program.folder_of(decl)):
         function = _load(run, decl)
     else:   # a first import may be slow or hang: on a worker thread, within the timeout
         function = await _invoke(_load, {"run": run, "decl": decl})
-    run.program.memo[("tool", id(decl))] = function
-    return function
+    found = run.program.memo[("tool", id(decl))] = (function, _is_async(function))
+    return found
 
 
 def _load(run, decl: ast.ToolDecl) -> Callable[..., Any]:

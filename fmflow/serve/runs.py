@@ -97,6 +97,8 @@ class FlowRunner:
                       type(error).__name__, error, exc_info=log.isEnabledFor(logging.DEBUG))
             return RunOutcome(500, {"error": f"internal error: {type(error).__name__}: {error}",
                                     "run_id": options.run_id}), "internal_error"
+        if result.trace is not None:   # the run id answered leads to a complete trace; written off the loop
+            await asyncio.to_thread(result.trace.finish)
         return RunOutcome(200, {"output": result.data, "run_id": result.run_id}), None
 
     def rejected(self, flow: ServedFlow, route: str) -> None:

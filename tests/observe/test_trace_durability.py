@@ -111,7 +111,7 @@ def test_a_normal_run_keeps_every_span(tmp_path):
     spans = [r for r in found if r["type"] == "span"]
     assert assigned(tmp_path) == chain_names() | {"last"}
     assert len(spans) == 2 * (STEPS + 1) + 2       # each assignment and its tool call, the return, the flow
-    assert not list((tmp_path / ".fmflow" / "runs").glob(".spare-*"))     # spare files are removed at exit
+    assert [p.name for p in (tmp_path / ".fmflow" / "runs").iterdir()] == [found[0]["run_id"] + ".jsonl"]
 
 
 def test_a_failed_run_keeps_every_span(tmp_path):
