@@ -20,7 +20,7 @@ from .agents import call_agent
 from .boundary import Unrepresentable, admit, clean_text
 from .budget import Budget
 from .errors import FlowRuntimeError, NotMocked, describe
-from .evaluate import Evaluator
+from .evaluate import Evaluator, contains_call
 from .executor import FlowExecution
 from .limits import share_limits
 from .models import overridden_models, with_model
@@ -301,7 +301,12 @@ class RunState:
         """The evaluated settings of a model declaration (env() read once per run)."""
         key = id(decl)
         if key not in self._model_configs:
-            config = await self._evaluate_model(decl)
+            config = self.program.memo.get(("model", key))
+            if config is None:
+                config = await self._evaluate_model(decl)
+                memo = self.program.memo
+                if not any(contains_call(e.value, memo) for e in decl.entries):   # no env(): the same every run
+                    memo[("model", key)] = config
             if key in self._replaced:
                 config = with_model(config, self._replaced[key])
             config = share_limits(config, self.options.limit_share)
