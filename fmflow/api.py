@@ -48,7 +48,7 @@ class Flow:
     Results are pydantic models for declared types and plain values otherwise.
     ``last_run`` holds the run id and trace path of the latest run. ``run()`` returns
     once the run's trace file is complete; ``arun()`` leaves the writing to a
-    background thread (``last_run.trace_path`` waits for it).
+    background thread (reading ``last_run.trace_path`` completes it).
     """
 
     def __init__(self, program, name: str | None, options) -> None:
@@ -56,6 +56,7 @@ class Flow:
         self.decl = program.flow(name)
         self.options = options
         self.last_run = None
+        self._async = (None, None)   # (options, the same with traces written in the background)
 
     @property
     def name(self) -> str:
@@ -68,8 +69,16 @@ class Flow:
     async def arun(self, **inputs):
         from .runtime import run_flow
 
-        self.last_run = await run_flow(self.program, self.decl.name, inputs, self.options)
-        return self.last_run.value
+        result = self.last_run = await run_flow(self.program, self.decl.name, inputs, self._async_options())
+        return result.value   # not last_run's: another task or thread may have run the flow since
+
+    def _async_options(self):
+        """The options with traces written in the background: the caller's loop never waits on the disk."""
+        if self._async[0] is not self.options:
+            from dataclasses import replace
+
+            self._async = (self.options, replace(self.options, trace_in_background=True))
+        return self._async[1]
 
     def run(self, **inputs):
         import asyncio
@@ -79,10 +88,9 @@ class Flow:
         try:
             asyncio.get_running_loop()
         except RuntimeError:   # Ctrl-C cancels the run (trace "interrupted") and raises KeyboardInterrupt
-            self.last_run = run_interruptibly(run_flow_once(self.program, self.decl.name, inputs, self.options))
-            if self.last_run.trace is not None:   # the trace is complete when run() returns
-                self.last_run.trace.finish()
-            return self.last_run.value
+            result = self.last_run = run_interruptibly(run_flow_once(self.program, self.decl.name, inputs,
+                                                                      self.options))
+            return result.value   # not last_run's: another thread may have run the flow since
         raise RuntimeError("flow.run() was called inside a running event loop; use `await flow.arun(…)`")
 
     def as_runnable(self):

@@ -56,7 +56,7 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
             state.stream.flush()
     data = program.types.to_jsonable(value)
     if trace is not None:
-        trace.close("ok", wait=False)   # written off the loop; RunResult.trace_path waits for it
+        trace.close("ok", wait=not options.trace_in_background)
     return RunResult(value, trace.run_id if trace else None, data, secrets=state.secrets, trace=trace)
 
 

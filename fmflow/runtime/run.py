@@ -64,6 +64,9 @@ class RunOptions:
     max_depth: int = DEFAULT_MAX_DEPTH       # nested flow calls a run may make (`--max-depth N`)
     # --budget: USD for the run's model calls, or a runtime.budget.Budget shared by many runs (a batch's).
     budget: Any = None
+    # A finished run hands its trace to the background writer instead of writing it before it returns
+    # (`flow.arun`, a server): RunResult.trace_path completes it for whoever reads it.
+    trace_in_background: bool = False
     # A declared model that answers every prompt and agent of the run instead of their own (`fmflow eval`'s
     # `models: […]`); their own settings (temperature, …) still apply.
     every_model: str | None = None

@@ -65,7 +65,8 @@ class FlowRunner:
         usage = self._usage.get(flow.name)
         if usage is None:  # one recorder per flow: its metric children are looked up once
             usage = self._usage[flow.name] = self.metrics.usage_recorder(flow.name)
-        return replace(self.options, run_id=run_id or self.new_run_id(), on_usage=usage, on_text=on_text)
+        return replace(self.options, run_id=run_id or self.new_run_id(), on_usage=usage, on_text=on_text,
+                       trace_in_background=True)
 
     async def run(self, flow: ServedFlow, inputs: dict[str, Any], route: str,
                   on_text: Callable[[str], None] | None = None, run_id: str | None = None) -> RunOutcome:

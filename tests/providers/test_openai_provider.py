@@ -19,6 +19,7 @@ import pytest
 
 import fmflow
 from fmflow.api import load_program
+from fmflow.observe.background import BACKGROUND
 from fmflow.providers import (ChatRequest, ModelConfig, ProviderError, ToolSpec, close_providers, get_provider,
                               register_provider)
 from fmflow.providers.costs import PRICES, cost_of, price_of
@@ -106,6 +107,7 @@ def run(flow, **inputs):
 
 
 def trace_text(tmp_path) -> str:
+    BACKGROUND.flush_all()   # flow.arun leaves its trace to the background writer
     return "".join(p.read_text(encoding="utf-8") for p in sorted((tmp_path / ".fmflow" / "runs").glob("*.jsonl")))
 
 
