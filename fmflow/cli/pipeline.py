@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_run_options, check_model_names, load_flow_program,
-                     parse_model, parse_pins, require_regular_file)
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, add_run_options, check_model_names,
+                     load_flow_program, parse_model, parse_pins, require_regular_file)
 
 
 def cmd_pipeline(args) -> int:
@@ -21,13 +21,11 @@ def cmd_pipeline(args) -> int:
     if program is None:
         return status
     check_model_names(model, [program])
-    if model.overrides:
-        raise UsageError("fmflow pipeline takes --model PROVIDER:NAME only (replacing a declared model "
-                         "with NAME=PROVIDER:MODEL is not supported for pipelines)")
     try:
         result = run_pipeline(args.file, args.name or args.name_option, resume=args.resume, limit=args.limit,
                               engine=args.engine, scheduler=args.scheduler, concurrency=args.concurrency,
-                              cache=not args.no_cache, model=model.default, pins=pins, program=program)
+                              cache=not args.no_cache, model=model.default, models=model.overrides or None,
+                              pins=pins, program=program, budget=args.budget)
     except DataError as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -37,7 +35,7 @@ def cmd_pipeline(args) -> int:
         print("fmflow: an unfinished run of this pipeline was started over (--resume continues one)",
               file=sys.stderr)
     print(summary(result), file=sys.stderr)
-    return EXIT_ERRORS if result.failed else EXIT_OK
+    return EXIT_ERRORS if result.failed or result.stopped else EXIT_OK
 
 
 def add_commands(commands) -> None:
@@ -56,4 +54,5 @@ def add_commands(commands) -> None:
                           help="records running at once (default 16); models keep their own limits")
     pipeline.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     add_run_options(pipeline, depth=False)
+    add_budget_option(pipeline)
     pipeline.set_defaults(handler=cmd_pipeline)

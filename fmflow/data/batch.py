@@ -250,7 +250,7 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
                    model, cache, trace, os.path.abspath(workdir), tuple(sorted((models or {}).items())),
                    program=program)
     identity = {"job": "batch", "flow": job.flow, "flow_hash": job.flow_hash, "input_hash": scan.sha256,
-                "pins": [list(p) for p in job.pins], "model": _model_text(model, job.models), "ordered": ordered}
+                "pins": [list(p) for p in job.pins], "model": model_text(model, job.models), "ordered": ordered}
     async with runner_engine:
         checkpoint, file = _open_output(output, identity, resume, overwrite)
         done_before = checkpoint.progress.totals.get("ok", 0) + checkpoint.progress.totals.get("failed", 0)
@@ -262,8 +262,7 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
         driver = Driver(BatchSink(file), checkpoint, ordered=ordered, window=window, on_progress=reporter)
         try:
             totals = await driver.run(runner_engine, job, source.records(checkpoint.progress.skipper()),
-                                      stop_error=f"not run: the budget of ${budget or 0:.4f} was reached "
-                                                 "(continue with --resume and a larger --budget)")
+                                      stop_error=budget_stop_error(budget))
         finally:
             file.close()
             checkpoint.close()
@@ -271,6 +270,11 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
                 reporter.finish(driver.totals)
     return BatchResult(output, scan.records, totals.ok, totals.failed, done_before, totals.usage,
                        time.monotonic() - started, runner_engine.name, budget, driver.unfinished)
+
+
+def budget_stop_error(budget: float | None) -> str:
+    """The error of a record the budget left unrun (``--resume`` with a larger budget runs it)."""
+    return f"not run: the budget of ${budget or 0:.4f} was reached (continue with --resume and a larger --budget)"
 
 
 def make_engine(name: str, concurrency: int, scheduler: str | None = None, partition_size: int | None = None):
@@ -366,8 +370,8 @@ def _check_same_batch(saved: dict[str, Any], current: dict[str, Any], output: st
         raise DataError("this batch started without --ordered: its output is in completion order already")
 
 
-def _model_text(model: str | None, models: tuple[tuple[str, str], ...]) -> str | None:
-    """The batch's `--model` options as one text (what a checkpoint of a batch without NAME=… held)."""
+def model_text(model: str | None, models: tuple[tuple[str, str], ...]) -> str | None:
+    """A job's `--model` options as one text, for its identity (a job without NAME=… keeps the text it had)."""
     parts = ([model] if model else []) + [f"{name}={spec}" for name, spec in models]
     return " ".join(parts) or None
 

@@ -29,12 +29,13 @@ from typing import Any
 from .. import ast
 from ..pipeline_steps import PipelineSpec, read_pipeline
 from ..runtime.usage import Usage
-from .batch import DEFAULT_CONCURRENCY, checkpoint_path, flow_hash, load_checked, make_engine
+from .batch import (DEFAULT_CONCURRENCY, close_options, counting, job_options, budget_stop_error, checkpoint_path, flow_hash, load_checked, make_engine,
+                    model_text)
 from .checkpoint import Checkpoint, _lock
 from .driver import Driver, Totals
 from .pipeline_io import FilesSource, stage_counts, write_errors, write_sink
-from .pipeline_records import PipelineJob, StageSink, pipeline_stages, record_type
-from .pipeline_whole import WholeStep
+from .pipeline_records import SOURCE_STEP, PipelineJob, StageSink, pipeline_stages, record_type
+from .pipeline_whole import WholeStep, stage_records
 from .records import DataError
 from .sinks import LineFile, open_lines
 from .sources import CsvSource, JsonlSource, ParquetSource, Source
@@ -63,6 +64,17 @@ class PipelineResult:
     resumed: bool = False
     discarded: bool = False      # an unfinished run was there and was started over
     errors_file: str | None = None
+    budget: float | None = None  # --budget, in USD, for the whole run (resumed runs included)
+    stopped: "BudgetStop | None" = None  # the budget was reached: nothing written, --resume continues
+
+
+@dataclass
+class BudgetStop:
+    """Where the budget stopped a run: the steps it stopped in and the records they did not run."""
+
+    steps: str                   # "step 1 (map)", or the steps of the stage
+    not_run: int                 # source records the stage left (all of them for a whole-data step)
+    usage: Usage = field(default_factory=Usage)  # what the stopped stage of records spent (not in the state)
 
 
 @dataclass
@@ -73,7 +85,7 @@ class _State:
     identity: dict[str, Any]
     done: int = 0
     counts: dict[str, list[int]] = field(default_factory=dict)   # whole stage → [in, out]
-    usage: dict[str, dict] = field(default_factory=dict)         # record stage → its Totals
+    usage: dict[str, dict] = field(default_factory=dict)         # stage → its Totals (model usage and cost)
 
     def save(self) -> None:
         temporary = self.path + ".tmp"
@@ -93,10 +105,14 @@ def run_pipeline(flow_file: str, name: str | None = None, **options: Any) -> Pip
 async def arun_pipeline(flow_file: str, name: str | None = None, *, resume: bool = False, limit: int | None = None,
                         engine: str = "local", scheduler: str | None = None,
                         concurrency: int = DEFAULT_CONCURRENCY, cache: bool = True, model: str | None = None,
-                        pins: dict[str, int] | None = None, workdir: str = ".", program=None,
-                        partition_size: int | None = None) -> PipelineResult:
+                        models: dict[str, str] | None = None, pins: dict[str, int] | None = None,
+                        workdir: str = ".", program=None, partition_size: int | None = None,
+                        budget: float | None = None) -> PipelineResult:
     """Run a pipeline into its sink. ``resume`` continues an interrupted run; ``limit`` takes the
-    first N source records; ``engine`` is "local" or "dask" (on ``scheduler`` or a local cluster)."""
+    first N source records; ``engine`` is "local" or "dask" (on ``scheduler`` or a local cluster).
+    ``models`` replaces declared models ({"fast": "ollama:llama3.2"}). ``budget``: USD the model calls
+    of the whole run may cost (a resumed run counts what was spent before); once reached, no record
+    starts, nothing is written, and ``resume`` (with a larger budget) runs the records left."""
     started = time.monotonic()
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be at least 1, got {limit}")
@@ -106,16 +122,21 @@ async def arun_pipeline(flow_file: str, name: str | None = None, *, resume: bool
     paths = await _paths(program, spec, workdir)
     source = _open_source(program, spec, paths["source"], os.path.dirname(os.path.abspath(flow_file)))
     job = PipelineJob(os.path.abspath(flow_file), spec.decl.name, flow_hash(program),
-                      0, tuple(sorted((pins or {}).items())), model, cache, os.path.abspath(workdir), program)
+                      0, tuple(sorted((pins or {}).items())), model, cache, os.path.abspath(workdir),
+                      tuple(sorted((models or {}).items())), program=program)
     identity = {"job": "pipeline", "pipeline": job.pipeline, "flow_hash": job.flow_hash,
                 "input_hash": source.scan().sha256, "limit": limit, "pins": [list(p) for p in job.pins],
-                "model": model}
+                "model": model_text(model, job.models)}
     work = paths["sink"] + WORK_SUFFIX
     state, lock, discarded = _open_work(work, identity, resume, paths["sink"])
     try:
         async with runner_engine:
-            await _run_stages(runner_engine, program, spec, job, source, limit, state, work, concurrency)
-        return _finish(program, spec, state, work, paths["sink"], runner_engine.name, started, resume, discarded)
+            stop = await _run_stages(runner_engine, program, spec, job, source, limit, state, work, concurrency,
+                                     budget)
+        if stop is not None:
+            return _stopped(spec, state, paths["sink"], runner_engine.name, started, resume, discarded, budget, stop)
+        return _finish(program, spec, state, work, paths["sink"], runner_engine.name, started, resume, discarded,
+                       budget)
     finally:
         lock.close()
 
@@ -223,24 +244,36 @@ def stage_path(work: str, index: int) -> str:
 # ------------------------------------------------------------------ stages
 
 async def _run_stages(engine, program, spec, job: PipelineJob, source: Source, limit, state: _State, work: str,
-                      concurrency: int) -> None:
+                      concurrency: int, budget: float | None) -> BudgetStop | None:
+    """Run the stages not done yet; a BudgetStop when the budget stopped one (it stays not done)."""
     for index, (kind, steps) in enumerate(pipeline_stages(spec)):
         if index < state.done:
             continue
         target = stage_path(work, index)
+        left = None if budget is None else max(0.0, budget - _spent(state))
+        stage_job = PipelineJob(**{**job.__dict__, "stage": index, "budget": left})
         if kind == "records":
             records = _source_records(source, limit) if index == 0 else _stage_input(stage_path(work, index - 1))
-            stage_job = PipelineJob(**{**job.__dict__, "stage": index})
-            totals = await _run_record_stage(engine, stage_job, records, target, concurrency)
-            state.usage[str(index)] = totals.to_data()
+            driver = await _run_record_stage(engine, stage_job, records, target, concurrency, budget)
+            if driver.stopping:
+                state.save()
+                return BudgetStop(", ".join(step.label() for step in steps) or SOURCE_STEP, driver.unfinished,
+                                  driver.totals.usage)
+            state.usage[str(index)] = driver.totals.to_data()
         else:
-            counts = await asyncio.to_thread(_run_whole_step, program, spec, job, index, steps[0],
-                                             stage_path(work, index - 1), target)
-            state.counts[str(index)] = list(counts)
+            stop = await _run_whole_stage(program, spec, stage_job, steps[0], state, work)
+            if stop is not None:
+                return stop
         state.done = index + 1
         state.save()
         if os.path.exists(checkpoint_path(target)):
             os.remove(checkpoint_path(target))
+    return None
+
+
+def _spent(state: _State) -> float:
+    """USD spent by the stages done, and by the attempts at whole-data steps a budget stopped."""
+    return sum(Totals.from_data(data).usage.cost for data in state.usage.values())
 
 
 def _source_records(source: Source, limit: int | None):
@@ -264,14 +297,21 @@ def _stage_input(path: str):
     return records
 
 
-async def _run_record_stage(engine, job: PipelineJob, records, target: str, concurrency: int) -> Totals:
+async def _run_record_stage(engine, job: PipelineJob, records, target: str, concurrency: int,
+                            budget: float | None) -> Driver:
+    """Run a stage of per-record steps to its end, or until the budget stops it (``driver.stopping``:
+    the records it left are written after the last commit, so a resumed stage runs them again)."""
     checkpoint, file = _open_stage(target)
+    if job.budget is not None:   # what this stage spent before it was interrupted counts too
+        spent_here = float(checkpoint.progress.totals.get("cost", 0.0))
+        job = PipelineJob(**{**job.__dict__, "budget": max(0.0, job.budget - spent_here)})
     driver = Driver(StageSink(file), checkpoint, ordered=True, window=max(16 * concurrency, 1024))
     try:
-        return await driver.run(engine, job, records(checkpoint.progress.skipper()))
+        await driver.run(engine, job, records(checkpoint.progress.skipper()), stop_error=budget_stop_error(budget))
     finally:
         file.close()
         checkpoint.close()
+    return driver
 
 
 def _open_stage(target: str) -> tuple[Checkpoint, LineFile]:
@@ -288,24 +328,41 @@ def _open_stage(target: str) -> tuple[Checkpoint, LineFile]:
     return checkpoint, LineFile(target)
 
 
-def _run_whole_step(program, spec, job: PipelineJob, index: int, step, source: str, target: str):
+async def _run_whole_stage(program, spec, job: PipelineJob, step, state: _State, work: str) -> BudgetStop | None:
+    """A whole-data step; its model calls count into the stage's usage, kept when the budget stops it
+    (the step is then done again from the start by a resumed run)."""
+    from ..runtime.budget import BudgetExceeded
+
+    index = job.stage
+    source = stage_path(work, index - 1)
+    usage = Usage()
+    try:
+        counts = await asyncio.to_thread(_run_whole_step, program, spec, job, step, source, stage_path(work, index),
+                                         usage)
+    except BudgetExceeded:
+        return BudgetStop(step.label(), sum(1 for _ in stage_records(source)))
+    finally:
+        before = Totals.from_data(state.usage.get(str(index), {}))
+        before.usage.add(usage)
+        state.usage[str(index)] = before.to_data()
+        state.save()
+    state.counts[str(index)] = list(counts)
+    return None
+
+
+def _run_whole_step(program, spec, job: PipelineJob, step, source: str, target: str, usage: Usage):
     """A whole-data step in an event loop of its own, in a worker thread: the job's loop stays free
     (a Dask client answers its heartbeats while the step embeds or compares texts)."""
-    from ..providers import release_loop_resources
-    from ..runtime import RunOptions, open_cache
     from ..runtime.run import RunState
 
     async def run():
-        options = RunOptions(cache=job.cache, trace=False, workdir=job.workdir, model=job.model)
-        options.shared_cache = cache = open_cache(options)
+        options = job_options(job, share=1)
         try:
-            whole = WholeStep(RunState(program, options), spec.decl, step,
-                              record_type(program, spec, index), job.workdir)
+            whole = WholeStep(RunState(program, counting(options, usage)), spec.decl, step,
+                              record_type(program, spec, job.stage), job.workdir)
             return await whole.run(source, target)
         finally:
-            if cache is not None:
-                cache.close()
-            await release_loop_resources()
+            await close_options(options)
 
     return asyncio.run(run())
 
@@ -313,7 +370,7 @@ def _run_whole_step(program, spec, job: PipelineJob, index: int, step, source: s
 # ------------------------------------------------------------------ finish
 
 def _finish(program, spec: PipelineSpec, state: _State, work: str, sink: str, engine: str, started: float,
-            resumed: bool, discarded: bool) -> PipelineResult:
+            resumed: bool, discarded: bool, budget: float | None) -> PipelineResult:
     stages = pipeline_stages(spec)
     files = [stage_path(work, i) for i in range(len(stages))]
     final = program.ctx.expr_types.get(id(spec.steps[-1].call)) if spec.steps else \
@@ -322,12 +379,25 @@ def _finish(program, spec: PipelineSpec, state: _State, work: str, sink: str, en
     written = write_sink(spec.sink.kind, sink, files[-1], fields)
     failed = write_errors(sink, files)
     steps, read = _step_counts(stages, state, files)
+    shutil.rmtree(work, ignore_errors=True)
+    return PipelineResult(spec.decl.name, sink, read, written, failed, steps, _usage(state), time.monotonic() - started,
+                          engine, resumed, discarded, (sink + ".errors.jsonl") if failed else None, budget)
+
+
+def _stopped(spec: PipelineSpec, state: _State, sink: str, engine: str, started: float, resumed: bool,
+             discarded: bool, budget: float | None, stop: BudgetStop) -> PipelineResult:
+    """The result of a run the budget stopped: nothing written; the work folder stays for --resume."""
+    usage = _usage(state)
+    usage.add(stop.usage)
+    return PipelineResult(spec.decl.name, sink, 0, 0, 0, [], usage, time.monotonic() - started, engine, resumed,
+                          discarded, None, budget, stop)
+
+
+def _usage(state: _State) -> Usage:
     usage = Usage()
     for data in state.usage.values():
         usage.add(Totals.from_data(data).usage)
-    shutil.rmtree(work, ignore_errors=True)
-    return PipelineResult(spec.decl.name, sink, read, written, failed, steps, usage, time.monotonic() - started,
-                          engine, resumed, discarded, (sink + ".errors.jsonl") if failed else None)
+    return usage
 
 
 def _step_counts(stages, state: _State, files: list[str]) -> tuple[list[StepCount], int]:
@@ -344,6 +414,8 @@ def _step_counts(stages, state: _State, files: list[str]) -> tuple[list[StepCoun
 
 def summary(result: PipelineResult) -> str:
     """The lines printed after a run: records in and out of each step, the sink, the errors."""
+    if result.stopped is not None:
+        return _stopped_summary(result)
     lines = [f"pipeline {result.pipeline}: {result.read} record{'s' if result.read != 1 else ''} read"]
     width = max((len(s.step) for s in result.steps), default=0)
     for step in result.steps:
@@ -353,7 +425,25 @@ def summary(result: PipelineResult) -> str:
         lines.append(f"  {result.failed} failed: see {result.errors_file}")
     u = result.usage
     if u.calls:
-        lines.append(f"  model calls {u.calls} ({u.cached} cached), tokens {u.tokens_in} in / {u.tokens_out} out, "
-                     f"cost ${u.cost:.4f}")
+        lines.append(_usage_line(u))
+    if result.budget is not None:
+        lines.append(f"  budget: ${u.cost:.4f} of ${result.budget:.4f} spent")
     lines.append(f"  {result.seconds:.1f}s on the {result.engine} engine")
     return "\n".join(lines)
+
+
+def _stopped_summary(result: PipelineResult) -> str:
+    stop, u = result.stopped, result.usage
+    lines = [f"pipeline {result.pipeline}: stopped by the budget in {stop.steps}",
+             f"  budget: ${u.cost:.4f} of ${result.budget or 0:.4f} spent; reached: {stop.not_run} "
+             f"record{'s' if stop.not_run != 1 else ''} were not run (continue with --resume and a larger --budget)",
+             f"  {result.sink} was not written; what ran is kept for --resume"]
+    if u.calls:
+        lines.append(_usage_line(u))
+    lines.append(f"  {result.seconds:.1f}s on the {result.engine} engine")
+    return "\n".join(lines)
+
+
+def _usage_line(u: Usage) -> str:
+    return (f"  model calls {u.calls} ({u.cached} cached), tokens {u.tokens_in} in / {u.tokens_out} out, "
+            f"cost ${u.cost:.4f}")

@@ -42,6 +42,8 @@ class PipelineJob:
     model: str | None = None
     cache: bool = True
     workdir: str = "."
+    models: tuple[tuple[str, str], ...] = ()  # declared models replaced for the run (--model NAME=…)
+    budget: float | None = None              # USD left for the run (split among the processes)
     program: Any = field(default=None, compare=False, repr=False)  # already loaded here; never sent
 
     def __getstate__(self) -> dict[str, Any]:
@@ -87,6 +89,7 @@ class PipelineRunner:
         self.options = options
 
     async def __call__(self, record: Record) -> Outcome:
+        from ..runtime.budget import BudgetExceeded
         from ..runtime.outputs import to_jsonable
         from ..runtime.usage import Usage
 
@@ -110,6 +113,8 @@ class PipelineRunner:
                     kept.extend(await apply_step(state, self.spec.decl, step, current))
                 except asyncio.CancelledError:
                     raise
+                except BudgetExceeded as error:  # no record starts after this one; --resume runs it again
+                    return Outcome(record.line, error=describe_error(error), usage=usage, stopped=True)
                 except Exception as error:  # the record failed, the pipeline goes on
                     return Outcome(record.line, {"line": line, "error": describe_error(error), "step": step.label(),
                                                  "record": to_jsonable(current), "counts": counts}, usage=usage)

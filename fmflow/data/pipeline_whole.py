@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from .. import ast
 from ..pipeline_steps import Part
+from ..runtime.budget import BudgetExceeded
 from .records import DataError, describe_error
 
 EMBED_BATCH = 256  # records upserted into Chroma at a time
@@ -104,6 +105,8 @@ class WholeStep:
             keep.append(0)
             try:
                 key = _plain_json(await self._value(self.step.args["key"], self._typed(record)))
+            except BudgetExceeded:   # the step stops whole; a resumed run does it again
+                raise
             except Exception as error:
                 self.errors[index] = (line, describe_error(error), record)
                 continue
@@ -130,6 +133,8 @@ class WholeStep:
             keep.append(0)
             try:
                 entry = await self._entry(line, self._typed(record))
+            except BudgetExceeded:
+                raise
             except Exception as error:
                 self.errors[index] = (line, describe_error(error), record)
                 continue

@@ -30,6 +30,10 @@ CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
 
 
+_WARNED_UNPRICED: set[str] = set()   # models whose missing price this process has warned about
+_WARNED_LOCK = threading.Lock()
+
+
 class BudgetExceeded(FlowRuntimeError):
     """A model call would have taken the cost past the budget; it was not started."""
 
@@ -44,7 +48,6 @@ class Budget:
         self.spent = float(spent)
         self.in_flight = 0.0             # the estimates of the calls started and not yet ended
         self.refused = 0                 # calls not started for want of budget
-        self._unpriced: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -87,10 +90,10 @@ class Budget:
 
     def _note_unpriced(self, config: Any) -> None:
         name = getattr(config, "name", "?")
-        with self._lock:
-            if name in self._unpriced:
+        with _WARNED_LOCK:   # once per process: a pipeline opens a budget per stage, each saying the same
+            if name in _WARNED_UNPRICED:
                 return
-            self._unpriced.add(name)
+            _WARNED_UNPRICED.add(name)
         print(f"fmflow: warning: model '{name}' has no price (options.cost or a known model name), so its "
               "calls cannot be estimated against the budget; what its provider reports is counted",
               file=sys.stderr)
