@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import sys
 
-from .common import EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, load_flow_program, require_regular_file
+from .common import (EXIT_ERRORS, EXIT_OK, UsageError, add_budget_option, add_run_options, check_model_names,
+                     load_flow_program, parse_model, require_regular_file)
 
 
 def parse_bounds(specs: list[str] | None, metrics: list[str]) -> dict[str, float]:
@@ -35,15 +36,17 @@ def cmd_eval(args) -> int:
     require_regular_file(args.file)
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
+    model = parse_model(args.model)
     program, status = load_flow_program(args.file, diagnostics_to=sys.stderr if args.json else None)
     if program is None:
         return status
+    check_model_names(model, [program])
     try:
         plan = read_plan(program, args.name)
         bounds = parse_bounds(args.fail_under, [m.name for m in plan.metrics])
         run = run_eval(args.file, name=plan.name, cache=not args.no_cache, trace=args.trace,
                        concurrency=args.concurrency, program=program, on_record=_progress(args),
-                       budget=args.budget)
+                       budget=args.budget, model=model.default, models=model.overrides or None)
     except (DataError, EvalError) as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -109,5 +112,6 @@ def add_commands(commands) -> None:
                          help="run every record again: no stored outputs, no response cache")
     command.add_argument("--trace", action="store_true", help="write a trace per flow run and one for the judges")
     command.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    add_run_options(command, pin=False, depth=False)
     add_budget_option(command)
     command.set_defaults(handler=cmd_eval)

@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..data.batch import BatchSink, checkpoint_path, start_output
+from ..data.batch import BatchSink, checkpoint_path, model_text, start_output
 from ..data.checkpoint import Checkpoint
 from ..data.driver import Driver
 from ..data.local import LocalEngine, run_records
@@ -88,13 +88,17 @@ def run_eval(path: str, **options: Any) -> EvalRun:
 async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, trace: bool = False,
                     concurrency: int = DEFAULT_CONCURRENCY, workdir: str = ".", program=None,
                     on_record: Callable[[str, int], None] | None = None,
-                    budget: float | None = None) -> EvalRun:
+                    budget: float | None = None, model: str | None = None,
+                    models: dict[str, str] | None = None) -> EvalRun:
     """Run every variant of eval ``name`` on every record, then score the outputs.
 
     ``cache=False`` runs everything again (no stored outputs, no response
     cache). ``on_record(variant, line)`` is called as each record finishes.
     ``budget``: USD the model calls of this invocation may cost, judges
     included (``--budget``); records it leaves are run by the next invocation.
+    ``model`` answers prompts that name none and ``models`` replaces declared models
+    ({"fast": "ollama:llama3.2"}) for the whole eval: the flow, the `models:` variant of that
+    name and the judges. Outputs stored under other models are not used again.
     """
     from ..providers import release_loop_resources
     from ..runtime import RunOptions, open_cache
@@ -112,7 +116,11 @@ async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, t
     os.makedirs(store, exist_ok=True)
     identity = {"job": "eval", "eval": plan.name, "flow": plan.flow, "program": program_hash(program),
                 "dataset": source.scan().sha256}
-    shared = RunOptions(cache=cache, trace=trace, workdir=workdir, budget=Budget.of(budget))
+    chosen = model_text(model, tuple(sorted((models or {}).items())))
+    if chosen is not None:   # only then: the outputs stored without --model stay valid
+        identity["model"] = chosen
+    shared = RunOptions(cache=cache, trace=trace, workdir=workdir, budget=Budget.of(budget), model=model,
+                        models=models or None)
     shared.shared_cache = open_cache(shared)
     try:
         runs = await asyncio.gather(*(
