@@ -174,6 +174,8 @@ class Driver:
         finally:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+            if self.stopping:
+                self._count_held()
             self._final_commit()
         if self.stopping:
             self._write_stopped(records, stop_error)
@@ -234,6 +236,14 @@ class Driver:
             above.discard(issued[0])
             self.watermark = issued.popleft()
         self._room.set()
+
+    def _count_held(self) -> None:
+        """What the records held behind a stopped one spent: their calls were made, though they are
+        written after the last commit and run again on resume (the commit keeps their cost;
+        ``_write_stopped`` adds no usage)."""
+        for outcome in self._waiting.values():
+            if outcome.usage is not None:
+                self.totals.usage.add(outcome.usage)
 
     def _write_stopped(self, records: Iterator[Record], error: str) -> None:
         """The job stopped on its budget: write the stopped records, the outcomes held behind them

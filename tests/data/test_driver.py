@@ -181,3 +181,29 @@ def test_an_engine_error_still_commits_what_was_written(tmp_path):
     progress = Checkpoint.load(str(tmp_path / "out.ckpt")).progress
     assert progress.watermark == 49
     assert progress.position["output"] == (tmp_path / "out.jsonl").stat().st_size
+
+
+def test_a_budget_stop_counts_what_the_records_held_behind_it_spent(tmp_path):
+    """In order, records that finished after a record the budget stopped are written after the last
+    commit (a resumed job runs them again), but their model calls were made: their cost counts."""
+    gate = {1: asyncio.Event()}
+
+    class Stopping(DoublingJob):
+        async def __call__(self, record):
+            if record.line == 1:
+                await self.gate[1].wait()
+                return Outcome(1, error="budget", usage=Usage(calls=1, cost=0.5), stopped=True)
+            outcome = await super().__call__(record)
+            outcome.usage.cost = 1.0
+            if record.line == 3:
+                self.gate[1].set()
+            return outcome
+
+    driver, checkpoint = start(tmp_path, ordered=True)
+    totals = run(driver, Stopping(gate), numbered(3), concurrency=3)
+    checkpoint.close()
+    assert [o["line"] for o in lines(tmp_path)] == [1, 2, 3]
+    assert driver.unfinished == 3
+    assert totals.usage.cost == pytest.approx(2.5)          # lines 2 and 3 ran; line 1 spent 0.5 first
+    committed = Checkpoint.load(str(tmp_path / "out.ckpt")).progress
+    assert committed.position["output"] == 0 and committed.totals["cost"] == pytest.approx(2.5)

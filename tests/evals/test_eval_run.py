@@ -218,3 +218,20 @@ def test_a_budget_stops_the_eval_and_a_larger_one_finishes_it(tmp_path):
     assert [v["n"] for v in summary["variants"]] == [10, 10]
     assert [v["errors"] for v in summary["variants"]] == [0, 0]
     assert sum(v["ran"] for v in summary["variants"]) == 20 - sum(ran)                # what ran before is kept
+
+
+def test_model_name_replaces_a_declared_model_for_the_whole_eval(tmp_path):
+    project = make_project(tmp_path)
+
+    def loud(*args: str) -> dict[str, tuple[float, int]]:
+        summary = _json(project, "--name", "by_model", *args)
+        return {v["name"]: (v["metrics"]["loud"]["value"], v["ran"]) for v in summary["variants"]}
+
+    # `shouty` answers "NO IDEA" (loud); replaced by replay:echo it repeats the lower-case question.
+    assert loud() == {"fast": (0.0, 10), "shouty": (1.0, 10)}
+    assert loud("--model", "shouty=replay:echo") == {"fast": (0.0, 10), "shouty": (0.0, 10)}
+    # The outputs stored under the replacement are not reported as the declared model's.
+    assert loud() == {"fast": (0.0, 10), "shouty": (1.0, 10)}
+    assert loud() == {"fast": (0.0, 0), "shouty": (1.0, 0)}          # and those stored without it are reused
+    unknown = _eval(project, "--name", "by_model", "--model", "shoty=replay:echo")
+    assert unknown.returncode == 2 and "declares no model 'shoty'; did you mean 'shouty'?" in unknown.stderr
