@@ -20,14 +20,15 @@ from .report import duration, interval, number, p_value, variant_table
 
 SHOWN_RECORDS = 20       # disagreeing records shown per pair and metric
 TEXT_LIMIT = 2000        # characters of a record or output shown
+LABEL_CHARS = 20         # characters of a variant's name beside its bar
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#1b1f24;max-width:1200px}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em}h3{font-size:1em}
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;
-vertical-align:top}th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+vertical-align:top;white-space:nowrap}th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;max-width:420px;font-size:12px}
-.charts{display:flex;flex-wrap:wrap;gap:1.5em}.chart{border:1px solid #d0d7de;padding:.5em}
+.charts{display:flex;flex-wrap:wrap;gap:1.5em}.chart{border:1px solid #d0d7de;padding:.5em;margin:0}
 .muted{color:#57606a}
 """
 
@@ -84,7 +85,7 @@ def _chart(summary: dict[str, Any], metric: dict[str, Any]) -> str:
     high = max([1.0 if metric["kind"] == "rate" else 0.0, *(p["high"] for p in known if p["high"] is not None),
                 *(p["value"] for p in known)])
     span = (high - low) or 1.0
-    width, label_width, bar_height = 420, 110, 22
+    width, label_width, bar_height = 460, 150, 22
     height = len(points) * (bar_height + 8) + 24
 
     def x(value: float) -> float:
@@ -93,7 +94,7 @@ def _chart(summary: dict[str, Any], metric: dict[str, Any]) -> str:
     shapes = [f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height - 18}" stroke="#8c959f"/>']
     for i, (variant, point) in enumerate(points):
         y = 4 + i * (bar_height + 8)
-        shapes.append(f'<text x="0" y="{y + 15}" font-size="12">{escape(variant[:16])}</text>')
+        shapes.append(_label(variant, y, label_width - 8, bar_height))
         if point["value"] is None:
             shapes.append(f'<text x="{label_width}" y="{y + 15}" font-size="12" fill="#57606a">no values</text>')
             continue
@@ -106,12 +107,22 @@ def _chart(summary: dict[str, Any], metric: dict[str, Any]) -> str:
             for end in (lo, hi):
                 shapes.append(f'<line x1="{end:.1f}" y1="{y + 5}" x2="{end:.1f}" y2="{y + bar_height - 5}" '
                               'stroke="#1b1f24" stroke-width="2"/>')
+    # The axis ends: the low one starts at the plot's left, the high one ends at its right (however long).
     shapes.append(f'<text x="{label_width}" y="{height - 4}" font-size="11" fill="#57606a">{number(low)}</text>')
-    shapes.append(f'<text x="{width - 40}" y="{height - 4}" font-size="11" fill="#57606a">{number(high)}</text>')
+    shapes.append(f'<text x="{width - 10}" y="{height - 4}" font-size="11" fill="#57606a" '
+                  f'text-anchor="end">{number(high)}</text>')
     caption = f"{name} ({metric['kind']}, 95% interval)"
     return (f'<figure class="chart" data-metric="{escape(name)}"><figcaption>{escape(caption)}</figcaption>'
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
             f'aria-label="{escape(caption)}">{"".join(shapes)}</svg></figure>')
+
+
+def _label(variant: str, y: float, width: int, height: int) -> str:
+    """A variant's name left of its bar: long names are shortened with "…" and clipped by a nested
+    <svg> (glyph widths are the browser's to know), the whole name in a tooltip."""
+    shown = variant if len(variant) <= LABEL_CHARS else variant[:LABEL_CHARS - 1] + "…"
+    return (f'<svg x="0" y="{y}" width="{width}" height="{height}"><text x="0" y="15" font-size="12">'
+            f'<title>{escape(variant)}</title>{escape(shown)}</text></svg>')
 
 
 def _pairs_table(summary: dict[str, Any]) -> str:

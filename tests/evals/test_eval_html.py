@@ -67,7 +67,10 @@ def test_report_has_the_variant_table_and_a_chart_per_metric(report):
     assert [row[variants[0].index("n")] for row in variants[1:]] == ["10", "10"]
     charts = [attrs["data-metric"] for tag, attrs in page.tags if tag == "figure"]
     assert charts == ["correct", "long"]
-    assert sum(1 for tag, _ in page.tags if tag == "svg") == 2
+    charts = [attrs for tag, attrs in page.tags if tag == "svg" and "xmlns" in attrs]
+    assert len(charts) == 2
+    labels = [attrs for tag, attrs in page.tags if tag == "svg" and "xmlns" not in attrs]
+    assert len(labels) == 4                             # each variant's name, clipped to its place
     bars = [attrs for tag, attrs in page.tags if tag == "rect"]
     assert len(bars) == 4                               # a bar per variant and metric
 
