@@ -247,8 +247,7 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
     _check_output(output, input)
     scan = source.scan()
     job = BatchJob(os.path.abspath(flow_file), decl.name, flow_hash(program), tuple(sorted((pins or {}).items())),
-                   model, cache, trace, os.path.abspath(workdir), tuple(sorted((models or {}).items())),
-                   program=program)
+                   model, cache, trace, os.path.abspath(workdir), checked_models(program, models), program=program)
     identity = {"job": "batch", "flow": job.flow, "flow_hash": job.flow_hash, "input_hash": scan.sha256,
                 "pins": [list(p) for p in job.pins], "model": model_text(model, job.models), "ordered": ordered}
     async with runner_engine:
@@ -270,6 +269,21 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
                 reporter.finish(driver.totals)
     return BatchResult(output, scan.records, totals.ok, totals.failed, done_before, totals.usage,
                        time.monotonic() - started, runner_engine.name, budget, driver.unfinished)
+
+
+def checked_models(program, models: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """A job's ``models`` (declared model → PROVIDER:MODEL), sorted; DataError for a name that is not
+    a declared model (with did-you-mean) or a spec that is not PROVIDER:MODEL."""
+    from ..runtime.models import ModelChoiceError, model_choices, unknown_model_names
+
+    try:
+        overrides = model_choices(None, models).overrides
+    except ModelChoiceError as error:
+        raise DataError(str(error)) from None
+    problem = unknown_model_names(program, overrides, "models[{name!r}]")
+    if problem is not None:
+        raise DataError(problem)
+    return tuple(sorted(overrides.items()))
 
 
 def budget_stop_error(budget: float | None) -> str:

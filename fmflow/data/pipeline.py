@@ -29,8 +29,8 @@ from typing import Any
 from .. import ast
 from ..pipeline_steps import PipelineSpec, read_pipeline
 from ..runtime.usage import Usage
-from .batch import (DEFAULT_CONCURRENCY, close_options, counting, job_options, budget_stop_error, checkpoint_path, flow_hash, load_checked, make_engine,
-                    model_text)
+from .batch import (DEFAULT_CONCURRENCY, budget_stop_error, checked_models, checkpoint_path, close_options, counting,
+                    flow_hash, job_options, load_checked, make_engine, model_text)
 from .checkpoint import Checkpoint, _lock
 from .driver import Driver, Totals
 from .pipeline_io import FilesSource, stage_counts, write_errors, write_sink
@@ -123,7 +123,7 @@ async def arun_pipeline(flow_file: str, name: str | None = None, *, resume: bool
     source = _open_source(program, spec, paths["source"], os.path.dirname(os.path.abspath(flow_file)))
     job = PipelineJob(os.path.abspath(flow_file), spec.decl.name, flow_hash(program),
                       0, tuple(sorted((pins or {}).items())), model, cache, os.path.abspath(workdir),
-                      tuple(sorted((models or {}).items())), program=program)
+                      checked_models(program, models), program=program)
     identity = {"job": "pipeline", "pipeline": job.pipeline, "flow_hash": job.flow_hash,
                 "input_hash": source.scan().sha256, "limit": limit, "pins": [list(p) for p in job.pins],
                 "model": model_text(model, job.models)}

@@ -346,3 +346,27 @@ def test_memory_held_on_the_event_loop_does_not_grow_with_the_record_count(tmp_p
     bound = 4 * TURN_EVERY + 110
     small, large = most_timers_held(300), most_timers_held(1200)
     assert small <= bound and large <= bound, (small, large, bound)
+
+
+def test_models_that_name_no_declared_model_are_refused_before_anything_runs(project, tmp_path):
+    from fmflow.data.pipeline import run_pipeline
+
+    data = jsonl(tmp_path / "in.jsonl", [row(1)])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(DataError, match=r"models\['mm'\]: .*declares no model 'mm'; did you mean 'm'\?"):
+        run_batch(str(project), str(data), str(out), models={"mm": "replay:echo"})
+    assert not out.exists()
+    write(tmp_path / "p.fmflow", '''
+        import "shared.fmflow"
+        type Q { q: str }
+        pipeline copy {
+          source: jsonl("in.jsonl", type: Q)
+          steps: [keep(true)]
+          sink: jsonl("copied.jsonl")
+        }
+    ''')
+    with pytest.raises(DataError, match=r"models\['copy'\]: 'copy' is a pipeline .*, not a model"):
+        run_pipeline(str(tmp_path / "p.fmflow"), models={"copy": "replay:echo"})
+    with pytest.raises(DataError, match="expects PROVIDER:NAME"):
+        run_pipeline(str(tmp_path / "p.fmflow"), models={"m": "nonsense"})
+    assert not (tmp_path / "copied.jsonl.fmflow-work").exists()
