@@ -14,6 +14,11 @@ After a crash or a kill, ``resume=True`` skips the complete stages, continues
 the interrupted one from its checkpoint, and goes on; each stage's file, and
 so the sink, holds each surviving record exactly once. Records keep source
 order throughout, so the output does not depend on the engine or on timing.
+
+With a budget (``--budget``), a stage whose next model call would pass it
+stops like an interrupted one (its records left lie after its last commit;
+a whole-data step simply stops) and the run ends there without a sink;
+``resume=True`` with a larger budget continues from the same point.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ pipeline_records.py) under a temporary name, renamed into place when
 complete. It is deterministic (the same input gives the same output, on any
 engine), so a run killed in the middle of one simply runs it again on resume:
 `embed` upserts with stable ids, so running it twice stores each record once.
+The budget refusing a model call (BudgetExceeded) stops the step the same way,
+rather than failing the record it was evaluating.
 
 Two passes: the first decides, record by record, which records go on (and
 upserts for `embed`); the second writes them. Memory holds one flag per
