@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..data.batch import BatchSink, checkpoint_path, model_text, start_output
+from ..data.batch import BatchSink, checked_models, checkpoint_path, model_text, start_output
 from ..data.checkpoint import Checkpoint
 from ..data.driver import Driver
 from ..data.local import LocalEngine, run_records
@@ -116,7 +116,7 @@ async def arun_eval(path: str, name: str | None = None, *, cache: bool = True, t
     os.makedirs(store, exist_ok=True)
     identity = {"job": "eval", "eval": plan.name, "flow": plan.flow, "program": program_hash(program),
                 "dataset": source.scan().sha256}
-    chosen = model_text(model, tuple(sorted((models or {}).items())))
+    chosen = model_text(model, checked_models(program, models))
     if chosen is not None:   # only then: the outputs stored without --model stay valid
         identity["model"] = chosen
     shared = RunOptions(cache=cache, trace=trace, workdir=workdir, budget=Budget.of(budget), model=model,
