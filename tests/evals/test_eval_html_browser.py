@@ -4,14 +4,19 @@ browser measures (every text inside its chart, labels clear of the bars), and a 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.cli.clitools import write
 from tests.evals.evaltools import run_eval
-from tests.observe.browser import dump_dom, screenshot
+from tests.observe.browser import BINARIES, dump_dom, screenshot
 from tests.observe.dom import parse
+
+if not any(shutil.which(name) for name in BINARIES):
+    pytest.skip("no headless Chromium (chromium-headless-shell or chromium) on PATH: .ci/run installs it",
+                allow_module_level=True)
 
 LONG = "a_very_long_model_name_for_the_chart"
 
