@@ -75,8 +75,10 @@ class DaskEngine:
     async def _local_cluster(self):
         from distributed import LocalCluster
 
+        # Silenced up to CRITICAL: the job's failures reach the output as error lines, while Dask's own
+        # ERROR logs are noise here (a heartbeat meeting the closing scheduler prints a traceback).
         return await LocalCluster(n_workers=self.local_workers, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address=None, asynchronous=True, silence_logs=logging.ERROR)
+                                  dashboard_address=None, asynchronous=True, silence_logs=logging.CRITICAL)
 
     async def _connect(self, cluster):
         from distributed import Client

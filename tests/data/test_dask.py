@@ -116,3 +116,26 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
         run_batch(str(flow), str(data), str(tmp_path / "out.jsonl"), engine="dask",
                   scheduler=f"tcp://127.0.0.1:{port}")
     assert not (tmp_path / "out.jsonl").exists()  # nothing was started: a later run needs no --overwrite
+
+
+def test_the_local_clusters_own_error_logs_stay_off_the_terminal(tmp_path):
+    """A worker's heartbeat that meets the scheduler closing logs a Dask traceback at ERROR level; on
+    a loaded machine that happens at the end of a successful job. The job's own failures reach the
+    output as error lines, so the local cluster's logs are silenced up to CRITICAL."""
+    write(tmp_path / "noisy.py", '''
+import logging
+
+def note(q: str) -> str:
+    logging.getLogger("distributed.worker").error("Failed to communicate with scheduler during heartbeat.")
+    return q
+''')
+    flow = write(tmp_path / "flow.fmflow", '''
+        tool note(q: str) -> str = python("noisy:note")
+        flow go(q: str) -> str {
+          return note(q)
+        }
+    ''')
+    data = questions(tmp_path / "in.jsonl", 4)
+    done = fmflow(tmp_path, "batch", flow, "--input", data, "--output", "out.jsonl", "--engine", "dask")
+    assert done.returncode == 0, done.stderr
+    assert "heartbeat" not in done.stderr and "engine dask" in done.stderr
