@@ -262,12 +262,16 @@ def read_names(expr: Node, callees: bool = True) -> Iterator[Name]:
 
     ``callees=False`` leaves out the names being called (``f`` in ``f(x)``).
     """
+    return (name for name, bound in scoped_names(expr, callees) if name.id not in bound)
+
+
+def scoped_names(expr: Node, callees: bool = True) -> Iterator[tuple[Name, frozenset[str]]]:
+    """Every name ``expr`` reads, in source order, with the comprehension variables bound where it is."""
     stack: list[tuple[Node, frozenset[str]]] = [(expr, frozenset())]
     while stack:
         node, bound = stack.pop()
         if isinstance(node, Name):
-            if node.id not in bound:
-                yield node
+            yield node, bound
         elif isinstance(node, Comprehension):
             inner = bound | {node.var}
             parts = [(node.iterable, bound), (node.element, inner)]

@@ -514,21 +514,28 @@ class ExprChecker:
         return joined
 
     def _infer_Comprehension(self, node: ast.Comprehension, scope: Scope) -> Type:
-        iterable = strip_optional(self.infer(node.iterable, scope))
-        if isinstance(iterable, ListType):
-            item = iterable.item
-        elif is_dynamic(iterable):
-            item = iterable
-        elif isinstance(iterable, DictType) or iterable == STR:
-            item = STR  # a dict iterates over its keys, a str over its characters
-        else:
-            item = self.error("E201", f"cannot loop over {iterable}", node.iterable.span,
+        iterable = self.infer(node.iterable, scope)
+        item = loop_item(iterable)
+        if item is None:
+            item = self.error("E201", f"cannot loop over {strip_optional(iterable)}", node.iterable.span,
                               "loop over a list, a dict or a str")
         inner = scope.child(**{node.var: item})
         if node.condition is not None:
             self.infer(node.condition, inner)
             inner = inner.narrowed(non_null_when(node.condition, True))
         return ListType(self.infer(node.element, inner))
+
+
+def loop_item(iterable: Type) -> Type | None:
+    """The type of the items a comprehension over ``iterable`` sees; None when it cannot loop over it."""
+    iterable = strip_optional(iterable)
+    if isinstance(iterable, ListType):
+        return iterable.item
+    if is_dynamic(iterable):
+        return iterable
+    if isinstance(iterable, DictType) or iterable == STR:
+        return STR  # a dict iterates over its keys, a str over its characters
+    return None
 
 
 def _inner_links(expr: ast.Node) -> list[ast.Node]:

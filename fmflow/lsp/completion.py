@@ -16,6 +16,7 @@ from .. import ast
 from ..builtins import BUILTINS
 from ..checks.blocks import BLOCKS
 from ..checks.context import CheckContext
+from ..checks.expressions import loop_item
 from ..checks.resolve import TypeResolver, decl_type
 from ..checks.templates import JINJA_GLOBALS
 from ..parser import DECLARATION_KEYWORDS, KEYWORDS
@@ -52,10 +53,10 @@ def complete(ctx: CheckContext | None, path: str, text: str, offset: int) -> lis
             [_item(name, Kind.Function) for name in sorted(JINJA_GLOBALS)]
     dotted = _DOTTED.search(prefix)
     if dotted:
-        return _member_items(ctx, decl, dotted.group(1).split("."))
+        return _member_items(ctx, decl, dotted.group(1).split("."), (line, col))
     if decl is not None and decl.kind in BLOCKS and line != decl.span.line and _KEY_POSITION.match(prefix):
         return _key_items(decl)
-    return _scope_items(ctx, decl) + (_keywords() if not prefix.strip() or prefix == prefix.lstrip() else [])
+    return _scope_items(ctx, decl, (line, col)) + (_keywords() if not prefix.strip() or prefix == prefix.lstrip() else [])
 
 
 def type_text_of(param) -> str:
@@ -108,9 +109,11 @@ def _key_items(decl: ast.Decl) -> list[lsp.CompletionItem]:
             for key, spec in BLOCKS[decl.kind].items() if key not in present]
 
 
-def _scope_items(ctx: CheckContext, decl: ast.Decl | None) -> list[lsp.CompletionItem]:
+def _scope_items(ctx: CheckContext, decl: ast.Decl | None, cursor: tuple[int, int]) -> list[lsp.CompletionItem]:
     items: list[lsp.CompletionItem] = []
     if decl is not None:
+        for loop, item in _loops_around(ctx, decl, cursor):
+            items.append(_item(loop.var, Kind.Variable, str(item)))
         for param in getattr(decl, "params", ()):
             items.append(_item(param.name, Kind.Variable, type_text_of(param), _doc(param)))
         for node in decl.walk():
@@ -126,10 +129,29 @@ def _scope_items(ctx: CheckContext, decl: ast.Decl | None) -> list[lsp.Completio
     return [i for i in items if not (i.label in seen or seen.add(i.label))]
 
 
-def _member_items(ctx: CheckContext, decl: ast.Decl | None, chain: list[str]) -> list[lsp.CompletionItem]:
+def _loops_around(ctx: CheckContext, decl: ast.Decl, cursor: tuple[int, int]) -> list[tuple[ast.Comprehension, Type]]:
+    """The comprehensions whose variable is in scope at ``cursor`` (line, column), innermost first,
+    with the type of that variable.
+
+    The variable is bound in the element and the filter, not in the list looped over.
+    """
+    found = []
+    for node in decl.walk():
+        if isinstance(node, ast.Comprehension) and any(
+                part is not None and _within(part.span, cursor) for part in (node.element, node.condition)):
+            found.append((node, loop_item(ctx.expr_types.get(id(node.iterable), UNKNOWN)) or UNKNOWN))
+    return found[::-1]
+
+
+def _within(span, cursor: tuple[int, int]) -> bool:
+    return (span.line, span.col) <= cursor <= (span.end_line, span.end_col)
+
+
+def _member_items(ctx: CheckContext, decl: ast.Decl | None, chain: list[str],
+                  cursor: tuple[int, int]) -> list[lsp.CompletionItem]:
     """Fields of the value ``a.b.c`` names, or the members of an enum."""
     resolver = TypeResolver(ctx)
-    current = _root_type(ctx, resolver, decl, chain[0])
+    current = _root_type(ctx, resolver, decl, chain[0], cursor)
     for attr in chain[1:]:
         fields = _fields(resolver, current)
         current = strip_optional(fields.get(attr, UNKNOWN))
@@ -145,8 +167,12 @@ def _fields(resolver: TypeResolver, t: Type) -> dict[str, Type]:
     return resolver.fields(t) if isinstance(t, StructType) else {}
 
 
-def _root_type(ctx: CheckContext, resolver: TypeResolver, decl: ast.Decl | None, name: str) -> Type:
+def _root_type(ctx: CheckContext, resolver: TypeResolver, decl: ast.Decl | None, name: str,
+               cursor: tuple[int, int]) -> Type:
     if decl is not None:
+        for loop, item in _loops_around(ctx, decl, cursor):
+            if loop.var == name:
+                return item
         for param in getattr(decl, "params", ()):
             if param.name == name:
                 return resolver.resolve_quietly(param.type)

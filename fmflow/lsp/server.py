@@ -19,11 +19,11 @@ from pygls.protocol import LanguageServerProtocol
 
 from .. import __version__
 from ..source import SourceFile
-from . import completion, hover, outline
+from . import completion, hover, outline, semantic
 from .analysis import Analysis, path_to_uri, uri_to_path
 from .diagnostics import file_diagnostics
 from .positions import offset_at, span_range, whole_range
-from .symbols import Occurrence, occurrences, target_at
+from .symbols import Occurrence, in_stdlib, occurrences, target_at
 
 DEBOUNCE_SECONDS = 0.15  # edits closer together than this are checked once
 PREVIEW_COMMAND = "fmflow.server.previewPrompt"
@@ -107,6 +107,12 @@ class FmflowServer(LanguageServer):
         found = target_at(ctx, offset_at(ctx.source, position))
         return None if found is None else (ctx, *found)
 
+    def semantic_tokens(self, uri: str, within: lsp.Range | None = None) -> lsp.SemanticTokens:
+        ctx = self.analysis.context(self.path_of(uri))
+        if ctx is None:
+            return lsp.SemanticTokens(data=[])
+        return lsp.SemanticTokens(data=semantic.encode(ctx.source, semantic.semantic_tokens(ctx), within))
+
     def all_occurrences(self, target) -> list[Occurrence]:
         for folder in self.workspace.folders.values():  # files that are not open may name it too
             self.analysis.load_folder(uri_to_path(folder.uri))
@@ -176,7 +182,7 @@ def on_references(ls: FmflowServer, params: lsp.ReferenceParams) -> list[lsp.Loc
 @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
 def on_prepare_rename(ls: FmflowServer, params: lsp.PrepareRenameParams):
     found = ls.located(params.text_document.uri, params.position)
-    if found is None or found[1].kind not in RENAMEABLE or _in_stdlib(found[1].path):
+    if found is None or found[1].kind not in RENAMEABLE or in_stdlib(found[1].path):
         return None
     return span_range(found[0].source, found[2])
 
@@ -189,7 +195,7 @@ def on_rename(ls: FmflowServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit |
     problem = name_problem(params.new_name)
     if problem:
         raise ValueError(problem)
-    if _in_stdlib(found[1].path):
+    if in_stdlib(found[1].path):
         raise ValueError("declarations of the standard library cannot be renamed")
     changes: dict[str, list[lsp.TextEdit]] = {}
     for occurrence in ls.all_occurrences(found[1]):
@@ -207,12 +213,6 @@ def name_problem(name: str) -> str | None:
     if name in KEYWORDS:
         return f"'{name}' is a keyword"
     return None
-
-
-def _in_stdlib(path: str) -> bool:
-    from ..resources import stdlib_dir
-
-    return os.path.abspath(path).startswith(str(stdlib_dir()))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", '"', "/", "{", " "]))
@@ -242,6 +242,17 @@ def on_code_lens(ls: FmflowServer, params: lsp.CodeLensParams) -> list[lsp.CodeL
     path = ls.path_of(params.text_document.uri)
     ctx = ls.analysis.context(path)
     return [] if ctx is None else outline.code_lenses(ctx.module, ctx.source, path)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL,
+                lsp.SemanticTokensRegistrationOptions(legend=semantic.LEGEND, full=True, range=True))
+def on_semantic_tokens(ls: FmflowServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
+    return ls.semantic_tokens(params.text_document.uri)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_RANGE)
+def on_semantic_tokens_range(ls: FmflowServer, params: lsp.SemanticTokensRangeParams) -> lsp.SemanticTokens:
+    return ls.semantic_tokens(params.text_document.uri, params.range)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)

@@ -8,6 +8,7 @@ definition, references, rename and hover agree on what a name means.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -16,6 +17,7 @@ from .. import ast
 from ..builtins import BUILTINS
 from ..checks.context import CheckContext
 from ..checks.templates import _TAG
+from ..resources import stdlib_dir
 from ..source import Span
 from ..types import StructType, strip_optional
 
@@ -51,6 +53,11 @@ def name_span(ctx: CheckContext, span: Span, name: str) -> Span | None:
         return ctx.source.span(span.start, span.start + len(name))
     match = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)").search(text, span.start, span.end)
     return ctx.source.span(match.start(), match.end()) if match else None
+
+
+def in_stdlib(path: str) -> bool:
+    """Whether ``path`` is a file of the standard library."""
+    return os.path.abspath(path).startswith(str(stdlib_dir()))
 
 
 def enclosing_decl(module: ast.Module, offset: int) -> ast.Decl | None:
