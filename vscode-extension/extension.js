@@ -3,7 +3,7 @@
 // Plain CommonJS, no build step. The server is `${fmflow.serverCommand}
 // ${fmflow.serverArgs}` (by default `fmflow lsp`), spoken to over stdio.
 // The server's code lenses name the commands registered here: "Run test" and
-// "Run flow" run `fmflow test` / `fmflow run` in a terminal, "Preview prompt"
+// "Run flow" run `fmflow test FILE --name TEST` / `fmflow run` in a terminal, "Preview prompt"
 // asks the server to render the prompt and shows the messages beside the file.
 'use strict';
 
@@ -178,7 +178,7 @@ async function pickSymbol(candidates, kinds) {
 async function runTest(...args) {
   const target = await commandTarget(args, ['test']);
   if (target) {
-    runInTerminal(['test', target.file]);
+    runInTerminal(['test', target.file, '--name', target.name]);
   }
 }
 

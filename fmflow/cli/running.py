@@ -193,6 +193,9 @@ def cmd_test(args) -> int:
 
     model, depth, pins = parse_model(args.model), max_depth(args), parse_pins(args.pin)
     paths = flow_files(args.paths)
+    names = set(args.name) if args.name else None
+    if names is not None:
+        paths = _files_with_tests(paths, args.name, args.paths)
     programs = load_flow_programs(paths, pins)
     check_model_names(model, [p for p in programs if p is not None])
     options = RunOptions(cache=False, trace=False, model=model.default, models=model.overrides or None, **depth)
@@ -202,7 +205,7 @@ def cmd_test(args) -> int:
             failed += 1
             continue
         # Ctrl-C: `main` says "interrupted", exit 130
-        report = run_interruptibly(in_own_loop(run_tests(program, options, record=args.record)))
+        report = run_interruptibly(in_own_loop(run_tests(program, options, record=args.record, names=names)))
         if report.cassette is not None:
             print(f"recorded {report.recorded} repl{'y' if report.recorded == 1 else 'ies'} in {report.cassette}"
                   if report.recorded else f"nothing to record for {path}", file=sys.stderr)
@@ -222,6 +225,35 @@ def cmd_test(args) -> int:
     return EXIT_ERRORS if failed else EXIT_OK
 
 
+def _files_with_tests(paths: list[str], names: list[str], given: list[str]) -> list[str]:
+    """The files that declare a test ``--name`` selects; a name no file declares is a usage error naming the
+    tests there (and the files whose syntax errors may hide a test)."""
+    from .. import ast
+    from ..diagnostics import Diagnostics, suggestion_help
+    from ..parser import parse_file
+    from ..source import SourceError
+
+    declared: dict[str, list[str]] = {}
+    broken: list[str] = []
+    for path in paths:
+        try:
+            _source, module = parse_file(path, Diagnostics())
+        except SourceError as error:
+            raise UsageError(str(error)) from None
+        declared[path] = [d.name for d in module.decls if isinstance(d, ast.TestDecl)]
+        if module.recovered:
+            broken.append(path)
+    known = list(dict.fromkeys(n for found in declared.values() for n in found))
+    where = paths[0] if len(paths) == 1 else f"{', '.join(given)} ({len(paths)} files)"
+    listed = f"tests: {', '.join(known)}" if known else f"{'it declares' if len(paths) == 1 else 'they declare'} no test"
+    hidden = f" (syntax errors in {', '.join(broken)} may hide tests)" if broken else ""
+    problems = [f"no test '{name}' in {where}; {suggestion_help(name, known) or listed}{hidden}"
+                for name in dict.fromkeys(names) if name not in known]
+    if problems:
+        raise UsageError("\n  ".join(problems))
+    return [p for p in paths if set(declared[p]) & set(names)]
+
+
 def add_commands(commands) -> None:
     run = commands.add_parser("run", help="run a flow")
     run.add_argument("file", metavar="FILE")
@@ -237,6 +269,8 @@ def add_commands(commands) -> None:
 
     test = commands.add_parser("test", help="run the test blocks of flow files")
     test.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    test.add_argument("--name", action="append", metavar="TEST",
+                      help="run only the test called TEST (repeatable; across every file given)")
     test.add_argument("--record", action="store_true",
                       help="ask the real models what no mock or script answers, and record their replies in "
                            "FILE.cassette.jsonl beside each file (later runs replay them)")

@@ -55,10 +55,18 @@ def reply_item(response: ChatResponse) -> dict[str, Any]:
 class Cassette:
     """The cassette of one flow file: read to replay, or filled while recording and then saved."""
 
-    def __init__(self, path: str, record: bool = False) -> None:
+    def __init__(self, path: str, record: bool = False, rerecorded: set[str] | None = None) -> None:
+        """``rerecorded``: when recording, the tests recorded again; the others' replies are kept
+        (None: every test is recorded again)."""
         self.path = path
         self.record = record
-        self.entries: list[dict[str, Any]] = [] if record else _read(path)
+        if not record:
+            self.entries: list[dict[str, Any]] = _read(path)
+        elif rerecorded is None:
+            self.entries = []
+        else:
+            self.entries = [e for e in _read(path) if e["test"] not in rerecorded]
+        self.kept = len(self.entries)
         self._by_key: dict[tuple[str, str], list[dict]] = {}
         for entry in self.entries:
             self._by_key.setdefault((entry["test"], entry["key"]), []).append(entry)
@@ -100,7 +108,9 @@ class Cassette:
                 f"({why}); record it again with `fmflow test --record`")
 
     def save(self) -> int:
-        """Write what was recorded (atomically); a cassette left with nothing to hold is removed."""
+        """Write what was recorded and kept (atomically); returns the replies recorded by this run.
+
+        A cassette left with nothing to hold is removed."""
         from ..files import write_atomically
 
         if not self.entries:
@@ -109,7 +119,7 @@ class Cassette:
             return 0
         text = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in self.entries)
         write_atomically(self.path, text)
-        return len(self.entries)
+        return len(self.entries) - self.kept
 
 
 def _read(path: str) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ class TestReport:
 
     outcomes: list[TestOutcome]
     cassette: str | None = None   # the cassette written by --record (None: nothing recorded)
-    recorded: int = 0             # replies it holds
+    recorded: int = 0             # replies this run recorded in it
 
     def __iter__(self):
         """The outcomes, in the file's order (a report reads as the list of its tests)."""
@@ -48,19 +48,23 @@ class TestReport:
         return len(self.outcomes)
 
 
-async def run_tests(program, options: RunOptions | None = None, record: bool = False) -> TestReport:
-    """Run every test block of the program's file, one after the other.
+async def run_tests(program, options: RunOptions | None = None, record: bool = False,
+                    names: set[str] | None = None) -> TestReport:
+    """Run the test blocks of the program's file, one after the other: all of them, or those ``names`` names.
 
     ``options`` gives what a test run takes from outside (workdir, `--model`,
     `--max-depth`); mocks, scripts and the cassette come from the tests.
     ``record``: model requests no mock or script answers go to the real models,
-    and their replies are written to the file's cassette.
+    and their replies are written to the file's cassette (the replies recorded
+    for the tests that do not run stay in it).
     """
     from .cassette import Cassette, cassette_path
 
-    tests = [d for d in program.ctx.module.decls if isinstance(d, ast.TestDecl)]
+    tests = [d for d in program.ctx.module.decls
+             if isinstance(d, ast.TestDecl) and (names is None or d.name in names)]
     try:
-        cassette = Cassette(cassette_path(program.path), record=record)
+        cassette = Cassette(cassette_path(program.path), record=record,
+                            rerecorded={t.name for t in tests} if names is not None else None)
     except FlowRuntimeError as error:  # a damaged cassette fails every test of its file, saying why
         return TestReport([TestOutcome(t.name, program.lookup(t.entry("flow").value.id).name, False, error=str(error))
                            for t in tests])
