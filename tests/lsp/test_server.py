@@ -286,6 +286,45 @@ def test_completion_of_enum_members_and_names_in_scope(lsp, tmp_path):
     assert {"q", "a", "reply", "Answer", "fast", "len"} <= labels
 
 
+COMPREHENSION = '''type Page {
+  title: str
+  words: int
+}
+
+flow titles(docs: list[Page], stop: str) -> list[str] {
+  longest = [d.title for d in docs if d.words > 10]
+  return [upper(t) for t in longest if t != stop]
+}
+'''
+
+
+def _completion_details(lsp, uri: str, text: str, needle: str, delta: int, occurrence: int = 0) -> dict:
+    items = _at(lsp, "textDocument/completion", uri, text, needle, occurrence, delta)["items"]
+    return {i["label"]: i.get("detail") for i in items}
+
+
+def test_completion_offers_a_comprehension_variable_inside_it_only(lsp, tmp_path):
+    uri = lsp.open(tmp_path / "titles.fmflow", COMPREHENSION)
+    assert lsp.diagnostics(uri) == []
+    text = COMPREHENSION
+    in_element = _completion_details(lsp, uri, text, "upper(t)", 6)
+    assert in_element["t"] == "str" and in_element["longest"] == "list[str]"
+    assert "d" not in in_element  # the other comprehension's variable
+    in_filter = _completion_details(lsp, uri, text, "t != stop", 0)
+    assert in_filter["t"] == "str" and in_filter["stop"] == "str"
+    assert _completion_details(lsp, uri, text, "d.words", 0)["d"] == "Page"
+    outside = [_completion_details(lsp, uri, text, "return [", 7),  # before the element
+               _completion_details(lsp, uri, text, "longest if", 3),  # the list looped over
+               _completion_details(lsp, uri, text, "longest = ", 0)]  # another statement
+    assert all("t" not in found and "d" not in found and "docs" in found for found in outside)
+
+    typing = text.replace("d.title for", "d. for")  # does not parse: the last checked text places the cursor
+    lsp.change(uri, typing, 2)
+    lsp.diagnostics(uri)
+    fields = _at(lsp, "textDocument/completion", uri, typing, "d. for", delta=2)["items"]
+    assert [(i["label"], i["detail"]) for i in fields] == [("title", "str"), ("words", "int")]
+
+
 def test_rename_a_declaration_across_two_files(lsp, tmp_path):
     shared, main = _project(tmp_path)
     uri = lsp.open(main)
@@ -343,6 +382,8 @@ def test_code_lenses_run_tests_and_flows_and_preview_prompts(lsp, tmp_path):
              lens["range"]["start"]["line"]) for lens in lenses] == [
         ("Run flow", "fmflow.runFlow", "ask", 3), ("Run test", "fmflow.runTest", "ask_works", 8)]
     assert lenses[0]["command"]["arguments"][0] == str(main)
+    # The extension runs `fmflow test FILE --name TEST` with a test lens's arguments: that test only.
+    assert lenses[1]["command"]["arguments"] == [str(main), "ask_works"]
 
 
 def test_preview_prompt_renders_the_messages(lsp, tmp_path):

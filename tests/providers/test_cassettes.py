@@ -159,3 +159,31 @@ def test_recording_nothing_removes_a_stale_cassette(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "nothing to record for flow.fmflow" in result.stderr
     assert not (tmp_path / "flow.fmflow.cassette.jsonl").exists()
+
+
+def test_recording_one_test_again_keeps_the_replies_of_the_others(tmp_path, server):
+    write(tmp_path, FLOW + '''
+        test second {
+          flow: ask
+          input: { q: "how?" }
+          expect: [output.note == "so"]
+        }
+    ''')
+    server.script(ok("not json"), ok('{"ok": true, "note": "because"}'), ok('{"ok": true, "note": "so"}'))
+    assert fmflow_test(tmp_path, "--record", base_url=server.base_url).returncode == 0
+    cassette = tmp_path / "flow.fmflow.cassette.jsonl"
+    before = [json.loads(line) for line in cassette.read_text().splitlines()]
+
+    server.script(ok('{"ok": true, "note": "so"}'))
+    again = fmflow_test(tmp_path, "--record", "--name", "second", base_url=server.base_url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "PASS second" in again.stdout and "recorded" not in again.stdout  # the other test did not run
+    assert "recorded 1 reply in flow.fmflow.cassette.jsonl" in again.stderr
+    assert len(server.requests) == 4
+    after = [json.loads(line) for line in cassette.read_text().splitlines()]
+    assert [e for e in after if e["test"] == "recorded"] == [e for e in before if e["test"] == "recorded"]
+    assert [e["test"] for e in after] == ["recorded", "recorded", "second"]
+
+    replayed = fmflow_test(tmp_path)  # both replay from the cassette: the server's address is a closed port
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "2 passed, 0 failed" in replayed.stdout and len(server.requests) == 4
