@@ -14,6 +14,8 @@ LanguageClient over stdio, on a valid synthetic file of about 2,000 lines
 - completion after a ``.``, in a block and among names: median and p95,
   beside the round trip of a request the server answers at once (an unknown
   method: the baseline) and their ratio; target p95 under 100 ms;
+- semantic tokens of the whole file: median and p95 beside the same
+  baseline; target p95 under 100 ms (an editor asks after every edit);
 - the server's resident memory after 1,000 edits against after the first
   50 (the baseline), and their ratio; target within 1.10.
 
@@ -123,6 +125,11 @@ class Bench:
         return await self.timed(self.client.text_document_completion_async(t.CompletionParams(
             text_document=t.TextDocumentIdentifier(uri=self.uri), position=t.Position(line=line, character=column))))
 
+    async def semantic_tokens(self) -> float:
+        t = self.types
+        return await self.timed(self.client.text_document_semantic_tokens_full_async(
+            t.SemanticTokensParams(text_document=t.TextDocumentIdentifier(uri=self.uri))))
+
     async def round_trip(self) -> float:
         started = time.perf_counter()
         try:
@@ -171,6 +178,8 @@ async def run(lines: int, edits: int, samples: int) -> None:
                                          ("completion of names in a flow", "  return summaries", 9)):
                 times = [await bench.completion(needle, delta) for _ in range(samples)]
                 report(label, times, baseline, TARGET_COMPLETION_P95)
+            times = [await bench.semantic_tokens() for _ in range(samples)]
+            report("semantic tokens of the whole file", times, baseline, TARGET_COMPLETION_P95)
             done = samples
             while done < 50:
                 await bench.edit()

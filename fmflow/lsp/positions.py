@@ -15,6 +15,8 @@ from ..source import SourceFile, Span
 
 def utf16_length(text: str) -> int:
     """UTF-16 code units of ``text``."""
+    if text.isascii():
+        return len(text)
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 

@@ -95,24 +95,25 @@ def _decl_token(ctx: CheckContext, decl: ast.Decl, span: Span) -> Token:
 
 
 def _member_tokens(decl: ast.Decl) -> Iterator[Token]:
-    """Parameters, fields and enum members where they are declared, and the built-in types written."""
+    """Parameters, fields and enum members where they are declared."""
     for param in getattr(decl, "params", ()):
         yield Token(param.span.head(len(param.name)), "parameter", ("declaration",))
     for field in getattr(decl, "fields", ()):
         yield Token(field.span.head(len(field.name)), "property", ("declaration",))
     for member in getattr(decl, "members", ()):
         yield Token(member.span, "enumMember", ("declaration", "readonly"))
-    for node in decl.walk():
-        if isinstance(node, ast.TypeRef) and node.name in BUILTIN_TYPE_NAMES:
-            yield Token(node.span.head(len(node.name)), "type", ("defaultLibrary",))
 
 
 def _local_tokens(ctx: CheckContext, decl: ast.Decl, declared: dict[str, ast.Decl]) -> Iterator[Token]:
-    """Variables, reads of names, fields and enum members after a dot, keyword arguments, filters."""
+    """Variables, reads of names, built-in types, fields and enum members after a dot, keyword arguments,
+    filters."""
     params = {p.name for p in getattr(decl, "params", ())}
     assigned = set()
     for node in decl.walk():
-        if isinstance(node, ast.Assign):
+        if isinstance(node, ast.TypeRef):
+            if node.name in BUILTIN_TYPE_NAMES:
+                yield Token(node.span.head(len(node.name)), "type", ("defaultLibrary",))
+        elif isinstance(node, ast.Assign):
             assigned.add(node.name)
             yield Token(node.name_span, "variable", ("declaration",))
         elif isinstance(node, ast.Comprehension) and node.var_span is not None:

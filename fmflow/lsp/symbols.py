@@ -8,6 +8,7 @@ definition, references, rename and hover agree on what a name means.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ def name_span(ctx: CheckContext, span: Span, name: str) -> Span | None:
     return ctx.source.span(match.start(), match.end()) if match else None
 
 
+@functools.lru_cache(maxsize=1024)
 def in_stdlib(path: str) -> bool:
-    """Whether ``path`` is a file of the standard library."""
+    """Whether ``path`` is a file of the standard library (asked for every name semantic tokens colour)."""
     return os.path.abspath(path).startswith(str(stdlib_dir()))
 
 

@@ -433,7 +433,8 @@ def test_a_file_of_random_bytes_gets_diagnostics_not_a_crash(lsp, tmp_path):
     assert diagnostics and {d["code"] for d in diagnostics} == {"E001"}
     for method in ("textDocument/hover", "textDocument/completion", "textDocument/definition"):
         lsp.request(method, {"textDocument": {"uri": uri}, "position": {"line": 3, "character": 5}})
-    for method in ("textDocument/documentSymbol", "textDocument/foldingRange", "textDocument/codeLens"):
+    for method in ("textDocument/documentSymbol", "textDocument/foldingRange", "textDocument/codeLens",
+                   "textDocument/semanticTokens/full"):
         lsp.request(method, {"textDocument": {"uri": uri}})
     assert lsp.request("textDocument/formatting", {"textDocument": {"uri": uri},
                                                    "options": {"tabSize": 2, "insertSpaces": True}}) is None
