@@ -32,8 +32,9 @@ LEGEND = lsp.SemanticTokensLegend(token_types=list(TOKEN_TYPES), token_modifiers
 DECL_TOKENS = {"model": "namespace", "type": "type", "enum": "enum", "prompt": "function", "agent": "function",
                "tool": "function", "filter": "function", "retriever": "function", "flow": "function",
                "test": "event", "eval": "event", "pipeline": "event"}
-# Names a test's or a prompt's expressions see without declaring them.
-IMPLICIT_NAMES = ("output", "calls")
+# Names the expressions of a declaration see without declaring them, by its kind.
+IMPLICIT_NAMES = {"test": ("output", "calls"), "prompt": ("output",), "agent": ("output",),
+                  "eval": ("record", "output"), "pipeline": ("record",)}
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _local_tokens(ctx: CheckContext, decl: ast.Decl, declared: dict[str, ast.Dec
             yield Token(name.span.head(len(name.id)), "variable")
         elif name.id in params:
             yield Token(name.span.head(len(name.id)), "parameter")
-        elif name.id in IMPLICIT_NAMES and isinstance(decl, (ast.TestDecl, ast.PromptDecl, ast.AgentDecl)):
+        elif name.id in IMPLICIT_NAMES.get(decl.kind, ()):
             yield Token(name.span.head(len(name.id)), "variable", ("readonly", "defaultLibrary"))
         else:
             yield from _callee_token(ctx, name.id, name.span.head(len(name.id)), declared)
