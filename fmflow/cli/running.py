@@ -245,7 +245,8 @@ def _files_with_tests(paths: list[str], names: list[str], given: list[str]) -> l
             broken.append(path)
     known = list(dict.fromkeys(n for found in declared.values() for n in found))
     where = paths[0] if len(paths) == 1 else f"{', '.join(given)} ({len(paths)} files)"
-    listed = f"tests: {', '.join(known)}" if known else f"{'it declares' if len(paths) == 1 else 'they declare'} no test"
+    listed = f"tests: {', '.join(known)}" if known else ("it declares no test" if len(paths) == 1
+                                                          else "they declare no test")
     hidden = f" (syntax errors in {', '.join(broken)} may hide tests)" if broken else ""
     problems = [f"no test '{name}' in {where}; {suggestion_help(name, known) or listed}{hidden}"
                 for name in dict.fromkeys(names) if name not in known]

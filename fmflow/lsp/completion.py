@@ -56,7 +56,8 @@ def complete(ctx: CheckContext | None, path: str, text: str, offset: int) -> lis
         return _member_items(ctx, decl, dotted.group(1).split("."), (line, col))
     if decl is not None and decl.kind in BLOCKS and line != decl.span.line and _KEY_POSITION.match(prefix):
         return _key_items(decl)
-    return _scope_items(ctx, decl, (line, col)) + (_keywords() if not prefix.strip() or prefix == prefix.lstrip() else [])
+    keywords = _keywords() if not prefix.strip() or prefix == prefix.lstrip() else []
+    return _scope_items(ctx, decl, (line, col)) + keywords
 
 
 def type_text_of(param) -> str:
