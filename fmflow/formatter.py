@@ -599,9 +599,20 @@ def _decl(out: _Emitter, decl: ast.Decl, after: Pos) -> None:
 
 
 def _commented_params(out: _Emitter, decl: ast.ToolDecl) -> bool:
-    """Whether an own-line comment (not a `##` doc, which its parameter keeps) sits among a tool's parameters."""
-    return bool(decl.params) and any(c.own_line and decl.span.line < c.line <= decl.params[-1].span.line
-                                     for c in out.pending)
+    """Whether an own-line comment (not a `##` doc, which its parameter keeps) sits among a tool's parameters.
+
+    The pending comments are in source order: the scan stops at the first one
+    past the parameters, so it never walks the rest of the file.
+    """
+    if not decl.params:
+        return False
+    last = decl.params[-1].span.line
+    for comment in out.pending:
+        if comment.line > last:
+            return False
+        if comment.own_line and comment.line > decl.span.line:
+            return True
+    return False
 
 
 def _tool_with_commented_params(out: _Emitter, decl: ast.ToolDecl, after: Pos) -> None:
