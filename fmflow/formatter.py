@@ -102,17 +102,29 @@ def flat(doc: Doc) -> str:
 
 
 def _fits(line: str) -> bool:
-    # Lines of a block string are verbatim and never counted.
-    segments = line.split("\n")
-    return len(segments[0]) <= WIDTH and len(segments[-1]) <= WIDTH
+    # Lines of a block string are verbatim and never counted: only the first
+    # and the last segment are (found without splitting a long text).
+    first = line.find("\n")
+    if first < 0:
+        return len(line) <= WIDTH
+    return first <= WIDTH and len(line) - line.rfind("\n") - 1 <= WIDTH
 
 
-def _outer_groups(doc: Doc) -> list[Group]:
-    if isinstance(doc, Group):
-        return [doc] if doc.items else []
-    if isinstance(doc, list):
-        return [g for part in doc for g in _outer_groups(part)]
-    return []
+def _outer_groups(doc: Doc, start: int = 0) -> list[tuple[Group, int, int]]:
+    """The outermost non-empty groups of ``doc``, each with its start and end in ``flat(doc)``."""
+    found: list[tuple[Group, int, int]] = []
+    stack: list[Doc] = [doc]
+    position = start
+    while stack:
+        part = stack.pop()
+        if isinstance(part, list):
+            stack.extend(reversed(part))
+            continue
+        width = len(flat(part))
+        if isinstance(part, Group) and part.items:
+            found.append((part, position, position + width))
+        position += width
+    return found
 
 
 def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
@@ -128,7 +140,7 @@ def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
     forced = {id(p) for p in doc if isinstance(p, Group) and p.hard} if isinstance(doc, list) else set()
     if _fits(text) and not forced:
         return [text]
-    groups = _outer_groups(doc)
+    groups = _outer_groups(doc, indent)
     if not groups:
         return [text]
     if forced:  # the documented group alone broken, when that is enough
@@ -136,37 +148,44 @@ def layout(doc: Doc, indent: int, memo: dict | None = None) -> list[str]:
         if all(_fits(line) for line in lines):
             return lines
     # Break the widest group whose first and last lines then fit (the last on ties).
-    for group in sorted(reversed(groups), key=lambda g: -len(g.flat())):
+    # Without a forced group those lines are known from the flat text, so only the
+    # group chosen is rendered: a line of a thousand calls is not rendered a thousand times.
+    for group, start, end in sorted(reversed(groups), key=lambda g: g[1] - g[2]):
+        if not forced and not (_fits(text[:start] + group.open) and _fits(" " * indent + group.close + text[end:])):
+            continue
         lines = _render(doc, indent, {id(group)} | forced, memo)
         if _fits(lines[0]) and _fits(lines[-1]):
             return lines
-    return _render(doc, indent, {id(g) for g in groups}, memo)
+    return _render(doc, indent, {id(g) for g, _start, _end in groups}, memo)
 
 
 def _render(doc: Doc, indent: int, broken: set[int], memo: dict) -> list[str]:
-    lines = [" " * indent]
+    lines: list[str] = []
+    line = [" " * indent]  # the pieces of the line being built, joined once it ends
 
     def emit(part: Doc) -> None:
         if isinstance(part, str):
-            lines[-1] += part
+            line.append(part)
         elif isinstance(part, list):
             for item in part:
                 emit(item)
         elif id(part) in broken:
-            lines[-1] += part.open
+            line.append(part.open)
+            lines.append("".join(line))
             for item in part.items:
                 if isinstance(item, Documented):
-                    lines.extend(" " * (indent + INDENT) + line for line in item.lines)
+                    lines.extend(" " * (indent + INDENT) + text for text in item.lines)
                     item = item.item
                 key = (id(item), part.comma, indent)
                 if key not in memo:
                     memo[key] = layout([item, ","] if part.comma else item, indent + INDENT, memo)
                 lines.extend(memo[key])
-            lines.append(" " * indent + part.close)
+            line[:] = [" " * indent, part.close]
         else:
-            lines[-1] += part.flat()
+            line.append(part.flat())
 
     emit(doc)
+    lines.append("".join(line))
     return lines
 
 

@@ -2,8 +2,9 @@
 
 Time is never asserted: the work is counted as the lines of fmflow's own code
 that ``format_module`` executes (``sys.settrace``), which is deterministic.
-A scan of every comment (or every output line) per declaration shows up
-as work per declaration that grows with the file.
+A scan of every comment per declaration, or a layout of a whole line per
+group it holds, shows up as work per declaration (or per group) that grows
+with the file (or the line).
 """
 
 from __future__ import annotations
@@ -66,9 +67,15 @@ def source(units: int) -> str:
     return "".join(UNIT.format(i=i) for i in range(units))
 
 
-def lines_executed(units: int) -> int:
-    """Lines of fmflow's code run while formatting ``units`` units (parsing not counted)."""
-    module, diagnostics = parse_text(source(units), "scaling.fmflow")
+def long_line(terms: int) -> str:
+    """One statement of ``terms`` calls added up: far too long for a line, with a group per call."""
+    calls = " + ".join(f"g({i})" for i in range(terms))
+    return f'tool g(x: int) -> int = python("m:f")\nflow f(x: int) -> int {{\n  return {calls}\n}}\n'
+
+
+def lines_executed(text: str) -> int:
+    """Lines of fmflow's code run while formatting ``text`` (parsing not counted)."""
+    module, diagnostics = parse_text(text, "scaling.fmflow")
     assert not diagnostics, diagnostics[:3]
     count = 0
 
@@ -94,11 +101,20 @@ def lines_executed(units: int) -> int:
 @pytest.mark.skipif(sys.gettrace() is not None, reason="a tracer (debugger, coverage) is already running")
 def test_formatting_work_per_declaration_does_not_grow_with_the_file():
     small, large = 40, 400
-    per_unit_small = lines_executed(small) / small
-    per_unit_large = lines_executed(large) / large
+    per_unit_small = lines_executed(source(small)) / small
+    per_unit_large = lines_executed(source(large)) / large
     # Linear work gives the same count per unit at both sizes (a few lines of set-up
     # aside); a scan of everything pending per declaration gives ten times as much.
     assert per_unit_large < 1.1 * per_unit_small, (per_unit_small, per_unit_large)
+
+
+@pytest.mark.skipif(sys.gettrace() is not None, reason="a tracer (debugger, coverage) is already running")
+def test_formatting_work_per_term_does_not_grow_with_a_long_line():
+    """Breaking a line tries its groups from the widest: each try must not lay the whole line out again."""
+    small, large = 30, 300
+    per_term_small = lines_executed(long_line(small)) / small
+    per_term_large = lines_executed(long_line(large)) / large
+    assert per_term_large < 1.2 * per_term_small, (per_term_small, per_term_large)
 
 
 def test_the_scaling_source_formats_to_a_fixed_point():
