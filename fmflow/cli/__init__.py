@@ -10,29 +10,58 @@ Exit status: 0 clean (warnings allowed), 1 errors, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-from . import batch, checking, editor, evaluating, indexing, pipeline, rendering, running, serve, traces
 from .common import EXIT_ERRORS, EXIT_USAGE, CommandParser, UsageError
 
-COMMAND_GROUPS = (checking, running, rendering, batch, pipeline, evaluating, traces, indexing, serve, editor)
+# Each command group's module (in `fmflow --help` order) and the commands it adds.
+# Running a command imports its group alone: `fmflow check` does not load the
+# modules (and option defaults) of `run`, `serve`, `index`….
+COMMAND_GROUPS = {
+    "checking": ("check", "fmt", "graph", "lock"),
+    "running": ("run", "test"),
+    "rendering": ("render",),
+    "batch": ("batch",),
+    "pipeline": ("pipeline",),
+    "evaluating": ("eval",),
+    "traces": ("trace",),
+    "indexing": ("index",),
+    "serve": ("serve",),
+    "editor": ("lsp",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the one command ``argv`` names (same options, same messages)."""
     from .. import __version__
 
     parser = CommandParser(prog="fmflow", description="Declarative, checked, versioned foundation-model flows.")
     parser.add_argument("--version", action="version", version=f"fmflow {__version__}")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
-    for group in COMMAND_GROUPS:
-        group.add_commands(commands)
+    for group in command_groups(argv):
+        importlib.import_module(f"{__name__}.{group}").add_commands(commands)
     return parser
 
 
+def command_groups(argv: list[str] | None) -> list[str]:
+    """The group of the command ``argv`` names; every group when it names none (help, usage errors)."""
+    # Only --debug may come before the command (whatever else does, --help
+    # included, is handled by the parser of every command).
+    words = list(argv or ())
+    while words and words[0] == "--debug":
+        words.pop(0)
+    for group, names in COMMAND_GROUPS.items():
+        if words and words[0] in names:
+            return [group]
+    return list(COMMAND_GROUPS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
