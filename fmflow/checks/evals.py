@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 
 from .. import ast
-from ..evals.dataset import DatasetProblem, read_dataset_entry, sample_record_type
-from ..evals.functions import METRIC_FUNCTIONS
 from ..types import BOOL, FLOAT, INT, UNKNOWN, StructType, Type, Unknown, is_assignable
 from .expressions import ExprChecker, Scope
 
@@ -27,6 +25,8 @@ class MetricChecker(ExprChecker):
     """Types metric expressions: the expression checker plus the metric built-ins."""
 
     def _infer_Call(self, node: ast.Call, scope: Scope) -> Type:
+        from ..evals.functions import METRIC_FUNCTIONS  # loads only for files that declare an eval
+
         func = node.func
         if isinstance(func, ast.Name) and func.version is None and func.id in METRIC_FUNCTIONS \
                 and func.id not in scope.vars and self.ctx.lookup(func.id) is None:
@@ -58,6 +58,8 @@ def check_eval(checker: ExprChecker, decl: ast.EvalDecl) -> None:
 
 
 def _check_dataset(checker: ExprChecker, decl: ast.EvalDecl, flow, params) -> Type:
+    from ..evals.dataset import DatasetProblem, read_dataset_entry, sample_record_type
+
     entry = decl.entry("dataset")
     if entry is None:
         return UNKNOWN

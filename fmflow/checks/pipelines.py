@@ -9,14 +9,18 @@ the types the checker found.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import ast
-from ..pipeline_steps import Part, read_pipeline
 from ..types import (BOOL, FLOAT, INT, JSON, STR, UNKNOWN, DeclRef, DictType, EnumType, ListType, OptionalType,
                      StructType, Type, is_assignable, strip_optional)
 from .context import CheckContext
 from .expressions import ExprChecker, Scope
 from .typecheck import check_bound
 from .blocks import Bound, KeySpec
+
+if TYPE_CHECKING:  # the steps' reader loads only for files that declare a pipeline
+    from ..pipeline_steps import Part
 
 FILE_RECORD = StructType("FileRecord", "<builtin>", fields=(("path", STR), ("text", STR)))
 NEAR = KeySpec(FLOAT, bound=Bound(0, 1, above=True))
@@ -33,6 +37,8 @@ def check_pipelines(ctx: CheckContext) -> None:
 
 
 def _check_pipeline(checker: ExprChecker, decl: ast.PipelineDecl) -> None:
+    from ..pipeline_steps import read_pipeline
+
     spec = read_pipeline(decl, checker.error)
     record = _source_type(checker, spec.source) if spec.source is not None else UNKNOWN
     for step in spec.steps:

@@ -59,6 +59,13 @@ def test_check_loads_neither_heavy_libraries_nor_other_commands():
     assert loaded(modules, OTHER_COMMANDS + OTHER_PHASES) == []
 
 
+def test_check_loads_the_eval_and_pipeline_readers_only_for_files_that_declare_them():
+    status, modules = modules_after("check", "examples/hello/hello.fmflow")
+    assert status == 0
+    assert "fmflow.checks.pipelines" in modules and "fmflow.checks.evals" in modules
+    assert loaded(modules, ("fmflow.evals", "fmflow.pipeline_steps")) == []
+
+
 def test_fmt_loads_the_formatter_but_no_checker():
     status, modules = modules_after("fmt", "--check", "examples")
     assert status == 0
