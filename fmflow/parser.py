@@ -147,7 +147,18 @@ def lark_parser() -> Lark:
         # Lark.load takes no options; its _load (what Lark's own cache calls) does.
         return Lark.__new__(Lark)._load(tables, **runtime_options)
 
-    return load_or_build(table_key(grammar, _BUILD_OPTIONS), build, load)
+    return _building_the_ast(load_or_build(table_key(grammar, _BUILD_OPTIONS), build, load))
+
+
+def _building_the_ast(parser: Lark) -> Lark:
+    """Let the LALR parser build fmflow's AST as it reduces (see transformer.py), not a Lark tree."""
+    from .transformer import ast_callbacks
+
+    callbacks = ast_callbacks(parser.rules)
+    frontend = parser.parser
+    frontend.parser_conf.callbacks = callbacks
+    frontend.parser.parser.callbacks = callbacks  # the LALR driver's own reference
+    return parser
 
 
 @contextmanager
@@ -206,13 +217,14 @@ def _empty_module(source: SourceFile) -> ast.Module:
 def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
     from .doc_comments import attach_doc_comments
     from .nesting import check_nesting
-    from .transformer import build_module
+    from .transformer import begin_build, build_module
 
     working = source.text
     tree = None
     errors = 0
     while tree is None:
         _comments.tokens = []
+        begin_build(source)
         try:
             tree = lark_parser().parse(working)
         except UnexpectedInput as error:

@@ -1,16 +1,38 @@
-"""Lark tree → fmflow AST. Every node gets the Span of its Lark meta."""
+"""Lark's reductions → fmflow AST, built while the parser runs.
+
+Lark would first build a parse tree (a Tree and a Meta per rule, positions
+propagated through every level) and a Transformer would then walk it; at 10k
+lines that was most of the parse time. Instead each grammar rule gets one
+callback (``ast_callbacks``) that the LALR parser calls on each reduction
+with the rule's raw children: every token, kept or not, and what the
+callbacks of its sub-rules returned. A node's span runs from its first raw
+child to its last, which is what Lark's ``propagate_positions`` gives:
+a parenthesised expression keeps its own span, and the brackets count in
+its parent's (``_Build.outer``).
+
+Lark's own internal transformer (``Lark(transformer=…)``) cannot do this: it
+refuses ``v_args(meta=True)`` and hands callbacks the children with the
+anonymous tokens (keywords, brackets) already dropped, so no exact span
+could be made from them.
+
+Diagnostics found while building (an escape, a version, a parameter order)
+wait in ``_Build.pending`` and count only if the whole parse succeeds: the
+parser may stop at a syntax error and parse again (see parser.py).
+"""
 
 from __future__ import annotations
 
 import re
 import textwrap
+import threading
+from operator import itemgetter
+from typing import Any, Callable
 
-from lark import Token, Tree, v_args
-from lark.visitors import Transformer_NonRecursive
+from lark import Token
 
 from . import ast
 from .diagnostics import Diagnostics
-from .source import SourceFile
+from .source import SourceFile, Span
 
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "0": "\0", "{": "{"}
 _ESCAPE_RE = re.compile(r"\\(u\{([0-9A-Fa-f]{1,6})\}|.)", re.S)
@@ -22,316 +44,477 @@ RATE_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour":
               "d": 86400.0, "day": 86400.0}
 
 
-def build_module(tree: Tree, source: SourceFile, diagnostics: Diagnostics,
+class _Part:
+    """What a rule gives that is not a node (a block's entries, a flow's body,
+    a version number), with the raw children at its two ends: the spans of
+    the nodes around it run to them."""
+
+    __slots__ = ("value", "first", "last")
+
+    def __init__(self, value: Any, first: Any, last: Any) -> None:
+        self.value = value
+        self.first = first
+        self.last = last
+
+
+class _Build(threading.local):
+    """The parse under way in this thread: its file, what it found, and the
+    outer spans of parenthesised expressions (keyed by node id: ``(a) + b``
+    starts at the bracket, while ``a`` keeps its own span)."""
+
+    def __init__(self) -> None:
+        self.begin(SourceFile("<string>", ""))
+
+    def begin(self, source: SourceFile) -> None:
+        self.source = source
+        self.path = source.path
+        self.outer: dict[int, Span] = {}
+        self.pending: list[tuple] = []
+
+
+_build = _Build()
+
+
+def begin_build(source: SourceFile) -> None:
+    """Start a parse of ``source`` (again, after a syntax error): nothing found so far counts."""
+    _build.begin(source)
+
+
+def build_module(items: list, source: SourceFile, diagnostics: Diagnostics,
                  comments: list[ast.Comment]) -> ast.Module:
-    items = _ASTBuilder(source, diagnostics).transform(tree)
+    """The Module of a successful parse (``items``: what the ``start`` rule gave)."""
+    for pending in _build.pending:
+        diagnostics.add(*pending)
+    _build.begin(source)  # let go of the parse's bookkeeping
     imports = [i for i in items if isinstance(i, ast.Import)]
     decls = [i for i in items if isinstance(i, ast.Decl)]
     return ast.Module(source.path, imports, decls, comments, span=source.span(0, len(source.text)))
 
 
-def _children(items: list) -> list:
-    return [c for c in items if c is not None]
+def _report(code: str, message: str, span: Span, help_text: str) -> None:
+    _build.pending.append((code, message, span, help_text))
 
 
-@v_args(meta=True)
-class _ASTBuilder(Transformer_NonRecursive):
-    def __init__(self, source: SourceFile, diagnostics: Diagnostics) -> None:
-        super().__init__()
-        self.source = source
-        self.diagnostics = diagnostics
+# ------------------------------------------------------------------ spans
 
-    # ------------------------------------------------------------- helpers
-    def _span(self, meta):
-        if getattr(meta, "empty", True):
-            return self.source.span(0, 0)
-        return self.source.span(meta.start_pos, meta.end_pos)
+def _between(first: Any, last: Any) -> Span:
+    """From the start of raw child ``first`` to the end of raw child ``last``."""
+    while not isinstance(first, (Token, ast.Node)):
+        first = first.first if type(first) is _Part else first[0]  # a _Part or a repetition's list
+    while not isinstance(last, (Token, ast.Node)):
+        last = last.last if type(last) is _Part else last[-1]
+    build = _build
+    outer = build.outer
+    if isinstance(first, Token):
+        start, line, col = first.start_pos, first.line, first.column
+    else:
+        span = (outer and outer.get(id(first))) or first.span
+        start, line, col = span.start, span.line, span.col
+    if isinstance(last, Token):
+        end, end_line, end_col = last.end_pos, last.end_line, last.end_column
+    else:
+        span = (outer and outer.get(id(last))) or last.span
+        end, end_line, end_col = span.end, span.end_line, span.end_col
+    return Span(build.path, start, end, line, col, end_line, end_col)
 
-    def _tok_span(self, token: Token):
-        return self.source.span(token.start_pos, token.end_pos)
 
-    # ---------------------------------------------------------- top level
-    def start(self, meta, items):
-        return list(items)
+def _tok_span(token: Token) -> Span:
+    return Span(_build.path, token.start_pos, token.end_pos, token.line, token.column,
+                token.end_line, token.end_column)
 
-    def import_decl(self, meta, items):
-        return ast.Import(self._string_value(items[0]), span=self._span(meta))
 
-    def _block_decl(self, cls, meta, items, **extra):
+def _whole(s: list) -> Span:
+    return _between(s[0], s[-1])
+
+
+# -------------------------------------------------------------- top level
+
+def _start(s, items):
+    return list(items)
+
+
+def _import_decl(s, items):
+    return ast.Import(_string_value(items[0]), span=_whole(s))
+
+
+def _block_decl(cls):
+    def build(s, items):
         name, block = items[0], items[-1]
-        return cls(name=str(name), name_span=self._tok_span(name), entries=block, span=self._span(meta), **extra)
+        return cls(name=str(name), name_span=_tok_span(name), entries=block.value, span=_whole(s))
+    return build
 
-    def model_decl(self, meta, items):
-        return self._block_decl(ast.ModelDecl, meta, items)
 
-    def retriever_decl(self, meta, items):
-        return self._block_decl(ast.RetrieverDecl, meta, items)
+def _prompt_decl(s, items):
+    name = items[0]
+    version = items[1].value if len(items) == 5 else None
+    params, returns, entries = items[-3], items[-2], items[-1]
+    return ast.PromptDecl(name=str(name), name_span=_tok_span(name), version=version,
+                          params=params.value, returns=returns, entries=entries.value, span=_whole(s))
 
-    def test_decl(self, meta, items):
-        return self._block_decl(ast.TestDecl, meta, items)
 
-    def eval_decl(self, meta, items):
-        return self._block_decl(ast.EvalDecl, meta, items)
+def _version(s, items):
+    value = int(items[0])
+    if value < 1:
+        _report("E001", f"prompt version must be a positive integer, got {value}",
+                _tok_span(items[0]), "versions count from 1: write NAME@1")
+    return _Part(value, s[0], s[-1])
 
-    def pipeline_decl(self, meta, items):
-        return self._block_decl(ast.PipelineDecl, meta, items)
 
-    def prompt_decl(self, meta, items):
-        name = items[0]
-        version = items[1] if isinstance(items[1], int) else None
-        params, returns, entries = items[-3], items[-2], items[-1]
-        return ast.PromptDecl(name=str(name), name_span=self._tok_span(name), version=version,
-                              params=params, returns=returns, entries=entries, span=self._span(meta))
+def _agent_decl(s, items):
+    name, params, returns, entries = items
+    return ast.AgentDecl(name=str(name), name_span=_tok_span(name), params=params.value,
+                         returns=returns, entries=entries.value, span=_whole(s))
 
-    def version(self, meta, items):
-        value = int(items[0])
-        if value < 1:
-            self.diagnostics.add("E001", f"prompt version must be a positive integer, got {value}",
-                                 self._tok_span(items[0]), "versions count from 1: write NAME@1")
-        return value
 
-    def agent_decl(self, meta, items):
-        name, params, returns, entries = items
-        return ast.AgentDecl(name=str(name), name_span=self._tok_span(name), params=params,
-                             returns=returns, entries=entries, span=self._span(meta))
-
-    def tool_decl(self, meta, items, cls=ast.ToolDecl):
+def _tool_decl(cls):
+    def build(s, items):
         name, params, returns, impl = items
-        return cls(name=str(name), name_span=self._tok_span(name), params=params, returns=returns,
-                   impl=impl, span=self._span(meta))
+        return cls(name=str(name), name_span=_tok_span(name), params=params.value, returns=returns,
+                   impl=impl, span=_whole(s))
+    return build
 
-    def filter_decl(self, meta, items):
-        return self.tool_decl(meta, items, cls=ast.FilterDecl)
 
-    def flow_decl(self, meta, items):
-        name, params, returns, (body, end_span) = items
-        return ast.FlowDecl(name=str(name), name_span=self._tok_span(name), params=params,
-                            returns=returns, body=body, end_span=end_span, span=self._span(meta))
+def _flow_decl(s, items):
+    name, params, returns, body = items
+    statements, end_span = body.value
+    return ast.FlowDecl(name=str(name), name_span=_tok_span(name), params=params.value,
+                        returns=returns, body=statements, end_span=end_span, span=_whole(s))
 
-    def type_decl(self, meta, items):
-        name, *fields = items
-        return ast.TypeDecl(name=str(name), name_span=self._tok_span(name), fields=_children(fields),
-                            span=self._span(meta))
 
-    def field(self, meta, items):
-        key, type_ref = items
-        return ast.Field(str(key), type_ref, span=self._span(meta))
+def _type_decl(s, items):
+    name, *fields = items
+    return ast.TypeDecl(name=str(name), name_span=_tok_span(name), fields=fields, span=_whole(s))
 
-    def enum_decl(self, meta, items):
-        name, *members = items
-        return ast.EnumDecl(name=str(name), name_span=self._tok_span(name), members=_children(members),
-                            span=self._span(meta))
 
-    def enum_member(self, meta, items):
-        return ast.EnumMember(str(items[0]), span=self._span(meta))
+def _field(s, items):
+    key, type_ref = items
+    return ast.Field(str(key), type_ref, span=_whole(s))
 
-    def params(self, meta, items):
-        params = _children(items)
-        defaulted = None
-        for param in params:
-            if param.default is not None:
-                defaulted = defaulted or param
-            elif defaulted is not None:  # Python's rule too: a caller could not leave the earlier one out
-                self.diagnostics.add(
-                    "E001", f"parameter '{param.name}' needs a default: it follows '{defaulted.name}', which has one",
+
+def _enum_decl(s, items):
+    name, *members = items
+    return ast.EnumDecl(name=str(name), name_span=_tok_span(name), members=members, span=_whole(s))
+
+
+def _enum_member(s, items):
+    return ast.EnumMember(str(items[0]), span=_whole(s))
+
+
+def _params(s, items):
+    params = list(items)
+    defaulted = None
+    for param in params:
+        if param.default is not None:
+            defaulted = defaulted or param
+        elif defaulted is not None:  # Python's rule too: a caller could not leave the earlier one out
+            _report("E001", f"parameter '{param.name}' needs a default: it follows '{defaulted.name}', which has one",
                     param.span.head(len(param.name)),
                     f"give '{param.name}' a default too, or move it before '{defaulted.name}'")
-        return params
+    return _Part(params, s[0], s[-1])
 
-    def param(self, meta, items):
-        name, type_ref = items[0], items[1]
-        default = items[2] if len(items) > 2 else None
-        return ast.Param(str(name), type_ref, default, span=self._span(meta))
 
-    def type_ref(self, meta, items):
-        name = items[0]
-        arg = next((i for i in items[1:] if isinstance(i, ast.TypeRef)), None)
-        optional = any(isinstance(i, Token) and i.type == "OPTIONAL" for i in items[1:])
-        return ast.TypeRef(str(name), arg, optional, span=self._span(meta))
+def _param(s, items):
+    default = items[2] if len(items) > 2 else None
+    return ast.Param(str(items[0]), items[1], default, span=_whole(s))
 
-    def block(self, meta, items):
-        return _children(items)
 
-    def entry(self, meta, items):
-        key, value = items
-        return ast.Entry(str(key), value, key_span=self._tok_span(key), span=self._span(meta))
+def _type_ref(s, items):
+    arg = next((i for i in items[1:] if isinstance(i, ast.TypeRef)), None)
+    optional = any(isinstance(i, Token) and i.type == "OPTIONAL" for i in items[1:])
+    return ast.TypeRef(str(items[0]), arg, optional, span=_whole(s))
 
-    def key(self, meta, items):
-        return items[0]  # keep the Token: callers need its position
 
-    # ---------------------------------------------------------- statements
-    def body(self, meta, items):
-        end = self.source.span(max(meta.end_pos - 1, 0), meta.end_pos) if not meta.empty else None
-        return _children(items), end
+def _listed(s, items):
+    """A bracketed list of parts (a block's entries, call arguments)."""
+    return _Part(list(items), s[0], s[-1])
 
-    def assign_stmt(self, meta, items):
-        name, value = items
-        return ast.Assign(str(name), value, name_span=self._tok_span(name), span=self._span(meta))
 
-    def return_stmt(self, meta, items):
-        return ast.Return(items[0], span=self._span(meta))
+def _entry(s, items):
+    key, value = items
+    return ast.Entry(str(key), value, key_span=_tok_span(key), span=_whole(s))
 
-    def if_stmt(self, meta, items):
-        condition, (body, end) = items[0], items[1]
-        # The first arm runs from `if` to its own `}` (the If spans every arm).
-        first_end = end.end if end is not None else meta.end_pos
-        branches = [ast.Branch(condition, body, end_span=end, span=self.source.span(meta.start_pos, first_end))]
-        orelse = None
-        for clause in items[2:]:
-            if isinstance(clause, ast.Branch):
-                branches.append(clause)
-            else:
-                orelse = clause
-        return ast.If(branches, orelse, span=self._span(meta))
 
-    def elif_clause(self, meta, items):
-        condition, (body, end) = items
-        return ast.Branch(condition, body, end_span=end, span=self._span(meta))
+# ---------------------------------------------------------- statements
 
-    def else_clause(self, meta, items):
-        body, _end = items[0]
+def _body(s, items):
+    return _Part((list(items), _tok_span(s[-1])), s[0], s[-1])  # and the span of its `}`
+
+
+def _assign_stmt(s, items):
+    name, value = items
+    return ast.Assign(str(name), value, name_span=_tok_span(name), span=_whole(s))
+
+
+def _return_stmt(s, items):
+    return ast.Return(items[0], span=_whole(s))
+
+
+def _if_stmt(s, items):
+    condition, body = items[0], items[1]
+    statements, end = body.value
+    # The first arm runs from `if` to its own `}` (the If spans every arm).
+    branches = [ast.Branch(condition, statements, end_span=end, span=_between(s[0], body))]
+    orelse = None
+    for clause in items[2:]:
+        if isinstance(clause, ast.Branch):
+            branches.append(clause)
+        else:
+            orelse = clause.value
+    return ast.If(branches, orelse, span=_whole(s))
+
+
+def _elif_clause(s, items):
+    condition, body = items
+    statements, end = body.value
+    return ast.Branch(condition, statements, end_span=end, span=_whole(s))
+
+
+def _else_clause(s, items):
+    return _Part(items[0].value[0], s[0], s[-1])
+
+
+# --------------------------------------------------------- expressions
+
+def _conditional(s, items):
+    then, condition, otherwise = items
+    return ast.Conditional(then, condition, otherwise, span=_whole(s))
+
+
+def _binary_op(op: str):
+    def build(s, items):
+        return ast.Binary(op, items[0], items[1], span=_whole(s))
+    return build
+
+
+def _binary(s, items):  # the operator is a token: `a + b`, `a <= b`
+    left, op, right = items
+    return ast.Binary(str(op), left, right, span=_whole(s))
+
+
+def _not_op(s, items):
+    return ast.Unary("not", items[0], span=_whole(s))
+
+
+def _neg(s, items):
+    return ast.Unary("-", items[1], span=_whole(s))
+
+
+def _pipe(s, items):
+    value, name = items[0], items[1]
+    args = items[2].value if len(items) > 2 else []
+    return ast.Pipe(value, str(name), args, filter_span=_tok_span(name), span=_whole(s))
+
+
+def _call(s, items):
+    return ast.Call(items[0], items[1].value, span=_whole(s))
+
+
+def _arg(s, items):
+    return ast.Arg(None, items[0], span=_whole(s))
+
+
+def _named_arg(s, items):
+    name, value = items
+    return ast.Arg(str(name), value, span=_whole(s))
+
+
+def _attribute(s, items):
+    value, key = items
+    return ast.Attribute(value, str(key), attr_span=_tok_span(key), span=_whole(s))
+
+
+def _index(s, items):
+    return ast.Index(items[0], items[1], span=_whole(s))
+
+
+def _name(s, items):
+    version = items[1].value if len(items) > 1 else None
+    return ast.Name(str(items[0]), version, span=_whole(s))
+
+
+def _string(s, items):
+    return ast.Literal("str", _string_value(items[0]), raw=str(items[0]), span=_whole(s))
+
+
+def _block_string(s, items):
+    token = items[0]
+    value, first_line, indent = dedent_block(str(token)[3:-3], token.line)
+    return ast.BlockString(value, raw=str(token), first_line=first_line, indent=indent, span=_whole(s))
+
+
+def _int(s, items):
+    return ast.Literal("int", int(items[0]), raw=str(items[0]), span=_whole(s))
+
+
+def _float(s, items):
+    return ast.Literal("float", float(items[0]), raw=str(items[0]), span=_whole(s))
+
+
+def _duration(s, items):
+    text = str(items[0])
+    number, unit = re.fullmatch(r"([\d.]+)(ms|s|m|h)", text).groups()
+    return ast.Literal("duration", float(number) * DURATION_UNITS[unit], raw=text, span=_whole(s))
+
+
+def _rate(s, items):
+    text = str(items[0])
+    count, unit = text.split("/")
+    return ast.Literal("rate", (int(count), RATE_UNITS[unit]), raw=text, span=_whole(s))
+
+
+def _constant(kind: str, value: object, raw: str):
+    def build(s, items):
+        return ast.Literal(kind, value, raw=raw, span=_whole(s))
+    return build
+
+
+def _list(s, items):
+    return ast.ListExpr(list(items), span=_whole(s))
+
+
+def _comprehension(s, items):
+    element, var, iterable = items[0], items[1], items[2]
+    condition = items[3] if len(items) > 3 else None
+    return ast.Comprehension(element, str(var), iterable, condition, var_span=_tok_span(var), span=_whole(s))
+
+
+def _dict(s, items):
+    return ast.DictExpr(list(items), span=_whole(s))
+
+
+def _dict_entry(s, items):
+    key, value = items
+    quoted = key.type == "STRING"
+    text = _string_value(key) if quoted else str(key)
+    return ast.DictEntry(text, value, quoted=quoted, span=_whole(s))
+
+
+def _parenthesised(s):
+    """``( expr )``: the expression itself; its parent's span takes in the brackets."""
+    node = s[1]
+    _build.outer[id(node)] = _whole(s)
+    return node
+
+
+_HANDLERS: dict[str, Callable[[list, list], Any]] = {
+    "start": _start, "import_decl": _import_decl,
+    "model_decl": _block_decl(ast.ModelDecl), "retriever_decl": _block_decl(ast.RetrieverDecl),
+    "test_decl": _block_decl(ast.TestDecl), "eval_decl": _block_decl(ast.EvalDecl),
+    "pipeline_decl": _block_decl(ast.PipelineDecl), "prompt_decl": _prompt_decl, "version": _version,
+    "agent_decl": _agent_decl, "tool_decl": _tool_decl(ast.ToolDecl), "filter_decl": _tool_decl(ast.FilterDecl),
+    "flow_decl": _flow_decl, "type_decl": _type_decl, "field": _field, "enum_decl": _enum_decl,
+    "enum_member": _enum_member, "params": _params, "param": _param, "type_ref": _type_ref,
+    "block": _listed, "entry": _entry, "body": _body, "assign_stmt": _assign_stmt,
+    "return_stmt": _return_stmt, "if_stmt": _if_stmt, "elif_clause": _elif_clause,
+    "else_clause": _else_clause, "conditional": _conditional, "or_op": _binary_op("or"),
+    "and_op": _binary_op("and"), "not_op": _not_op, "compare": _binary, "in_op": _binary_op("in"),
+    "not_in_op": _binary_op("not in"), "binary": _binary, "neg": _neg, "pipe": _pipe, "call": _call,
+    "call_args": _listed, "arg": _arg, "named_arg": _named_arg, "attribute": _attribute, "index": _index,
+    "name": _name, "string": _string, "block_string": _block_string, "int": _int, "float": _float,
+    "duration": _duration, "rate": _rate, "true": _constant("bool", True, "true"),
+    "false": _constant("bool", False, "false"), "null": _constant("null", None, "null"),
+    "list": _list, "comprehension": _comprehension, "dict": _dict, "dict_entry": _dict_entry,
+}
+
+
+# ------------------------------------------------------------ callbacks
+
+_first = itemgetter(0)
+
+
+def _repeat_first(s):
+    return [s[-1]]
+
+
+def _repeat_more(s):
+    s[0].append(s[-1])
+    return s[0]
+
+
+def _nothing(s):
+    return None
+
+
+def ast_callbacks(rules: list) -> dict:
+    """One callback per grammar rule, for Lark's LALR parser (``callbacks[rule](raw_children)``).
+
+    A grammar rule this module does not know is an error here, when the
+    parser is made, rather than a wrong tree later.
+    """
+    callbacks = {}
+    for rule in rules:
+        name = rule.alias or rule.origin.name
+        if name.startswith("__"):  # `x*` and `(sep x)*`: a list the parent splices in
+            recursive = rule.expansion[0].name == rule.origin.name
+            callbacks[rule] = _repeat_more if recursive else _repeat_first
+        elif name == "_sep":
+            callbacks[rule] = _nothing
+        elif name in ("_decl", "_stmt", "key") or (rule.options.expand1 and rule.alias is None
+                                                    and len(rule.expansion) == 1):
+            callbacks[rule] = _first  # one child, passed up as it is (`key` keeps its token)
+        elif rule.options.expand1 and rule.alias is None and len(rule.expansion) == 3:
+            callbacks[rule] = _parenthesised
+        elif name in _HANDLERS:
+            callbacks[rule] = _with_items(_HANDLERS[name], rule)
+        else:
+            raise ValueError(f"the grammar's rule '{name}' has no AST builder in fmflow/transformer.py")
+    return callbacks
+
+
+def _with_items(handler: Callable[[list, list], Any], rule) -> Callable[[list], Any]:
+    """``handler(raw, items)``: items are what Lark's tree would hold: no anonymous
+    tokens or separators, repetitions spliced in."""
+    plan = []
+    for index, symbol in enumerate(rule.expansion):
+        if symbol.is_term:
+            if rule.options.keep_all_tokens or not symbol.filter_out:
+                plan.append((index, False))
+        elif symbol.name != "_sep":
+            plan.append((index, symbol.name.startswith("__")))
+    if any(splice for _, splice in plan):
+        def callback(s):
+            items = []
+            for index, splice in plan:
+                if splice:
+                    items.extend(s[index])
+                else:
+                    items.append(s[index])
+            return handler(s, items)
+        return callback
+    indexes = tuple(index for index, _ in plan)
+    if indexes == tuple(range(len(rule.expansion))):
+        return lambda s: handler(s, s)
+    return lambda s: handler(s, [s[i] for i in indexes])
+
+
+# ------------------------------------------------------------ strings
+
+def _string_value(token: Token) -> str:
+    body = str(token)[1:-1]
+    if "\\" not in body:
         return body
 
-    # --------------------------------------------------------- expressions
-    def conditional(self, meta, items):
-        then, condition, otherwise = items
-        return ast.Conditional(then, condition, otherwise, span=self._span(meta))
-
-    def or_op(self, meta, items):
-        return ast.Binary("or", items[0], items[1], span=self._span(meta))
-
-    def and_op(self, meta, items):
-        return ast.Binary("and", items[0], items[1], span=self._span(meta))
-
-    def not_op(self, meta, items):
-        return ast.Unary("not", items[0], span=self._span(meta))
-
-    def compare(self, meta, items):
-        left, op, right = items
-        return ast.Binary(str(op), left, right, span=self._span(meta))
-
-    def in_op(self, meta, items):
-        return ast.Binary("in", items[0], items[1], span=self._span(meta))
-
-    def not_in_op(self, meta, items):
-        return ast.Binary("not in", items[0], items[1], span=self._span(meta))
-
-    def binary(self, meta, items):
-        left, op, right = items
-        return ast.Binary(str(op), left, right, span=self._span(meta))
-
-    def neg(self, meta, items):
-        return ast.Unary("-", items[1], span=self._span(meta))
-
-    def pipe(self, meta, items):
-        value, name = items[0], items[1]
-        args = items[2] if len(items) > 2 else []
-        return ast.Pipe(value, str(name), args, filter_span=self._tok_span(name), span=self._span(meta))
-
-    def call(self, meta, items):
-        func, args = items
-        return ast.Call(func, args, span=self._span(meta))
-
-    def call_args(self, meta, items):
-        return _children(items)
-
-    def arg(self, meta, items):
-        return ast.Arg(None, items[0], span=self._span(meta))
-
-    def named_arg(self, meta, items):
-        name, value = items
-        return ast.Arg(str(name), value, span=self._span(meta))
-
-    def attribute(self, meta, items):
-        value, key = items
-        return ast.Attribute(value, str(key), attr_span=self._tok_span(key), span=self._span(meta))
-
-    def index(self, meta, items):
-        return ast.Index(items[0], items[1], span=self._span(meta))
-
-    def name(self, meta, items):
-        version = items[1] if len(items) > 1 else None
-        return ast.Name(str(items[0]), version, span=self._span(meta))
-
-    def string(self, meta, items):
-        return ast.Literal("str", self._string_value(items[0]), raw=str(items[0]), span=self._span(meta))
-
-    def block_string(self, meta, items):
-        token = items[0]
-        value, first_line, indent = dedent_block(str(token)[3:-3], token.line)
-        return ast.BlockString(value, raw=str(token), first_line=first_line, indent=indent,
-                               span=self._span(meta))
-
-    def int(self, meta, items):
-        return ast.Literal("int", int(items[0]), raw=str(items[0]), span=self._span(meta))
-
-    def float(self, meta, items):
-        return ast.Literal("float", float(items[0]), raw=str(items[0]), span=self._span(meta))
-
-    def duration(self, meta, items):
-        text = str(items[0])
-        number, unit = re.fullmatch(r"([\d.]+)(ms|s|m|h)", text).groups()
-        return ast.Literal("duration", float(number) * DURATION_UNITS[unit], raw=text, span=self._span(meta))
-
-    def rate(self, meta, items):
-        text = str(items[0])
-        count, unit = text.split("/")
-        return ast.Literal("rate", (int(count), RATE_UNITS[unit]), raw=text, span=self._span(meta))
-
-    def true(self, meta, items):
-        return ast.Literal("bool", True, raw="true", span=self._span(meta))
-
-    def false(self, meta, items):
-        return ast.Literal("bool", False, raw="false", span=self._span(meta))
-
-    def null(self, meta, items):
-        return ast.Literal("null", None, raw="null", span=self._span(meta))
-
-    def list(self, meta, items):
-        return ast.ListExpr(_children(items), span=self._span(meta))
-
-    def comprehension(self, meta, items):
-        element, var, iterable = items[0], items[1], items[2]
-        condition = items[3] if len(items) > 3 else None
-        return ast.Comprehension(element, str(var), iterable, condition, var_span=self._tok_span(var),
-                                 span=self._span(meta))
-
-    def dict(self, meta, items):
-        return ast.DictExpr(_children(items), span=self._span(meta))
-
-    def dict_entry(self, meta, items):
-        key, value = items
-        quoted = key.type == "STRING"
-        text = self._string_value(key) if quoted else str(key)
-        return ast.DictEntry(text, value, quoted=quoted, span=self._span(meta))
-
-    # ------------------------------------------------------------ strings
-    def _string_value(self, token: Token) -> str:
-        body = str(token)[1:-1]
-
-        def replace(match: re.Match) -> str:
-            start = token.start_pos + 1 + match.start()
-            span = self.source.span(start, start + len(match.group(0)))
-            if match.group(2) is not None:
-                code = int(match.group(2), 16)
-                if code > 0x10FFFF:
-                    self.diagnostics.add("E001", f"'{match.group(0)}' is beyond the last Unicode code point",
-                                         span, "code points go up to \\u{10FFFF}")
-                elif 0xD800 <= code <= 0xDFFF:  # such a string could never be written out or sent
-                    self.diagnostics.add("E001", f"'{match.group(0)}' is a surrogate code point, not a character",
-                                         span, SURROGATE_HELP)
-                else:
-                    return chr(code)
-                return match.group(0)
-            elif match.group(1) in _ESCAPES:
-                return _ESCAPES[match.group(1)]
-            self.diagnostics.add(
-                "E001", f"unknown escape sequence '{match.group(0)}' in a string", span,
-                'use \\" \\\\ \\n \\t or \\u{XXXX}',
-            )
+    def replace(match: re.Match) -> str:
+        start = token.start_pos + 1 + match.start()
+        span = _build.source.span(start, start + len(match.group(0)))
+        if match.group(2) is not None:
+            code = int(match.group(2), 16)
+            if code > 0x10FFFF:
+                _report("E001", f"'{match.group(0)}' is beyond the last Unicode code point",
+                        span, "code points go up to \\u{10FFFF}")
+            elif 0xD800 <= code <= 0xDFFF:  # such a string could never be written out or sent
+                _report("E001", f"'{match.group(0)}' is a surrogate code point, not a character",
+                        span, SURROGATE_HELP)
+            else:
+                return chr(code)
             return match.group(0)
+        elif match.group(1) in _ESCAPES:
+            return _ESCAPES[match.group(1)]
+        _report("E001", f"unknown escape sequence '{match.group(0)}' in a string", span,
+                'use \\" \\\\ \\n \\t or \\u{XXXX}')
+        return match.group(0)
 
-        return _ESCAPE_RE.sub(replace, body)
+    return _ESCAPE_RE.sub(replace, body)
 
 
 def dedent_block(content: str, line: int) -> tuple[str, int, int]:
