@@ -21,24 +21,31 @@ def _span() -> Span:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+def _child_fields(cls: type) -> tuple[str, ...]:
+    """The fields of ``cls`` that may hold nodes: every field but its spans."""
+    names = tuple(f.name for f in fields(cls) if f.name != "span" and not f.name.endswith("_span"))
+    _FIELD_NAMES[cls] = names
+    return names
+
+
 class Node:
     span: Span
 
-    def children(self) -> Iterator["Node"]:
+    def children(self) -> list["Node"]:
         """Direct child nodes, in source order."""
-        names = _FIELD_NAMES.get(type(self))
-        if names is None:
-            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        names = _FIELD_NAMES.get(type(self)) or _child_fields(type(self))
+        found: list[Node] = []
         for name in names:
             value = getattr(self, name)
             if isinstance(value, Node):
-                yield value
+                found.append(value)
             elif isinstance(value, (list, tuple)):
                 for item in value:
                     if isinstance(item, Node):
-                        yield item
+                        found.append(item)
                     elif isinstance(item, tuple):
-                        yield from (x for x in item if isinstance(x, Node))
+                        found.extend(x for x in item if isinstance(x, Node))
+        return found
 
     def walk(self) -> Iterator["Node"]:
         """This node and all its descendants, depth first, in source order.
@@ -46,10 +53,14 @@ class Node:
         A loop, not recursion: a chain of ten thousand `+` is ten thousand levels deep.
         """
         stack: list[Node] = [self]
+        pop, extend = stack.pop, stack.extend
         while stack:
-            node = stack.pop()
+            node = pop()
             yield node
-            stack.extend(reversed(list(node.children())))
+            children = node.children()
+            if children:
+                children.reverse()
+                extend(children)
 
 
 # ------------------------------------------------------------------- types
@@ -327,6 +338,22 @@ class If(Node):
 
 
 Stmt = Union[Assign, Return, If]
+
+
+def statements(body: list[Stmt]) -> Iterator[Stmt]:
+    """Every statement of a body, those in the arms of its ``if``s included, in source order."""
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        yield stmt
+        if isinstance(stmt, If):
+            nested = [s for branch in stmt.branches for s in branch.body] + (stmt.orelse or [])
+            stack.extend(reversed(nested))
+
+
+def assigned_names(body: list[Stmt]) -> set[str]:
+    """Names a body assigns anywhere (only statements assign: no need to walk expressions)."""
+    return {s.name for s in statements(body) if isinstance(s, Assign)}
 
 
 # ------------------------------------------------------------ declarations

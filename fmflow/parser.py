@@ -151,13 +151,16 @@ def lark_parser() -> Lark:
 
 
 def _building_the_ast(parser: Lark) -> Lark:
-    """Let the LALR parser build fmflow's AST as it reduces (see transformer.py), not a Lark tree."""
+    """Let the LALR parser build fmflow's AST as it reduces (see transformer.py), not a Lark tree,
+    from the tokens of a faster lexer (see lexer.py)."""
+    from .lexer import FastLexer
     from .transformer import ast_callbacks
 
     callbacks = ast_callbacks(parser.rules)
     frontend = parser.parser
     frontend.parser_conf.callbacks = callbacks
     frontend.parser.parser.callbacks = callbacks  # the LALR driver's own reference
+    frontend.lexer.lexer = FastLexer(frontend.lexer.lexer)  # under the NewlineFilter post-lexer
     return parser
 
 

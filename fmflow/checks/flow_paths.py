@@ -36,7 +36,7 @@ def check_flow_paths(ctx: CheckContext) -> None:
         if isinstance(decl, ast.FlowDecl):
             params = {p.name for p in decl.params}
             # Names that are declarations are E102 when assigned; reads of them are calls.
-            assigned = {n.name for n in decl.walk() if isinstance(n, ast.Assign) and ctx.lookup(n.name) is None}
+            assigned = {name for name in ast.assigned_names(decl.body) if ctx.lookup(name) is None}
             flow = _Flow(decl, params, assigned - params)
             path = _walk(ctx, flow, decl.body, _Path({}))
             if not path.returned:

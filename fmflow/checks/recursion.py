@@ -153,7 +153,7 @@ class _FlowPaths:
 # ------------------------------------------------------------------ helpers
 
 def _local_names(flow: ast.FlowDecl) -> set[str]:
-    return {n.name for n in flow.walk() if isinstance(n, ast.Assign)} | {p.name for p in flow.params}
+    return ast.assigned_names(flow.body) | {p.name for p in flow.params}
 
 
 def _called_flow(node: ast.Node, local: set[str], ctx: CheckContext) -> ast.FlowDecl | None:

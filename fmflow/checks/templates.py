@@ -11,7 +11,9 @@ runtime would, so that the run never meets the error.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from .. import ast
 from ..diagnostics import Diagnostics, did_you_mean, suggestion_help
@@ -88,25 +90,25 @@ class _Template:
         self.resolver = resolver
 
     def check(self, node) -> None:
-        tree = _parse(self.ctx, node)
-        if tree is None:
+        analysis = template_analysis(node.value)
+        if analysis.tree is None:
+            message, line, help_text = analysis.error
+            self.ctx.diagnostics.add("E001", message, _line_span(self.ctx, node, line, None), help_text)
             return
-        from jinja2 import meta, nodes
-
-        undeclared = meta.find_undeclared_variables(tree) - set(self.params) - JINJA_GLOBALS
+        undeclared = analysis.undeclared - set(self.params) - JINJA_GLOBALS
         scope = TemplateScope(self.params, self.resolver.fields, jinja_filters() | set(self.filters),
                               set(_environment().tests))
         reported: set[tuple[str, str]] = set()
-        for finding in scope.walk(tree):
+        for finding in scope.walk(analysis.tree):
             if finding.kind == "name" and finding.name not in undeclared:
                 continue
             if (finding.kind, finding.name) not in reported:
                 reported.add((finding.kind, finding.name))
                 self._report(node, finding)
-        for used in tree.find_all(nodes.Filter):
-            if used.name in self.filters:  # a use of the declared filter (W501)
-                span = _line_span(self.ctx, node, used.lineno, used.name, filter_offset)
-                self.ctx.refer(span, self.filters[used.name])
+        for name, line in analysis.filters:
+            if name in self.filters:  # a use of the declared filter (W501)
+                span = _line_span(self.ctx, node, line, name, filter_offset)
+                self.ctx.refer(span, self.filters[name])
 
     def _report(self, node, finding: Finding) -> None:
         what = f"template of {self.decl.kind} '{self.decl.name}'"
@@ -149,26 +151,48 @@ def _name_help(name: str, loops: list[Loop], params: dict[str, Type], decl: ast.
     return suggestion_help(name, params) or f"add a parameter '{name}: …' to {decl.kind} '{decl.name}'"
 
 
-def _parse(ctx: CheckContext, node):
-    """Jinja's tree of a template, or None after reporting why there is none (E001)."""
-    from jinja2 import TemplateSyntaxError
+@dataclass(frozen=True)
+class TemplateAnalysis:
+    """What checking needs of a template's text, whatever prompt it is in: Jinja's
+    tree (None when there is none), the variables it reads, the filters it uses
+    (name, line), or why it cannot be used (message, line, help)."""
+
+    tree: Any
+    undeclared: frozenset[str] = frozenset()
+    filters: tuple[tuple[str, int], ...] = ()
+    error: tuple[str, int, str] | None = None
+
+
+# Kept by text: an editor re-checks the file on every change, and files repeat
+# templates; large templates (whose trees are several times their size) are not kept.
+_KEPT_TEMPLATE_CHARS = 64 * 1024
+
+
+def template_analysis(text: str) -> TemplateAnalysis:
+    return _kept_analysis(text) if len(text) <= _KEPT_TEMPLATE_CHARS else _analyse(text)
+
+
+@lru_cache(maxsize=512)
+def _kept_analysis(text: str) -> TemplateAnalysis:
+    return _analyse(text)
+
+
+def _analyse(text: str) -> TemplateAnalysis:
+    from jinja2 import TemplateSyntaxError, meta, nodes
 
     try:
-        tree = _environment().parse(node.value)
+        tree = _environment().parse(text)
         too_deep = _uncompilable(tree) if _depth(tree) > COMPILE_CHECK_DEPTH else None
+        if too_deep is None:
+            filters = tuple((used.name, used.lineno) for used in tree.find_all(nodes.Filter))
+            return TemplateAnalysis(tree, frozenset(meta.find_undeclared_variables(tree)), filters)
     except TemplateSyntaxError as error:
-        span = _line_span(ctx, node, error.lineno or 1, None)
-        ctx.diagnostics.add("E001", f"template syntax error: {error.message}", span,
-                            "templates are Jinja2: {{ value }}, {% for x in xs %}…{% endfor %}")
-        return None
+        return TemplateAnalysis(None, error=(f"template syntax error: {error.message}", error.lineno or 1,
+                                             "templates are Jinja2: {{ value }}, {% for x in xs %}…{% endfor %}"))
     except RecursionError:  # Jinja2's parser and analysis recurse too
         too_deep = "maximum recursion depth exceeded"
-    if too_deep is not None:
-        ctx.diagnostics.add("E001", f"template nested too deeply for Jinja2 ({too_deep})",
-                            _line_span(ctx, node, 1, None),
-                            "nest fewer {% for %}/{% if %} blocks and brackets; compute parts in the flow")
-        return None
-    return tree
+    return TemplateAnalysis(None, error=(f"template nested too deeply for Jinja2 ({too_deep})", 1,
+                                         "nest fewer {% for %}/{% if %} blocks and brackets; compute parts in the flow"))
 
 
 COMPILE_CHECK_DEPTH = 12  # usual templates are 5 to 10 levels deep and are not compiled here

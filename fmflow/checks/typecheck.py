@@ -304,7 +304,7 @@ def _check_python_options(checker: ExprChecker, options: list[ast.Arg]) -> None:
 
 def _check_flow(checker: ExprChecker, flow: ast.FlowDecl) -> None:
     scope, returns = _signature_scope(checker, flow)
-    scope.pending = {n.name for n in flow.walk() if isinstance(n, ast.Assign)}
+    scope.pending = ast.assigned_names(flow.body)
     _check_statements(checker, flow, flow.body, scope, returns)
 
 
