@@ -19,6 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics
+from .lalr import FAILED, LeanParser
 from .resources import grammar_path
 from .source import SourceFile
 
@@ -60,19 +61,29 @@ class NewlineFilter:
         stack: list[str] = []
         previous: Token | None = None
         pending_newline: Token | None = None
-        tokens = _Lookahead(stream)
-        for token in tokens:
+        stream = iter(stream)
+        held: list[Token] = []  # the next token, read ahead inside brackets (is a keyword a `key:`?)
+        while True:
+            token = held.pop() if held else next(stream, None)
+            if token is None:
+                return
             if token.type == "_NL":
                 if stack and stack[-1] == "{" and pending_newline is None:
                     if previous is not None and previous.value not in _CONTINUE_AFTER:
                         pending_newline = token
                 continue
-            if stack and _opens_declaration(token, tokens.peek()):
-                # `model`/`flow`/… at column 1 and not a `key:`: a new declaration,
-                # so the one above is unclosed. A token type the grammar does not
-                # know makes the parser stop right here, with a clear message.
-                token = Token.new_borrow_pos(DECLARATION_START, token.value, token)
-                stack.clear()
+            if stack:
+                # Read ahead before the parser sees this token, always: a character the
+                # lexer refuses right after it is the error reported, as it always was.
+                following = next(stream, None)
+                if following is not None:
+                    held.append(following)
+                if _opens_declaration(token, following):
+                    # `model`/`flow`/… at column 1 and not a `key:`: a new declaration,
+                    # so the one above is unclosed. A token type the grammar does not
+                    # know makes the parser stop right here, with a clear message.
+                    token = Token.new_borrow_pos(DECLARATION_START, token.value, token)
+                    stack.clear()
             if pending_newline is not None:
                 if token.type in _STARTS_LINE:
                     yield pending_newline
@@ -93,30 +104,6 @@ DECLARATION_START = "DECLARATION_START"
 def _opens_declaration(token: Token, following: Token | None) -> bool:
     return (token.column == 1 and token.value in DECLARATION_KEYWORDS and token.type == token.value.upper()
             and (following is None or following.value != ":"))
-
-
-class _Lookahead:
-    """An iterator over tokens that can show the next one without taking it."""
-
-    def __init__(self, stream: Iterator[Token]) -> None:
-        self._stream = iter(stream)
-        self._next: list[Token] = []
-
-    def __iter__(self) -> "_Lookahead":
-        return self
-
-    def __next__(self) -> Token:
-        if self._next:
-            return self._next.pop()
-        return next(self._stream)
-
-    def peek(self) -> Token | None:
-        if not self._next:
-            try:
-                self._next.append(next(self._stream))
-            except StopIteration:
-                return None
-        return self._next[0]
 
 
 class _CommentSink(threading.local):
@@ -151,17 +138,21 @@ def lark_parser() -> Lark:
 
 
 def _building_the_ast(parser: Lark) -> Lark:
-    """Let the LALR parser build fmflow's AST as it reduces (see transformer.py), not a Lark tree,
-    from the tokens of a faster lexer (see lexer.py)."""
-    from .lexer import FastLexer
+    """Let the LALR parser build fmflow's AST as it reduces (see transformer.py), not a Lark tree."""
     from .transformer import ast_callbacks
 
     callbacks = ast_callbacks(parser.rules)
     frontend = parser.parser
     frontend.parser_conf.callbacks = callbacks
     frontend.parser.parser.callbacks = callbacks  # the LALR driver's own reference
-    frontend.lexer.lexer = FastLexer(frontend.lexer.lexer)  # under the NewlineFilter post-lexer
     return parser
+
+
+@lru_cache(maxsize=1)
+def lean_parser() -> LeanParser:
+    from .transformer import PASS_THROUGH
+
+    return LeanParser(lark_parser(), PASS_THROUGH)
 
 
 @contextmanager
@@ -227,6 +218,12 @@ def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
     errors = 0
     while tree is None:
         _comments.tokens = []
+        begin_build(source)
+        tree = lean_parser().parse(working)
+        if tree is not FAILED:
+            break
+        tree = None
+        _comments.tokens = []  # Lark's driver parses again, to raise its own error
         begin_build(source)
         try:
             tree = lark_parser().parse(working)

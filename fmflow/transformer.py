@@ -419,7 +419,7 @@ _HANDLERS: dict[str, Callable[[list, list], Any]] = {
 
 # ------------------------------------------------------------ callbacks
 
-_first = itemgetter(0)
+PASS_THROUGH = _first = itemgetter(0)  # a rule whose value is its one child's
 
 
 def _repeat_first(s):
