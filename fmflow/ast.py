@@ -21,9 +21,15 @@ def _span() -> Span:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+# Field types that never hold a node (walks skip such fields without reading them).
+_PLAIN_TYPES = frozenset({"str", "str | None", "int", "int | None", "bool", "object", "DocComment | None",
+                          "list[Comment]"})
+
+
 def _child_fields(cls: type) -> tuple[str, ...]:
-    """The fields of ``cls`` that may hold nodes: every field but its spans."""
-    names = tuple(f.name for f in fields(cls) if f.name != "span" and not f.name.endswith("_span"))
+    """The fields of ``cls`` that may hold nodes: all but its spans and plain data."""
+    names = tuple(f.name for f in fields(cls)
+                  if f.name != "span" and not f.name.endswith("_span") and f.type not in _PLAIN_TYPES)
     _FIELD_NAMES[cls] = names
     return names
 
@@ -33,7 +39,9 @@ class Node:
 
     def children(self) -> list["Node"]:
         """Direct child nodes, in source order."""
-        names = _FIELD_NAMES.get(type(self)) or _child_fields(type(self))
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _child_fields(type(self))
         found: list[Node] = []
         for name in names:
             value = getattr(self, name)

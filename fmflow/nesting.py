@@ -68,9 +68,10 @@ def first_too_deep(root: ast.Node) -> ast.Node | None:
             continue
         if depth > MAX_NESTING:
             return node
-        children = list(node.children())
+        chain = isinstance(node, (ast.Binary, ast.Pipe))  # only these continue a chain
+        children = node.children()
         for child in reversed(children):
-            same_level = isinstance(child, _PLACES) or ast.continues_chain(node, child)
+            same_level = isinstance(child, _PLACES) or (chain and ast.continues_chain(node, child))
             stack.append((child, depth if same_level else depth + 1))
     return None
 

@@ -218,9 +218,9 @@ def _param(s, items):
     return ast.Param(str(items[0]), items[1], default, span=_whole(s))
 
 
-def _type_ref(s, items):
-    arg = next((i for i in items[1:] if isinstance(i, ast.TypeRef)), None)
-    optional = any(isinstance(i, Token) and i.type == "OPTIONAL" for i in items[1:])
+def _type_ref(s, items):  # NAME, then maybe a type_ref (in brackets), then maybe `?`
+    arg = items[1] if len(items) > 1 and isinstance(items[1], ast.TypeRef) else None
+    optional = isinstance(items[-1], Token) and items[-1].type == "OPTIONAL"
     return ast.TypeRef(str(items[0]), arg, optional, span=_whole(s))
 
 
