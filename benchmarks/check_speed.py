@@ -9,8 +9,9 @@ if/elif, comprehensions and pipes; every declaration is used), then prints
 
 - lines/second for parse only (``fmflow.parser.parse_text``; also with the
   cyclic garbage collector off, to show its share) and for
-  parse + check (``fmflow.api.check_text``), asserting the source checks
-  clean (no diagnostic whose code starts with "E");
+  parse + check (``fmflow.api.check_text``, also its CPU time, steadier on
+  a busy machine), asserting the source checks clean (no diagnostic whose
+  code starts with "E"); target: 10k lines parsed and checked in < 0.5 s;
 - the start-up time of ``python -m fmflow check FILE`` on a small file,
   median of N fresh processes (wall and CPU time), beside the interpreter's
   own start-up (``python -c pass``) measured in the same run, and their
@@ -46,7 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 HEAVY_MODULES = ("torch", "transformers", "chromadb", "fastapi", "uvicorn", "prometheus_client")
-TARGET_CHECK_10K_SECONDS = 1.0
+TARGET_CHECK_10K_SECONDS = 0.5
 TARGET_COLD_CHECK_SECONDS = 0.3
 TARGET_FMT_GROWTH = 2.0  # fmt time per declaration at 50k within 2x of that at 5k
 TARGET_LITERAL_MEMORY = 10.0  # extra peak memory for a 5 MB literal within 10x its size
@@ -157,15 +158,23 @@ def line_count(text: str) -> int:
 
 def best_time(function: Callable[[], object], budget: float = 1.0, max_runs: int = 5) -> float:
     """Best of a few runs: at least one, more while they fit in ``budget`` seconds."""
+    return best_times(function, budget, max_runs)[0]
+
+
+def best_times(function: Callable[[], object], budget: float = 1.0, max_runs: int = 5) -> tuple[float, float]:
+    """Best wall-clock and best CPU time (this process) of a few runs; on a busy
+    machine the CPU time says more about the code."""
     times: list[float] = []
+    cpu_times: list[float] = []
     started = time.perf_counter()
     while len(times) < max_runs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         function()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         if time.perf_counter() - started > budget:
             break
-    return min(times)
+    return min(times), min(cpu_times)
 
 
 def without_gc(function: Callable[[], object]) -> Callable[[], object]:
@@ -212,7 +221,8 @@ def throughput_table(sizes: list[int]) -> None:
     check_text = load_check_text()
     if check_text is not None:
         parse_and_check(check_text, generate_source(100), "warmup.fmflow")
-    print(f"  {'lines':>8}  {'parse s':>8}  {'parse l/s':>10}  {'no-gc l/s':>10}  {'check s':>8}  {'check l/s':>10}")
+    print(f"  {'lines':>8}  {'parse s':>8}  {'parse l/s':>10}  {'no-gc l/s':>10}  {'check s':>8}  {'check l/s':>10}"
+          f"  {'check cpu s':>11}")
     for size in sizes:
         text = generate_source(size)
         lines = line_count(text)
@@ -223,12 +233,12 @@ def throughput_table(sizes: list[int]) -> None:
         no_gc_seconds = best_time(without_gc(lambda: parse_only(text, path)))
         row = f"  {lines:>8}  {parse_seconds:>8.3f}  {lines / parse_seconds:>10,.0f}  {lines / no_gc_seconds:>10,.0f}"
         if check_text is not None:
-            check_seconds = best_time(lambda: parse_and_check(check_text, text, path))
-            row += f"  {check_seconds:>8.3f}  {lines / check_seconds:>10,.0f}"
+            check_seconds, check_cpu = best_times(lambda: parse_and_check(check_text, text, path))
+            row += f"  {check_seconds:>8.3f}  {lines / check_seconds:>10,.0f}  {check_cpu:>11.3f}"
             if 5_000 <= size <= 20_000:
                 per_10k = check_seconds * 10_000 / lines
                 verdict = "ok" if per_10k < TARGET_CHECK_10K_SECONDS else "MISSED"
-                row += f"   target: 10k lines checked < {TARGET_CHECK_10K_SECONDS:.0f} s " \
+                row += f"   target: 10k lines checked < {TARGET_CHECK_10K_SECONDS:g} s " \
                        f"({per_10k:.2f} s per 10k: {verdict})"
         print(row, flush=True)
 
