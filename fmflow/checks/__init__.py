@@ -39,6 +39,13 @@ PASSES = (
 def run_passes(ctx: CheckContext) -> None:
     if ctx.module.recovered:
         return
+    try:
+        _run_each(ctx)
+    finally:
+        ctx.forget_walks()
+
+
+def _run_each(ctx: CheckContext) -> None:
     for check in PASSES:
         try:
             check(ctx)

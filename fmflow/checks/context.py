@@ -71,6 +71,18 @@ class CheckContext:
     expr_types: dict[int, object] = field(default_factory=dict)
     # The ModuleLoader that checks imported files (see fmflow.checks.loader).
     loader: object = None
+    # Each declaration's nodes, walked once for the passes that look for one kind of node.
+    _walked: dict[int, list[ast.Node]] = field(default_factory=dict, repr=False, compare=False)
+
+    def nodes(self, decl: ast.Decl) -> list[ast.Node]:
+        """``decl`` and every node inside it, in source order (kept until the passes end)."""
+        found = self._walked.get(id(decl))
+        if found is None:
+            found = self._walked[id(decl)] = list(decl.walk())
+        return found
+
+    def forget_walks(self) -> None:
+        self._walked = {}
 
     @property
     def path(self) -> str:

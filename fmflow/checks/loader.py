@@ -37,20 +37,23 @@ class ModuleLoader:
             return self.contexts[key]
         if text is None:
             text = self.overrides.get(key)
-        diagnostics = Diagnostics()
-        if text is None:
-            source, module = parse_file(path, diagnostics)
-        else:
-            source = SourceFile(path, text)
-            module = parse_source(source, diagnostics)
-        ctx = CheckContext(source, module, diagnostics, pins=self.pins, report_unused=report_unused, loader=self)
-        self.contexts[key] = ctx
-        self._loading.append(key)
-        try:
-            with collector_paused():  # the passes allocate much and free little, like the parser
+        # The parser and the passes allocate much and free little: one pause for both, so
+        # that the collector then looks at the new objects once, not after each phase.
+        with collector_paused():
+            diagnostics = Diagnostics()
+            if text is None:
+                source, module = parse_file(path, diagnostics)
+            else:
+                source = SourceFile(path, text)
+                module = parse_source(source, diagnostics)
+            ctx = CheckContext(source, module, diagnostics, pins=self.pins, report_unused=report_unused,
+                               loader=self)
+            self.contexts[key] = ctx
+            self._loading.append(key)
+            try:
                 run_passes(ctx)
-        finally:
-            self._loading.pop()
+            finally:
+                self._loading.pop()
         return ctx
 
     def is_loading(self, path: str) -> bool:

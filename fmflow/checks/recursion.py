@@ -30,7 +30,7 @@ def flow_calls(flow: ast.FlowDecl, ctx: CheckContext) -> list[tuple[ast.Name, as
     """Every call from a flow's body to a flow (itself included), in source order."""
     found = []
     local = _local_names(flow)
-    for node in flow.walk():
+    for node in ctx.nodes(flow):
         target = _called_flow(node, local, ctx)
         if target is not None:
             found.append((node.func, target))

@@ -89,7 +89,7 @@ def _check_members(ctx: CheckContext, decl: ast.Decl) -> None:
                                     span, f"remove or rename the second '{name}'")
             else:
                 seen[name] = span
-    for node in decl.walk():
+    for node in ctx.nodes(decl):
         if isinstance(node, ast.DictExpr):
             _check_dict_keys(ctx, node)
 
