@@ -38,6 +38,7 @@ class LeanParser:
         self._start_state = table.start_states[start]
         self._end_state = table.end_states[start]
         reductions: dict[int, tuple] = {}
+        self._pass_through_ends: dict[tuple, Any] = {}
         self._actions: dict[Any, dict[str, tuple[bool, Any]]] = {}
         for state, row in table.states.items():
             entries = {}
@@ -54,6 +55,22 @@ class LeanParser:
                         reduction = reductions[id(arg)] = (size, arg.origin.name, callback)
                     entries[symbol] = (False, reduction)
             self._actions[state] = entries
+
+    def _after_pass_through(self, below: Any, top: Any, lookahead: str) -> Any:
+        """The top state after every pass-through reduction that ``lookahead`` makes in a row
+        (`name` → `atom` → `postfix` → … → `expr`: ten per operand). They leave the state
+        below as it is, so the three states decide it: worked out once, then looked up."""
+        key = (below, top, lookahead)
+        found = self._pass_through_ends.get(key)
+        if found is None:
+            actions, found = self._actions, top
+            while True:
+                entry = actions[found].get(lookahead)
+                if entry is None or entry[0] or entry[1][2] is not None:
+                    break
+                found = actions[below][entry[1][1]][1]
+            self._pass_through_ends[key] = found
+        return found
 
     def parse(self, text: str) -> Any:
         """What the start rule's callback gives, or FAILED where Lark's parser would raise."""
@@ -81,7 +98,7 @@ class LeanParser:
                     break
                 size, origin, callback = arg  # a reduction (written out here: it runs for every rule)
                 if callback is None:  # the child stays on the stack as the rule's value
-                    states[-1] = actions[states[-2]][origin][1]
+                    states[-1] = self._after_pass_through(states[-2], states[-1], token.type)
                     continue
                 if size:
                     children = values[-size:]

@@ -32,7 +32,7 @@ from lark import Token
 
 from . import ast
 from .diagnostics import Diagnostics
-from .source import SourceFile, Span
+from .source import SourceFile, Span, new_span
 
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "0": "\0", "{": "{"}
 _ESCAPE_RE = re.compile(r"\\(u\{([0-9A-Fa-f]{1,6})\}|.)", re.S)
@@ -115,12 +115,12 @@ def _between(first: Any, last: Any) -> Span:
     else:
         span = (outer and outer.get(id(last))) or last.span
         end, end_line, end_col = span.end, span.end_line, span.end_col
-    return Span(build.path, start, end, line, col, end_line, end_col)
+    return new_span(build.path, start, end, line, col, end_line, end_col)
 
 
 def _tok_span(token: Token) -> Span:
-    return Span(_build.path, token.start_pos, token.end_pos, token.line, token.column,
-                token.end_line, token.end_column)
+    return new_span(_build.path, token.start_pos, token.end_pos, token.line, token.column,
+                    token.end_line, token.end_column)
 
 
 def _whole(s: list) -> Span:

@@ -14,7 +14,7 @@ from fmflow import ast
 from fmflow.lalr import FAILED
 from fmflow.lexer import NoTerminalMatches
 from fmflow.parser import NewlineFilter, lark_parser, lean_parser, parse_text
-from fmflow.source import SourceFile, Span
+from fmflow.source import SourceFile, Span, new_span
 from fmflow.transformer import begin_build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +141,11 @@ def test_the_newline_filter_reads_one_token_ahead_inside_brackets():
     tokens = list(NewlineFilter().process(lean_parser()._lexer.lex("model m {\n  a: 1\n  b: 2\n}\n")))
     assert [t.type for t in tokens] == ["MODEL", "NAME", "LBRACE", "NAME", "COLON", "INT", "_NL",
                                         "NAME", "COLON", "INT", "RBRACE"]
+
+
+def test_new_span_makes_an_ordinary_frozen_span():
+    fast, slow = new_span("f.fmflow", 3, 9, 1, 4, 2, 1), Span("f.fmflow", 3, 9, 1, 4, 2, 1)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow) and type(fast) is Span
+    assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.start = 0  # type: ignore[misc]
