@@ -78,7 +78,7 @@ class NewlineFilter:
                 following = next(stream, None)
                 if following is not None:
                     held.append(following)
-                if _opens_declaration(token, following):
+                if token.column == 1 and _opens_declaration(token, following):
                     # `model`/`flow`/… at column 1 and not a `key:`: a new declaration,
                     # so the one above is unclosed. A token type the grammar does not
                     # know makes the parser stop right here, with a clear message.
