@@ -43,11 +43,12 @@ class Background:
     def __init__(self, interval: float = INTERVAL) -> None:
         self.interval = interval
         self._writers: dict[int, Buffered] = {}
-        self._wake = threading.Condition()
+        self._new_conditions()
         self._thread: threading.Thread | None = None
         self._hooks_installed = False
         self._at_terminate: list = []     # run on SIGTERM after the traces are written (exporters)
         self._closing: list[Buffered] = []   # closed traces to write and close now
+        self._stopping = False
 
     def add(self, writer: Buffered) -> None:
         with self._wake:
@@ -67,24 +68,43 @@ class Background:
             return list(self._writers.values())
 
     def finish_soon(self, writer: Buffered) -> bool:
-        """Hand a closed trace to the thread, which writes and closes it at once. False when
-        ``BACKLOG`` traces wait already: the caller then finishes it itself, so memory stays
-        bounded when runs end faster than the thread writes (runs that never wait for
-        anything give it no turn but the interpreter's switches)."""
+        """Hand a closed trace to the thread, which writes and closes it at once; False when
+        the thread is not running (the caller then finishes it itself).
+
+        When ``BACKLOG`` traces wait already, the caller waits for the thread to take
+        them: runs that end faster than traces are written (runs that never wait give
+        the thread no turn but the interpreter's switches) are held back, so memory stays
+        bounded. Waiting, rather than writing in the caller's thread, leaves the
+        interpreter lock to the writer: each of its system calls would otherwise wait for
+        the busy caller to let go of the lock again (milliseconds a call).
+        """
         with self._wake:
-            if len(self._closing) >= BACKLOG:
-                return False
+            while len(self._closing) >= BACKLOG:
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                self._wake.notify()
+                self._room.wait(1.0)
             self._closing.append(writer)
             self._wake.notify()
         return True
 
+    def stop(self) -> None:
+        """Write everything, then end the thread (a process that keeps one for good never calls it)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush_all()
+
     def _run(self) -> None:
         drained = time.monotonic()
-        while True:
+        while not self._stopping:
             with self._wake:
-                if not self._closing:
+                if not self._closing and not self._stopping:
                     self._wake.wait(self.interval)
                 closing, self._closing = self._closing, []
+                self._room.notify_all()
                 due = time.monotonic() - drained >= self.interval
                 writers = list(self._writers.values()) if due else []
             _write(closing)
@@ -94,6 +114,10 @@ class Background:
 
     def flush_all(self) -> None:
         """Write every trace's buffer now, and finish the closed ones (complete files)."""
+        with self._wake:
+            closing, self._closing = self._closing, []
+            self._room.notify_all()
+        _write(closing)
         _write(self.writers())
 
     def _at_exit(self) -> None:
@@ -132,8 +156,13 @@ class Background:
         """In a forked child: the parent's traces are the parent's to write."""
         self._writers = {}
         self._closing = []
-        self._wake = threading.Condition()
+        self._new_conditions()
         self._thread = None
+
+    def _new_conditions(self) -> None:
+        lock = threading.RLock()   # re-entrant: a SIGTERM handler may come in while the loop holds it
+        self._wake = threading.Condition(lock)   # the thread waits here for work
+        self._room = threading.Condition(lock)   # callers wait here for room in the queue
 
 
 def _write(writers: list[Buffered]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
+import threading
+import time
 
 import fmflow
 from fmflow.observe import background
@@ -111,6 +113,26 @@ def test_the_queue_of_traces_waiting_for_the_writer_is_bounded(monkeypatch):
     writers = Background()          # no thread started: nothing takes from the queue
     queued = [_Closed() for _ in range(4)]
     assert [writers.finish_soon(w) for w in queued] == [True, True, True, False]   # the caller writes the 4th
+
+
+class _Slow(_Closed):
+    def finish(self) -> None:
+        time.sleep(0.005)
+        super().finish()
+
+
+def test_runs_that_end_faster_than_the_writer_writes_wait_for_room(monkeypatch):
+    monkeypatch.setattr(background, "BACKLOG", 2)
+    writers = Background()
+    most = []
+    slow = [_Slow() for _ in range(12)]
+    writers._thread = threading.Thread(target=writers._run, daemon=True)   # as add() starts it
+    writers._thread.start()
+    for writer in slow:
+        assert writers.finish_soon(writer)          # waits while two are queued, never refuses
+        most.append(len(writers._closing))
+    writers.stop()                   # writes what is queued and ends the thread
+    assert max(most) <= 2 and all(w.finished >= 1 for w in slow)
 
 
 def test_a_trace_whose_writer_thread_is_late_is_finished_by_whoever_needs_it(tmp_path):
