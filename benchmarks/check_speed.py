@@ -233,8 +233,14 @@ def throughput_table(sizes: list[int]) -> None:
         no_gc_seconds = best_time(without_gc(lambda: parse_only(text, path)))
         row = f"  {lines:>8}  {parse_seconds:>8.3f}  {lines / parse_seconds:>10,.0f}  {lines / no_gc_seconds:>10,.0f}"
         if check_text is not None:
-            check_seconds, check_cpu = best_times(lambda: parse_and_check(check_text, text, path))
-            row += f"  {check_seconds:>8.3f}  {lines / check_seconds:>10,.0f}  {check_cpu:>11.3f}"
+            # Five runs for every size that allows it (an editor checks the same file again and
+            # again); the first, with the process's caches cold, is printed too.
+            first = time.perf_counter()
+            parse_and_check(check_text, text, path)
+            first = time.perf_counter() - first
+            check_seconds, check_cpu = best_times(lambda: parse_and_check(check_text, text, path), budget=3.0)
+            check_seconds = min(check_seconds, first)
+            row += f"  {check_seconds:>8.3f}  {lines / check_seconds:>10,.0f}  {check_cpu:>11.3f}  (first {first:.3f} s)"
             if 5_000 <= size <= 20_000:
                 per_10k = check_seconds * 10_000 / lines
                 verdict = "ok" if per_10k < TARGET_CHECK_10K_SECONDS else "MISSED"
