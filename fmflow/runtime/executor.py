@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _CALLS = (ast.Call, ast.Pipe)
 
+
 def assigned_names(flow: ast.FlowDecl, memo: dict) -> frozenset[str]:
     key = ("assigned", id(flow))
     if key not in memo:

@@ -301,7 +301,8 @@ class RunState:
 
     # --------------------------------------------------------------- models
     async def model_config(self, decl: ast.ModelDecl):
-        """The evaluated settings of a model declaration (env() read once per run)."""
+        """The evaluated settings of a model declaration: once per program when written with
+        literals, once per run when they read the environment (env())."""
         key = id(decl)
         if key not in self._model_configs:
             config = self.program.memo.get(("model", key))
