@@ -149,10 +149,15 @@ def _building_the_ast(parser: Lark) -> Lark:
 
 
 @lru_cache(maxsize=1)
-def lean_parser() -> LeanParser:
+def lean_parser() -> LeanParser | None:
+    """The lean driver on Lark's parse table; None when this Lark keeps its table in another
+    shape than the one LeanParser reads (then Lark's own driver parses every file)."""
     from .transformer import PASS_THROUGH
 
-    return LeanParser(lark_parser(), PASS_THROUGH)
+    try:
+        return LeanParser(lark_parser(), PASS_THROUGH)
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 @contextmanager
@@ -219,7 +224,8 @@ def _parse_source(source: SourceFile, diagnostics: Diagnostics) -> ast.Module:
     while tree is None:
         _comments.tokens = []
         begin_build(source)
-        tree = lean_parser().parse(working)
+        lean = lean_parser()
+        tree = lean.parse(working) if lean is not None else FAILED
         if tree is not FAILED:
             break
         tree = None

@@ -149,3 +149,20 @@ def test_new_span_makes_an_ordinary_frozen_span():
     assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.start = 0  # type: ignore[misc]
+
+
+def test_a_lark_whose_table_the_lean_driver_cannot_read_parses_through_lark_s_driver(monkeypatch):
+    import fmflow.parser as parser
+
+    def unreadable(*_args, **_kwargs):
+        raise AttributeError("'ParsingFrontend' object has no attribute 'parser'")   # another Lark's layout
+
+    expected = parse_text(TRICKY[1], "t.fmflow")
+    monkeypatch.setattr(parser, "LeanParser", unreadable)
+    parser.lean_parser.cache_clear()
+    try:
+        assert parser.lean_parser() is None
+        module, diagnostics = parse_text(TRICKY[1], "t.fmflow")
+        assert module == expected[0] and list(diagnostics) == list(expected[1])
+    finally:
+        parser.lean_parser.cache_clear()
