@@ -103,8 +103,7 @@ class Background:
             with self._wake:
                 if not self._closing and not self._stopping:
                     self._wake.wait(self.interval)
-                closing, self._closing = self._closing, []
-                self._room.notify_all()
+                closing = self._take_closing()
                 due = time.monotonic() - drained >= self.interval
                 writers = list(self._writers.values()) if due else []
             _write(closing)
@@ -112,11 +111,16 @@ class Background:
                 drained = time.monotonic()
                 _write(writers)
 
+    def _take_closing(self) -> list[Buffered]:
+        """The closed traces queued so far (the queue emptied, waiting callers woken); under the lock."""
+        closing, self._closing = self._closing, []
+        self._room.notify_all()
+        return closing
+
     def flush_all(self) -> None:
         """Write every trace's buffer now, and finish the closed ones (complete files)."""
         with self._wake:
-            closing, self._closing = self._closing, []
-            self._room.notify_all()
+            closing = self._take_closing()
         _write(closing)
         _write(self.writers())
 

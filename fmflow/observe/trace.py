@@ -210,7 +210,7 @@ class TraceWriter:
             error = attrs.get("error")
         clean = self._cleaner
         text = clean.json_text
-        start = self.started + (span._t0 - self._t0)
+        start = span.start
         parent = "null" if span.parent is None else text(str(span.parent))
         line = span.line if type(span.line) is int else _ENCODE(clean.value(span.line))
         inputs = clean.json_mapping(span.inputs, 1) if span.inputs else "{}"

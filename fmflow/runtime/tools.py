@@ -52,7 +52,7 @@ async def call_tool(run, decl: ast.ToolDecl, args: dict[str, Any], returns) -> A
             if found is None:
                 found = await _resolve(run, decl)
             function, is_async = found
-            result = await function(**args) if is_async else await _invoke(function, args)
+            result = await function(**args) if is_async else await _in_thread(function, args)
     except TimeoutError as error:
         if deadline.expired():
             raise CallFailed(f"{tool_label(run, decl)} did not finish within its timeout of {timeout:g}s "
@@ -74,7 +74,7 @@ async def _resolve(run, decl: ast.ToolDecl) -> tuple[Callable[..., Any], bool]:
     if is_imported(target_of(decl), run.program.folder_of(decl)):
         function = _load(run, decl)
     else:   # a first import may be slow or hang: on a worker thread, within the timeout
-        function = await _invoke(_load, {"run": run, "decl": decl})
+        function = await _in_thread(_load, {"run": run, "decl": decl})
     found = run.program.memo[("tool", id(decl))] = (function, _is_async(function))
     return found
 
@@ -87,12 +87,12 @@ def _load(run, decl: ast.ToolDecl) -> Callable[..., Any]:
 
 
 async def _timeout_of(run, decl: ast.ToolDecl) -> float:
+    """The tool's `timeout:`, kept by the program when it is the same for every call (call_tool
+    looks there first)."""
     key = ("tool timeout", id(decl))
-    known = run.program.memo.get(key)
-    if known is not None:
-        return known
     arg = next((a for a in decl.impl.args if a.name == "timeout"), None)
     if arg is None:
+        run.program.memo[key] = DEFAULT_TIMEOUT
         return DEFAULT_TIMEOUT
     value = await Evaluator(run, decl).eval(arg.value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -102,9 +102,8 @@ async def _timeout_of(run, decl: ast.ToolDecl) -> float:
     return float(value)
 
 
-async def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:
-    if _is_async(function):
-        return await function(**args)
+async def _in_thread(function: Callable[..., Any], args: dict[str, Any]) -> Any:
+    """Call a sync callable on a worker thread (call_tool awaits async ones itself)."""
     loop = asyncio.get_running_loop()
     job = _Job(loop, loop.create_future(), contextvars.copy_context(), function, args)
     _WORKERS.submit(job)
