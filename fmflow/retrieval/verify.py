@@ -8,7 +8,9 @@ Each entry is checked for
   numbers and unit length (fmflow's embedders all normalise; bytes read past
   a vector's end do not);
 - the vector index: a search with the entry's own embedding finds it among
-  the nearest ten (or finds a copy of it at distance 0).
+  the nearest ten (or finds a copy of it at distance 0); the search is
+  approximate, so what it misses is looked for again among the nearest
+  WIDE_NEIGHBOURS before it counts as lost.
 
 Entries failing the first two checks are removed (indexing their file again
 adds them back); entries without a usable embedding are embedded again from
@@ -36,6 +38,9 @@ from .store import EMBEDDING_KEY, StoreFailure, collection, collection_names
 
 PAGE = 500  # entries read at a time
 NEIGHBOURS = 10
+# The vector index (HNSW) searches a beam as wide as the results asked for: a sound entry
+# in a crowd of near-copies can miss the nearest ten, never a search this wide.
+WIDE_NEIGHBOURS = 500
 _SAME = 1e-4  # cosine distance under which two vectors are the same
 
 OK, NO_METADATA, BAD_HASH, BAD_EMBEDDING, MISPLACED = "ok", "metadata", "hash", "embedding", "misplaced"
@@ -166,12 +171,19 @@ def _usable(vector, dimension: int | None) -> bool:
 
 def _not_found_by_their_embedding(found, vectors: dict[str, Any]) -> set[str]:
     """The ids that a search with their own embedding does not find (a broken vector index)."""
-    if not vectors:
+    count = found.count() if vectors else 0
+    missed = _missed(found, vectors, list(vectors), min(NEIGHBOURS, count))
+    return _missed(found, vectors, sorted(missed), min(WIDE_NEIGHBOURS, count)) if missed else missed
+
+
+def _missed(found, vectors: dict[str, Any], ids: list[str], neighbours: int) -> set[str]:
+    """The ids among `ids` that are neither among the `neighbours` nearest to their embedding nor
+    at distance 0 of it."""
+    if not ids:
         return set()
-    ids = list(vectors)
     try:
         nearest = found.query(query_embeddings=[[float(x) for x in vectors[i]] for i in ids],
-                              n_results=min(NEIGHBOURS, found.count()), include=["distances"])
+                              n_results=neighbours, include=["distances"])
     except Exception:  # the index cannot even be searched
         return set(ids)
     return {id_ for id_, got, distances in zip(ids, nearest["ids"], nearest["distances"])

@@ -130,13 +130,16 @@ def inspect_main(store: str, name: str) -> None:
         vector = [float(x) for x in vector]
         entries[id_] = {**(metadata or {}), "text": text, "vector": vector,
                         "finite": bool(vector) and all(math.isfinite(x) for x in vector)}
-    ids = [id_ for id_ in entries if entries[id_]["finite"]]
-    for start in range(0, len(ids), 200):
-        batch = ids[start:start + 200]
-        nearest = found.query(query_embeddings=[entries[i]["vector"] for i in batch],
-                              n_results=min(10, len(entries)), include=["distances"])
-        for id_, got_ids, distances in zip(batch, nearest["ids"], nearest["distances"]):
-            entries[id_]["found"] = id_ in got_ids or bool(distances and distances[0] < 1e-4)
+    # The vector index's search is approximate: what the nearest ten miss (an entry in a crowd
+    # of near-copies, rarely) is looked for again with a search as wide as 500 results.
+    for neighbours in (10, 500):
+        ids = [id_ for id_ in entries if entries[id_]["finite"] and not entries[id_].get("found")]
+        for start in range(0, len(ids), 200):
+            batch = ids[start:start + 200]
+            nearest = found.query(query_embeddings=[entries[i]["vector"] for i in batch],
+                                  n_results=min(neighbours, len(entries)), include=["distances"])
+            for id_, got_ids, distances in zip(batch, nearest["ids"], nearest["distances"]):
+                entries[id_]["found"] = id_ in got_ids or bool(distances and distances[0] < 1e-4)
     for entry in entries.values():
         entry.pop("vector")
     print(json.dumps({"rows": entries}))
