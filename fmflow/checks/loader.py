@@ -68,6 +68,12 @@ class ModuleLoader:
     def context(self, path: str) -> CheckContext | None:
         return self.contexts.get(self._key(path))
 
+    def release(self) -> None:
+        """Forget every checked module. Each context refers back to this loader, so without
+        this a loader nobody uses any more is freed only by the cyclic garbage collector."""
+        self.contexts.clear()
+        self.field_cache.clear()
+
     def sources(self) -> dict[str, SourceFile]:
         return {ctx.path: ctx.source for ctx in self.contexts.values()}
 

@@ -166,3 +166,36 @@ def test_a_lark_whose_table_the_lean_driver_cannot_read_parses_through_lark_s_dr
         assert module == expected[0] and list(diagnostics) == list(expected[1])
     finally:
         parser.lean_parser.cache_clear()
+
+
+def _same_match(one, other) -> bool:
+    return (one is None and other is None) or (one is not None and other is not None and
+                                                (one.lastgroup, one.group()) == (other.lastgroup, other.group()))
+
+
+def test_each_first_character_s_regex_matches_what_the_master_regex_matches():
+    import random
+
+    lexer = lean_parser()._lexer
+    master = lexer._master
+    assert len(lexer._by_first_char) > 60  # letters, digits, quotes, operators… have their own
+    rng = random.Random(7)
+    pieces = ['"""x"""', '"a\\"b"', "3/min", "30s", "1.5e3", "2ms", "->", "==", "<=", "#c", "\r\n", "x_1",
+              "model", "@", "é", "\t", "12", "7.", "-3", "\x0c", "'"]
+    texts = [p.read_text(encoding="utf-8") for p in CORPUS] + TRICKY
+    texts += ["".join(rng.choice(pieces + [chr(rng.randrange(128))]) for _ in range(60)) for _ in range(300)]
+    for text in texts:
+        for pos in range(len(text)):
+            shortcut = lexer._by_first_char.get(text[pos], master.match)
+            assert _same_match(shortcut(text, pos), master.match(text, pos)), (text, pos)
+
+
+def test_without_the_expected_master_regex_every_character_takes_the_whole_of_it():
+    import re
+
+    from fmflow.lexer import first_char_regexes
+
+    lexer = lean_parser()._lexer
+    terminals = lexer._basic.scanner.terminals
+    assert first_char_regexes(lexer._master, terminals)
+    assert first_char_regexes(re.compile(lexer._master.pattern + "|(?P<X>x)"), terminals) == {}
