@@ -44,12 +44,20 @@ _LEAVES = frozenset({ast.Name, ast.Literal, ast.BlockString})
 
 
 def check_nesting(module: ast.Module, source: SourceFile, diagnostics: Diagnostics) -> None:
-    """E001 for each declaration nested deeper than MAX_NESTING; such declarations are set aside."""
+    """E001 for each declaration nested deeper than MAX_NESTING; such declarations are set aside.
+
+    The walk that measures the depth also lists every node of each declaration kept, in
+    source order (``module.walks``): the checker's passes start from those lists
+    (``CheckContext.nodes``) rather than walk each declaration again.
+    """
     kept: list[ast.Decl] = []
+    walks: dict[int, list[ast.Node]] = {}
     for decl in module.decls:
-        too_deep = first_too_deep(decl)
+        nodes: list[ast.Node] = []
+        too_deep = first_too_deep(decl, nodes)
         if too_deep is None:
             kept.append(decl)
+            walks[id(decl)] = nodes
             continue
         start = too_deep.span.start
         diagnostics.add("E001", f"nested too deeply: more than {MAX_NESTING} levels of brackets, operators or ifs",
@@ -58,14 +66,19 @@ def check_nesting(module: ast.Module, source: SourceFile, diagnostics: Diagnosti
     if len(kept) != len(module.decls):
         module.decls = kept
         module.recovered = True
+    module.walks = walks
 
 
-def first_too_deep(root: ast.Node) -> ast.Node | None:
-    """The first node (in source order) more than MAX_NESTING levels below ``root``, if any."""
+def first_too_deep(root: ast.Node, visited: list[ast.Node] | None = None) -> ast.Node | None:
+    """The first node (in source order) more than MAX_NESTING levels below ``root``, if any.
+    ``visited`` receives the nodes looked at, in source order (all of them when none is too deep)."""
     stack: list[tuple[ast.Node, int]] = [(root, 0)]
+    visit = visited.append if visited is not None else None
     while stack:
         node, depth = stack.pop()
-        if type(node) in _LEAVES:  # a name or literal adds no level of its own
+        if visit is not None:
+            visit(node)
+        if type(node) in _LEAVES:  # a name or literal adds no level of its own (and holds no node)
             continue
         if depth > MAX_NESTING:
             return node

@@ -39,6 +39,7 @@ PASSES = (
 def run_passes(ctx: CheckContext) -> None:
     if ctx.module.recovered:
         return
+    ctx.take_parser_walks()
     try:
         _run_each(ctx)
     finally:

@@ -81,6 +81,12 @@ class CheckContext:
             found = self._walked[id(decl)] = list(decl.walk())
         return found
 
+    def take_parser_walks(self) -> None:
+        """Start from the lists of nodes the parser made (ast.Module.walks), handed over once."""
+        if self.module.walks:
+            self._walked = self.module.walks
+            self.module.walks = None
+
     def forget_walks(self) -> None:
         self._walked = {}
 
