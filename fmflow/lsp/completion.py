@@ -46,11 +46,11 @@ def complete(ctx: CheckContext | None, path: str, text: str, offset: int) -> lis
     if ctx is None:
         return _keywords()
     decl = _decl_at_line(ctx.module, line)
-    if decl is not None and _in_template(decl, line, col):
+    template = _template_at(decl, line, col) if decl is not None else None
+    if template is not None:
         if not _OPEN_TAG.search(prefix):
             return []  # the template's own text
-        return [_item(p.name, Kind.Variable, type_text_of(p), _doc(p)) for p in getattr(decl, "params", ())] + \
-            [_item(name, Kind.Function) for name in sorted(JINJA_GLOBALS)]
+        return _template_items(ctx, decl, text[template.start:offset], prefix)
     dotted = _DOTTED.search(prefix)
     if dotted:
         return _member_items(ctx, decl, dotted.group(1).split("."), (line, col))
@@ -79,15 +79,75 @@ def _decl_at_line(module: ast.Module, line: int) -> ast.Decl | None:
     return next((d for d in module.decls if d.span.line <= line <= d.span.end_line), None)
 
 
-def _in_template(decl: ast.Decl, line: int, col: int) -> bool:
-    """Whether (line, col) is inside the string of the declaration's template or system text."""
+def _template_at(decl: ast.Decl, line: int, col: int):
+    """The span of the declaration's template or system text when (line, col) is inside it."""
     for key in TEMPLATE_KEYS:
         entry = decl.entry(key) if hasattr(decl, "entries") else None
         if entry is not None:
             value = entry.value.span
             if (value.line, value.col) < (line, col) <= (value.end_line, value.end_col):
-                return True
-    return False
+                return value
+    return None
+
+
+# Jinja's block tags that bind names, as far as the text before the cursor shows them (the
+# template may not parse while it is being typed).
+_SCOPE_TAGS = re.compile(
+    r"\{%-?\s*(?:for\s+(?P<targets>[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+in\s+(?P<iterable>[A-Za-z_][\w.]*)?"
+    r"|(?P<endfor>endfor)\b|set\s+(?P<set>[A-Za-z_]\w*)\s*=)")
+_TEMPLATE_DOTTED = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.\w*$")
+
+
+def _template_items(ctx: CheckContext, decl: ast.Decl, before: str, prefix: str) -> list[lsp.CompletionItem]:
+    """Inside a tag of a template: the fields after `name.`, else the parameters, the variables
+    of the `{% for %}` loops open at the cursor (and `loop`), `{% set %}` names and Jinja's globals."""
+    resolver = TypeResolver(ctx)
+    params = {p.name: resolver.resolve_quietly(p.type) for p in getattr(decl, "params", ())}
+    levels = _template_scope(resolver, params, before)
+    dotted = _TEMPLATE_DOTTED.search(prefix)
+    if dotted:
+        current = _template_path_type(resolver, _visible(params, levels), dotted.group(1))
+        return [_item(name, Kind.Field, str(t)) for name, t in _fields(resolver, current).items()]
+    items = [_item(name, Kind.Variable, None if t is None else str(t))
+             for level in reversed(levels) for name, t in level.items()]
+    items += [_item(p.name, Kind.Variable, type_text_of(p), _doc(p)) for p in getattr(decl, "params", ())]
+    items += [_item(name, Kind.Function) for name in sorted(JINJA_GLOBALS - {"loop"})]  # `loop`: in a loop only
+    seen: set[str] = set()
+    return [i for i in items if not (i.label in seen or seen.add(i.label))]
+
+
+def _template_scope(resolver: TypeResolver, params: dict[str, Type], before: str) -> list[dict[str, Type | None]]:
+    """The names `{% set %}` and the `{% for %}` loops still open bind at the end of ``before``,
+    a dict per level (outermost first), with their types where a loop goes over a parameter
+    or its fields."""
+    levels: list[dict[str, Type | None]] = [{}]
+    for tag in _SCOPE_TAGS.finditer(before):
+        if tag.group("endfor"):
+            if len(levels) > 1:
+                levels.pop()
+        elif tag.group("set"):
+            levels[-1][tag.group("set")] = None
+        else:
+            names = [n.strip() for n in tag.group("targets").split(",")]
+            iterable = tag.group("iterable")
+            item = loop_item(_template_path_type(resolver, _visible(params, levels), iterable)) if iterable else None
+            levels.append({"loop": None, **{n: (item if len(names) == 1 else None) for n in names}})
+    return levels
+
+
+def _visible(params: dict[str, Type], levels: list[dict[str, Type | None]]) -> dict[str, Type | None]:
+    visible: dict[str, Type | None] = dict(params)
+    for level in levels:
+        visible.update(level)
+    return visible
+
+
+def _template_path_type(resolver: TypeResolver, names: dict[str, Type | None], path: str) -> Type:
+    root, *attrs = path.split(".")
+    current = names.get(root) or UNKNOWN
+    for attr in attrs:
+        current = strip_optional(_fields(resolver, current).get(attr, UNKNOWN))
+    return current
 
 
 def _import_items(path: str, written: str) -> list[lsp.CompletionItem]:

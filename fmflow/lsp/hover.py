@@ -5,7 +5,9 @@ from __future__ import annotations
 from .. import ast
 from ..checks.blocks import BLOCKS
 from ..checks.context import CheckContext
+from ..checks.expressions import loop_item
 from ..formatter import _signature, expr_doc, flat, type_text
+from ..types import UNKNOWN
 from .symbols import Target
 
 
@@ -26,6 +28,10 @@ def hover_text(ctx: CheckContext, target: Target) -> str:
     if target.kind == "variable":
         kind = _variable_type(ctx, target)
         return _markdown(f"(variable) {target.name}" + (f": {kind}" if kind else ""), None)
+    if target.kind == "loop":
+        item = loop_item(ctx.expr_types.get(id(target.node.iterable), UNKNOWN))
+        return _markdown(f"(loop variable) {target.name}" + (f": {item}" if item is not None and item != UNKNOWN
+                                                               else ""), None)
     if target.kind == "field":
         return _markdown(f"(field of {target.decl.name}) {target.name}: {type_text(target.node.type)}",
                          _doc(target.node))

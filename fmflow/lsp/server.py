@@ -17,7 +17,7 @@ from pygls.exceptions import JsonRpcInvalidParams, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from .. import __version__
+from .. import __version__, ast
 from ..source import SourceFile
 from . import completion, hover, outline, semantic
 from .analysis import Analysis, path_to_uri, uri_to_path
@@ -27,7 +27,7 @@ from .symbols import Occurrence, in_stdlib, occurrences, target_at
 
 DEBOUNCE_SECONDS = 0.15  # edits closer together than this are checked once
 PREVIEW_COMMAND = "fmflow.server.previewPrompt"
-RENAMEABLE = ("decl", "param", "variable", "field")
+RENAMEABLE = ("decl", "param", "variable", "loop", "field")
 
 
 class AnsweringProtocol(LanguageServerProtocol):
@@ -192,7 +192,7 @@ def on_rename(ls: FmflowServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit |
     found = ls.located(params.text_document.uri, params.position)
     if found is None or found[1].kind not in RENAMEABLE:
         return None
-    problem = name_problem(params.new_name)
+    problem = name_problem(params.new_name) or captured_by_rename(found[1], params.new_name)
     if problem:
         raise ValueError(problem)
     if in_stdlib(found[1].path):
@@ -202,6 +202,18 @@ def on_rename(ls: FmflowServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit |
         location = ls.location(occurrence)
         changes.setdefault(location.uri, []).append(lsp.TextEdit(range=location.range, new_text=params.new_name))
     return lsp.WorkspaceEdit(changes=changes)
+
+
+def captured_by_rename(target, name: str) -> str | None:
+    """Why a loop variable cannot take ``name``: a name its comprehension already reads would
+    then mean the loop variable."""
+    if target.kind != "loop" or name == target.name:
+        return None
+    loop = target.node
+    scopes = [loop.element] + ([loop.condition] if loop.condition is not None else [])
+    if any(read.id == name for scope in scopes for read in ast.read_names(scope)):
+        return f"'{name}' is read inside this comprehension: as the loop variable's name it would change what it means"
+    return None
 
 
 def name_problem(name: str) -> str | None:

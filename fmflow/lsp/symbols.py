@@ -29,11 +29,11 @@ TEMPLATE_KEYS = ("template", "system")
 class Target:
     """What a name at a position means."""
 
-    kind: str  # "decl" | "param" | "variable" | "field" | "member" | "builtin" | "key"
+    kind: str  # "decl" | "param" | "variable" | "loop" | "field" | "member" | "builtin" | "key"
     name: str
     path: str  # the file of the declaration (of the owner for params, variables, fields)
     decl: ast.Decl | None = None  # the declaration, or the one that owns the name
-    node: object = None  # the Param, Assign, Field, EnumMember or Entry
+    node: object = None  # the Param, Assign, Comprehension (of a loop variable), Field, EnumMember or Entry
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,10 @@ def _local_target(ctx: CheckContext, decl: ast.Decl, offset: int) -> tuple[Targe
             found = _argument_target(ctx, node, offset)
             if found:
                 return found
+        if isinstance(node, ast.Comprehension) and contains(node.span, offset):
+            found = _loop_target(ctx, decl, node, offset)
+            if found:
+                return found
     found = _template_target(ctx, decl, offset, params)
     if found:
         return found
@@ -131,6 +135,26 @@ def _local_target(ctx: CheckContext, decl: ast.Decl, offset: int) -> tuple[Targe
             if name.id in BUILTINS:
                 return Target("builtin", name.id, ctx.path, None, BUILTINS[name.id]), name.span
     return None
+
+
+def _loop_target(ctx: CheckContext, decl: ast.Decl, loop: ast.Comprehension,
+                 offset: int) -> tuple[Target, Span] | None:
+    """The variable of ``loop`` (`x` in `[… for x in …]`), where it is bound or read.
+    An inner comprehension binding the same name is left to the walk, which meets it next."""
+    if loop.var_span is not None and contains(loop.var_span, offset):
+        return Target("loop", loop.var, ctx.path, decl, loop), loop.var_span
+    for name in loop_variable_uses(loop):
+        if contains(name.span, offset):
+            return Target("loop", loop.var, ctx.path, decl, loop), name.span
+    return None
+
+
+def loop_variable_uses(loop: ast.Comprehension) -> list[ast.Name]:
+    """Where the element and the condition of ``loop`` read its variable (not one of an inner
+    comprehension of the same name)."""
+    scopes = [loop.element] + ([loop.condition] if loop.condition is not None else [])
+    return [name for scope in scopes for name, bound in ast.scoped_names(scope)
+            if name.id == loop.var and name.version is None and loop.var not in bound]
 
 
 def _field_target(ctx: CheckContext, node: ast.Attribute) -> tuple[Target, Span] | None:
@@ -202,6 +226,12 @@ def _occurrences_in(target: Target, ctx: CheckContext) -> Iterator[Occurrence]:
         yield from _decl_occurrences(target, ctx)
     elif target.kind in ("param", "variable"):
         yield from _local_occurrences(target, ctx)
+    elif target.kind == "loop" and ctx.path == target.path:
+        loop = target.node
+        if loop.var_span is not None:
+            yield Occurrence(ctx.path, loop.var_span, True)
+        for name in loop_variable_uses(loop):
+            yield Occurrence(ctx.path, name.span)
     elif target.kind == "field":
         yield from _field_occurrences(target, ctx)
     elif target.kind in ("member", "key") and ctx.path == target.path:

@@ -484,3 +484,88 @@ def test_the_lsp_command_is_the_only_one_that_imports_pygls():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.stdout.strip() == "False", out.stderr
+
+
+LOOPS = '''type Item {
+  name: str
+  size: int
+}
+
+flow names(items: list[Item], x: str, limit: int) -> list[str] {
+  big = [x.name for x in items if x.size > limit]
+  nested = [[x for x in [x.name]] for x in items]
+  return [x for x in big]
+}
+'''
+
+
+def test_a_comprehension_variable_has_hover_definition_references_and_rename(lsp, tmp_path):
+    uri = lsp.open(tmp_path / "loops.fmflow", LOOPS)
+    hover = _at(lsp, "textDocument/hover", uri, LOOPS, "x.name")
+    assert "(loop variable) x: Item" in hover["contents"]["value"]
+    found = _at(lsp, "textDocument/definition", uri, LOOPS, "x.size")
+    found = found[0] if isinstance(found, list) else found
+    assert found["range"]["start"] == position(LOOPS, "x in items if")  # `for x`, not the parameter x
+    uses = [position(LOOPS, "x in items if"), position(LOOPS, "x.name"), position(LOOPS, "x.size")]
+    refs = _at(lsp, "textDocument/references", uri, LOOPS, "x in items if", context={"includeDeclaration": True})
+    assert [r["range"]["start"] for r in refs] == uses  # the binding first, then the reads
+    # The outer x of `nested` is read only as `[x.name]`, the inner one only as the element.
+    outer = _at(lsp, "textDocument/references", uri, LOOPS, "x in items]", context={"includeDeclaration": True})
+    assert [r["range"]["start"] for r in outer] == [position(LOOPS, "x in items]"), position(LOOPS, "x.name]")]
+    inner = _at(lsp, "textDocument/references", uri, LOOPS, "x in [x", context={"includeDeclaration": True})
+    assert [r["range"]["start"] for r in inner] == [position(LOOPS, "x in [x"), position(LOOPS, "x for x in [")]
+    edit = _at(lsp, "textDocument/rename", uri, LOOPS, "x.name", newName="item")
+    assert sorted((e["range"]["start"]["line"], e["range"]["start"]["character"])
+                  for e in edit["changes"][uri]) == sorted((u["line"], u["character"]) for u in uses)
+    with pytest.raises(ResponseError, match="'limit' is read inside this comprehension"):
+        _at(lsp, "textDocument/rename", uri, LOOPS, "x.name", newName="limit")
+    assert _at(lsp, "textDocument/rename", uri, LOOPS, "x.name", newName="items")  # read outside its scope only
+    # The parameter x is not touched by any of it.
+    param = _at(lsp, "textDocument/references", uri, LOOPS, "x: str", context={"includeDeclaration": True})
+    assert [r["range"]["start"]["line"] for r in param] == [5]
+
+
+LOOPING_PROMPT = '''type Page {
+  title: str
+  tags: list[str]
+}
+
+model fast {
+  provider: "replay"
+}
+
+prompt digest(pages: list[Page], topic: str) -> str {
+  model: fast
+  template: """
+    {% set heading = topic %}
+    {% for page in pages %}
+      {{ page.title }}
+      {% for tag in page.tags %}{{ tag }}{% endfor %}
+      {{ page.title }}
+    {% endfor %}
+    {{ topic }}
+    """
+}
+'''
+
+
+def test_completion_in_a_template_knows_its_loops_their_items_and_set_names(lsp, tmp_path):
+    path = tmp_path / "digest.fmflow"
+    uri = lsp.open(path, LOOPING_PROMPT)
+    lsp.diagnostics(uri)
+
+    def labels_at(text: str, needle: str, delta: int, occurrence: int = 0) -> list[tuple[str, str | None]]:
+        items = _at(lsp, "textDocument/completion", uri, text, needle, occurrence, delta=delta)["items"]
+        return [(i["label"], i.get("detail")) for i in items]
+
+    inner = labels_at(LOOPING_PROMPT, "{{ tag }}", 3)  # inside both loops
+    assert inner[:4] == [("loop", None), ("tag", "str"), ("page", "Page"), ("heading", None)]
+    assert ("topic", "str") in inner and ("pages", "list[Page]") in inner
+    after_inner = [label for label, _ in labels_at(LOOPING_PROMPT, "{{ page.title }}", 3, occurrence=1)]
+    assert "tag" not in after_inner and after_inner[:2] == ["loop", "page"]
+    outside = [label for label, _ in labels_at(LOOPING_PROMPT, "{{ topic }}", 3)]
+    assert "page" not in outside and "loop" not in outside and outside[0] == "heading"
+
+    typing = LOOPING_PROMPT.replace("      {{ page.title }}\n      {% for", "      {{ page.\n      {% for", 1)
+    lsp.change(uri, typing, 2)
+    assert labels_at(typing, "{{ page.", 8) == [("title", "str"), ("tags", "list[str]")]
