@@ -154,11 +154,13 @@ def _options(program, model: str | None, models: dict[str, str] | None, max_dept
                       **({"max_depth": max_depth} if max_depth is not None else {}), **settings)
 
 
-def run_tests(path: str | Path, *, record: bool = False, pins: dict[str, int] | None = None,
-              model: str | None = None, models: dict[str, str] | None = None, max_depth: int | None = None,
-              workdir: str | Path = "."):
+def run_tests(path: str | Path, *, names: list[str] | None = None, record: bool = False,
+              pins: dict[str, int] | None = None, model: str | None = None, models: dict[str, str] | None = None,
+              max_depth: int | None = None, workdir: str | Path = "."):
     """Run the `test` blocks of a flow file, as `fmflow test` does; returns a TestReport.
 
+    ``names`` runs only the tests of those names (`fmflow test --name`); a name
+    the file declares no test of is a ValueError that lists its tests.
     ``record`` asks the real models what no mock or script answers and writes
     their replies to the file's cassette (``FILE.cassette.jsonl``); without it,
     a cassette beside the file answers them. The other options are load()'s.
@@ -169,8 +171,24 @@ def run_tests(path: str | Path, *, record: bool = False, pins: dict[str, int] | 
     from .runtime.testing import run_tests as run
 
     program = load_checked(path, pins=pins)
+    if names is not None:
+        if isinstance(names, str):
+            raise TypeError("names= takes a list of test names, not one string")
+        _check_test_names(program, path, names)
     options = _options(program, model, models, max_depth, cache=False, trace=False, workdir=workdir)
-    return asyncio.run(in_own_loop(run(program, options, record=record)))
+    return asyncio.run(in_own_loop(run(program, options, record=record,
+                                       names=set(names) if names is not None else None)))
+
+
+def _check_test_names(program, path: str | Path, names: list[str]) -> None:
+    from .diagnostics import suggestion_help
+
+    declared = [d.name for d in program.ctx.module.decls if isinstance(d, ast.TestDecl)]
+    listed = f"tests: {', '.join(declared)}" if declared else "it declares no test"
+    problems = [f"no test '{name}' in {path}; {suggestion_help(name, declared) or listed}"
+                for name in dict.fromkeys(names) if name not in declared]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def load_checked(path: str | Path, pins: dict[str, int] | None = None):

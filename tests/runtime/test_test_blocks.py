@@ -209,3 +209,28 @@ def test_each_test_starts_its_scripts_over(tmp_path):
     '''
     path = write(tmp_path, TYPED + block.format(n=1) + block.format(n=2))
     assert all(o.passed for o in outcomes(path).values())
+
+
+def test_names_runs_only_the_tests_named_and_an_unknown_name_says_which_there_are(tmp_path):
+    import pytest
+
+    path = write(tmp_path, TYPED + '''
+        test first {
+          flow: ask
+          input: { q: "why?" }
+          models: { fast: ["{\\"ok\\": true, \\"note\\": \\"a\\"}"] }
+          expect: [output.note == "a"]
+        }
+        test second {
+          flow: ask
+          input: { q: "why?" }
+          models: { fast: ["{\\"ok\\": true, \\"note\\": \\"b\\"}"] }
+          expect: [output.note == "b"]
+        }
+    ''')
+    assert list(outcomes(path, names=["second"])) == ["second"]
+    assert list(outcomes(path)) == ["first", "second"]
+    with pytest.raises(ValueError, match=r"no test 'secnod' in .*; did you mean 'second'\?"):
+        fmflow.run_tests(path, names=["secnod"])
+    with pytest.raises(TypeError, match="a list of test names"):
+        fmflow.run_tests(path, names="second")
