@@ -149,13 +149,14 @@ def _backoff(attempt: int, retry_after: float | None, base_delay: float, max_del
     return float(retry_after), None
 
 
-def terminal_notice(model: str) -> Callable[[str], None] | None:
-    """A notifier printing one line per notice on stderr, when stderr is a terminal (else None)."""
-    if not sys.stderr.isatty():
-        return None
-
+def terminal_notice(model: str) -> Callable[[str], None]:
+    """A notifier printing one line per notice on stderr when stderr is a terminal. Whether it
+    is one is asked when there is something to say: a call that needs no notice (nearly all)
+    costs no system call."""
     def notice(text: str) -> None:
         # Looked up at each call: a live progress display swaps sys.stderr while it runs.
-        print(f"fmflow: model '{model}': {text}", file=sys.stderr)
+        stream = sys.stderr
+        if stream is not None and stream.isatty():
+            print(f"fmflow: model '{model}': {text}", file=stream)
 
     return notice
