@@ -24,10 +24,9 @@ from typing import Any, Callable, Iterator
 from lark import Token
 from lark.lexer import BasicLexer, PatternStr, UnlessCallback
 
-try:  # the regex parser behind `re` (named sre_parse/sre_compile before Python 3.11)
-    from re import _compiler as _re_compiler, _constants as _re_constants, _parser as _re_parser
-except ImportError:  # pragma: no cover - older Pythons
-    import sre_compile as _re_compiler, sre_constants as _re_constants, sre_parse as _re_parser  # noqa: E401
+# The regex parser and compiler behind `re`: private modules, read only to work out which
+# characters a terminal can start with; any surprise there only turns the shortcut off.
+from re import _compiler as _re_compiler, _constants as _re_constants, _parser as _re_parser
 
 # Token's constructor without its check for a deprecated keyword argument, when Lark has it.
 _new_token = getattr(Token, "_future_new", Token)
@@ -125,9 +124,7 @@ def _first_chars(regexp: str, flags: int) -> set[str] | None:
         if parsed.state.flags & ~(re.UNICODE | flags):
             return None
         first, can_be_empty = _first_of_sequence(list(parsed), parsed.state.flags)
-    except _Unknown:
-        return None
-    except Exception:  # a private module of another shape: no shortcut
+    except Exception:  # _Unknown, or private modules of another shape than this Python's
         return None
     return None if can_be_empty else first
 

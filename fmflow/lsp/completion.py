@@ -108,7 +108,7 @@ def _template_items(ctx: CheckContext, decl: ast.Decl, before: str, prefix: str)
     if dotted:
         current = _template_path_type(resolver, _visible(params, levels), dotted.group(1))
         return [_item(name, Kind.Field, str(t)) for name, t in _fields(resolver, current).items()]
-    items = [_item(name, Kind.Variable, None if t is None else str(t))
+    items = [_item(name, Kind.Variable, None if t is None or t == UNKNOWN else str(t))
              for level in reversed(levels) for name, t in level.items()]
     items += [_item(p.name, Kind.Variable, type_text_of(p), _doc(p)) for p in getattr(decl, "params", ())]
     items += [_item(name, Kind.Function) for name in sorted(JINJA_GLOBALS - {"loop"})]  # `loop`: in a loop only

@@ -23,7 +23,7 @@ from . import completion, hover, outline, semantic
 from .analysis import Analysis, path_to_uri, uri_to_path
 from .diagnostics import file_diagnostics
 from .positions import offset_at, span_range, whole_range
-from .symbols import Occurrence, in_stdlib, occurrences, target_at
+from .symbols import Occurrence, in_stdlib, loop_scope, occurrences, target_at
 
 DEBOUNCE_SECONDS = 0.15  # edits closer together than this are checked once
 PREVIEW_COMMAND = "fmflow.server.previewPrompt"
@@ -209,9 +209,7 @@ def captured_by_rename(target, name: str) -> str | None:
     then mean the loop variable."""
     if target.kind != "loop" or name == target.name:
         return None
-    loop = target.node
-    scopes = [loop.element] + ([loop.condition] if loop.condition is not None else [])
-    if any(read.id == name for scope in scopes for read in ast.read_names(scope)):
+    if any(read.id == name for part in loop_scope(target.node) for read in ast.read_names(part)):
         return f"'{name}' is read inside this comprehension: as the loop variable's name it would change what it means"
     return None
 

@@ -149,11 +149,15 @@ def _loop_target(ctx: CheckContext, decl: ast.Decl, loop: ast.Comprehension,
     return None
 
 
+def loop_scope(loop: ast.Comprehension) -> list[ast.Node]:
+    """The parts of ``loop`` where its variable is bound: the element and the condition."""
+    return [loop.element] + ([loop.condition] if loop.condition is not None else [])
+
+
 def loop_variable_uses(loop: ast.Comprehension) -> list[ast.Name]:
     """Where the element and the condition of ``loop`` read its variable (not one of an inner
     comprehension of the same name)."""
-    scopes = [loop.element] + ([loop.condition] if loop.condition is not None else [])
-    return [name for scope in scopes for name, bound in ast.scoped_names(scope)
+    return [name for part in loop_scope(loop) for name, bound in ast.scoped_names(part)
             if name.id == loop.var and name.version is None and loop.var not in bound]
 
 

@@ -39,7 +39,7 @@ from .store import EMBEDDING_KEY, StoreFailure, collection, collection_names
 PAGE = 500  # entries read at a time
 NEIGHBOURS = 10
 # The vector index (HNSW) searches a beam as wide as the results asked for: a sound entry
-# in a crowd of near-copies can miss the nearest ten, never a search this wide.
+# in a crowd of near-copies can be missed by the nearest-ten search, all but never by one this wide.
 WIDE_NEIGHBOURS = 500
 _SAME = 1e-4  # cosine distance under which two vectors are the same
 
