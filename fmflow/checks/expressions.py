@@ -7,6 +7,7 @@ with everything, so one mistake is reported once and not at every use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .. import ast
 from ..builtins import BUILTINS, IMPLEMENTATION_FUNCTIONS
@@ -70,6 +71,8 @@ class ExprChecker:
         self.types = TypeResolver(ctx)
         # Inner links of an operator or pipe chain, typed in a loop just before the link that reads them.
         self._chain_types: dict[int, Type] = {}
+        # Signatures of the declarations called so far (a declaration's types resolve the same at every call).
+        self._signatures: dict[int, tuple[list[Param], Type] | None] = {}
 
     def error(self, code: str, message: str, span, help: str | None = None) -> Type:
         self.ctx.diagnostics.add(code, message, span, help)
@@ -88,8 +91,11 @@ class ExprChecker:
         return self._infer_node(expr, scope)
 
     def _infer_node(self, expr: ast.Node, scope: Scope) -> Type:
-        method = getattr(self, "_infer_" + type(expr).__name__, None)
-        result = method(expr, scope) if method else UNKNOWN
+        key = (type(self), type(expr))
+        method = _INFER_METHODS.get(key)
+        if method is None:
+            method = _INFER_METHODS[key] = getattr(type(self), "_infer_" + key[1].__name__, _infer_unknown)
+        result = method(self, expr, scope)
         self.ctx.expr_types[id(expr)] = result
         return result
 
@@ -123,6 +129,12 @@ class ExprChecker:
 
     def signature(self, decl: ast.Decl) -> tuple[list[Param], Type] | None:
         """Parameters and result type of a callable declaration."""
+        key = id(decl)
+        if key not in self._signatures:
+            self._signatures[key] = self._signature(decl)
+        return self._signatures[key]
+
+    def _signature(self, decl: ast.Decl) -> tuple[list[Param], Type] | None:
         if isinstance(decl, ast.RetrieverDecl):
             return [Param(*p) for p in RETRIEVER_PARAMS], RETRIEVER_RESULT
         if isinstance(decl, (ast.PromptDecl, ast.AgentDecl, ast.ToolDecl, ast.FlowDecl)):
@@ -524,6 +536,14 @@ class ExprChecker:
             self.infer(node.condition, inner)
             inner = inner.narrowed(non_null_when(node.condition, True))
         return ListType(self.infer(node.element, inner))
+
+
+# The checker class's _infer_<node class name>, by (checker class, node class), found once.
+_INFER_METHODS: dict[tuple[type, type], Callable] = {}
+
+
+def _infer_unknown(_checker: ExprChecker, _expr: ast.Node, _scope: Scope) -> Type:
+    return UNKNOWN
 
 
 def loop_item(iterable: Type) -> Type | None:

@@ -7,6 +7,8 @@ and block keys.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .. import ast
 from ..types import BUILTIN_TYPE_NAMES
 from .context import CheckContext
@@ -72,26 +74,31 @@ def _import_span(ctx: CheckContext, written: str):
 
 def _check_members(ctx: CheckContext, decl: ast.Decl) -> None:
     """Duplicate parameters, fields, enum members and block keys inside one declaration."""
-    groups: list[tuple[str, list[tuple[str, object]]]] = []
+    groups: list[tuple[str, list, Callable]] = []  # (what, nodes, the name and span of a node)
     if hasattr(decl, "params"):
-        groups.append(("parameter", [(p.name, p.span.head(len(p.name))) for p in decl.params]))
+        groups.append(("parameter", decl.params, _head))
     if isinstance(decl, ast.TypeDecl):
-        groups.append(("field", [(f.name, f.span.head(len(f.name))) for f in decl.fields]))
+        groups.append(("field", decl.fields, _head))
     if isinstance(decl, ast.EnumDecl):
-        groups.append(("member", [(m.name, m.span) for m in decl.members]))
+        groups.append(("member", decl.members, lambda m: (m.name, m.span)))
     if hasattr(decl, "entries"):
-        groups.append(("key", [(e.key, e.key_span) for e in decl.entries]))
-    for what, items in groups:
-        seen: dict[str, object] = {}
-        for name, span in items:
+        groups.append(("key", decl.entries, lambda e: (e.key, e.key_span)))
+    for what, nodes, name_and_span in groups:
+        seen: set[str] = set()
+        for node in nodes:
+            name = node.key if what == "key" else node.name
             if name in seen:
                 ctx.diagnostics.add("E102", f"{what} '{name}' appears twice in {decl.kind} '{decl.name}'",
-                                    span, f"remove or rename the second '{name}'")
-            else:
-                seen[name] = span
+                                    name_and_span(node)[1], f"remove or rename the second '{name}'")
+            seen.add(name)
     for node in ctx.nodes(decl):
         if isinstance(node, ast.DictExpr):
             _check_dict_keys(ctx, node)
+
+
+def _head(node) -> tuple[str, object]:
+    """A parameter's or field's name, and the span of its name at the front of the node."""
+    return node.name, node.span.head(len(node.name))
 
 
 def _check_dict_keys(ctx: CheckContext, node: ast.DictExpr) -> None:
