@@ -62,7 +62,10 @@ def new_run_id() -> str:
 class Span:
     """One step in flight; handed to its trace's buffer when it ends."""
 
-    __slots__ = ("_writer", "id", "parent", "kind", "name", "line", "inputs", "attrs", "_t0", "ended")
+    # An ended span waits in its trace's buffer holding its own result (output, error,
+    # duration_ms): one object per span for the cyclic garbage collector to count, not two.
+    __slots__ = ("_writer", "id", "parent", "kind", "name", "line", "inputs", "attrs", "_t0", "ended",
+                 "output", "error", "duration_ms")
 
     def __init__(self, writer: TraceWriter, span_id: str, parent: str | None, kind: str,
                  name: str, line: int | None, inputs: dict | None, attrs: dict) -> None:
@@ -91,10 +94,12 @@ class Span:
         """Record the end; a second call does nothing."""
         if self.ended:
             return
+        self.duration_ms = (time.perf_counter() - self._t0) * 1000.0
         self.ended = True
+        self.output, self.error = output, error
         writer = self._writer
         writer._open.pop(self.id, None)
-        writer._pending.append((self, output, error, (time.perf_counter() - self._t0) * 1000.0))
+        writer._pending.append(self)
 
     def __enter__(self) -> Span:
         return self
@@ -148,8 +153,8 @@ class TraceWriter:
         self._open[span.id] = span
         return span
 
-    def _span_record(self, span: Span, output: Any, error: Any, duration_ms: float) -> dict:
-        attrs = span.attrs
+    def _span_record(self, span: Span) -> dict:
+        attrs, output, error, duration_ms = span.attrs, span.output, span.error, span.duration_ms
         if output is None:
             output = attrs.get("output")
         if error is None:
@@ -189,21 +194,21 @@ class TraceWriter:
             self._lock.release()
 
     def _line(self, item: Any) -> str:
-        if type(item) is not tuple:
+        if type(item) is not Span:   # the run's header or end record
             line = _ENCODE(self._cleaner.mapping(item))
         elif self._exporter is not None:
-            record = self._span_record(*item)
+            record = self._span_record(item)
             self._exporter.span(self, record)
             line = _ENCODE(record)
         else:
-            line = self._span_line(*item)
+            line = self._span_line(item)
         # clean_text: a lone surrogate that slipped through must not make the line unwritable.
         return clean_text(line) + "\n"
 
-    def _span_line(self, span: Span, output: Any, error: Any, duration_ms: float) -> str:
+    def _span_line(self, span: Span) -> str:
         """The JSON text of ``_span_record``, put together directly: the same line for a
         fraction of the time (most spans are small, and there are many)."""
-        attrs = span.attrs
+        attrs, output, error, duration_ms = span.attrs, span.output, span.error, span.duration_ms
         if output is None:
             output = attrs.get("output")
         if error is None:

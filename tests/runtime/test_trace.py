@@ -337,7 +337,7 @@ def test_the_direct_span_line_is_the_record_as_json(tmp_path):
     for span, (output, error) in zip(spans, ends):
         span.end(output=output, error=error)
         item = trace._pending.pop()
-        assert trace._span_line(*item) == json.dumps(trace._span_record(*item), ensure_ascii=False,
-                                                     separators=(",", ":"))
-        assert SECRET not in trace._span_line(*item)
+        assert trace._span_line(item) == json.dumps(trace._span_record(item), ensure_ascii=False,
+                                                    separators=(",", ":"))
+        assert SECRET not in trace._span_line(item)
     trace.close()
