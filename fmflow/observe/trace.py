@@ -217,10 +217,12 @@ class TraceWriter:
         text = clean.json_text
         start = span.start
         parent = "null" if span.parent is None else text(str(span.parent))
-        line = span.line if type(span.line) is int else _ENCODE(clean.value(span.line))
+        line = span.line
+        if type(line) is not int:
+            line = "null" if line is None else _ENCODE(clean.value(line))
         inputs = clean.json_mapping(span.inputs, 1) if span.inputs else "{}"
         head = (f'{{"type":"span","id":{text(span.id)},"parent":{parent},"kind":{text(str(span.kind))},'
-                f'"name":{text(str(span.name))},"line":{"null" if line is None else line},'
+                f'"name":{text(str(span.name))},"line":{line},'
                 f'"start":{start!r},"end":{start + duration_ms / 1000.0!r},'
                 f'"duration_ms":{round(duration_ms, 3)!r},"inputs":{inputs},"output":{_json_value(clean, output)},'
                 f'"error":{_json_value(clean, error_text(error))}')
