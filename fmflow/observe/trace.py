@@ -63,7 +63,7 @@ class Span:
     """One step in flight; handed to its trace's buffer when it ends."""
 
     # An ended span waits in its trace's buffer holding its own result (output, error,
-    # duration_ms): one object per span for the cyclic garbage collector to count, not two.
+    # duration_ms, set by end()), with no tuple beside it.
     __slots__ = ("_writer", "id", "parent", "kind", "name", "line", "inputs", "attrs", "_t0", "ended",
                  "output", "error", "duration_ms")
 
