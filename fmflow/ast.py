@@ -24,7 +24,7 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 # Field types that never hold a node (walks skip such fields without reading them).
 _PLAIN_TYPES = frozenset({"str", "str | None", "int", "int | None", "bool", "object", "DocComment | None",
                           "list[Comment]",
-                          "dict[int, list[Node]] | None"})  # Module.walks: the same nodes again
+                          "list[tuple[Decl, list[Node]]] | None"})  # Module.walks: the same nodes again
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
@@ -532,9 +532,9 @@ class Module(Node):
     comments: list[Comment] = field(compare=False, default_factory=list)
     # True when the parser had to set broken declarations aside (see parser.py).
     recovered: bool = field(compare=False, default=False)
-    # Each declaration's nodes in source order, by id(declaration), as the parser's nesting
-    # check walked them (fmflow/nesting.py); the checker takes them over (CheckContext.nodes).
-    walks: dict[int, list[Node]] | None = field(compare=False, default=None, repr=False)
+    # (declaration, its nodes in source order), as the parser's nesting check walked them
+    # (fmflow/nesting.py); the checker takes them over (CheckContext.nodes).
+    walks: list[tuple[Decl, list[Node]]] | None = field(compare=False, default=None, repr=False)
     span: Span = _span()
 
     def items(self) -> list[Node]:

@@ -51,13 +51,13 @@ def check_nesting(module: ast.Module, source: SourceFile, diagnostics: Diagnosti
     (``CheckContext.nodes``) rather than walk each declaration again.
     """
     kept: list[ast.Decl] = []
-    walks: dict[int, list[ast.Node]] = {}
+    walks: list[tuple[ast.Decl, list[ast.Node]]] = []
     for decl in module.decls:
         nodes: list[ast.Node] = []
         too_deep = first_too_deep(decl, nodes)
         if too_deep is None:
             kept.append(decl)
-            walks[id(decl)] = nodes
+            walks.append((decl, nodes))
             continue
         start = too_deep.span.start
         diagnostics.add("E001", f"nested too deeply: more than {MAX_NESTING} levels of brackets, operators or ifs",

@@ -84,7 +84,8 @@ class CheckContext:
     def take_parser_walks(self) -> None:
         """Start from the lists of nodes the parser made (ast.Module.walks), handed over once."""
         if self.module.walks:
-            self._walked = self.module.walks
+            # Keyed here, by the ids the declarations have now (a module may have been copied).
+            self._walked = {id(decl): nodes for decl, nodes in self.module.walks}
             self.module.walks = None
 
     def forget_walks(self) -> None:
