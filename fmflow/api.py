@@ -181,12 +181,11 @@ def run_tests(path: str | Path, *, names: list[str] | None = None, record: bool 
 
 
 def _check_test_names(program, path: str | Path, names: list[str]) -> None:
-    from .diagnostics import suggestion_help
+    from .diagnostics import unknown_test_problems
 
     declared = [d.name for d in program.ctx.module.decls if isinstance(d, ast.TestDecl)]
     listed = f"tests: {', '.join(declared)}" if declared else "it declares no test"
-    problems = [f"no test '{name}' in {path}; {suggestion_help(name, declared) or listed}"
-                for name in dict.fromkeys(names) if name not in declared]
+    problems = unknown_test_problems(names, declared, str(path), listed)
     if problems:
         raise ValueError("; ".join(problems))
 

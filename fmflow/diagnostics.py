@@ -113,6 +113,14 @@ def suggestion_help(name: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean '{best}'?" if best else None
 
 
+def unknown_test_problems(names: Iterable[str], known: list[str], where: str, listed: str,
+                          hidden: str = "") -> list[str]:
+    """One sentence per name in ``names`` that no test in ``where`` has (`fmflow test --name`,
+    ``run_tests(names=…)``): a did-you-mean, else ``listed`` (the tests there)."""
+    return [f"no test '{name}' in {where}; {suggestion_help(name, known) or listed}{hidden}"
+            for name in dict.fromkeys(names) if name not in known]
+
+
 class Diagnostics:
     """Collects diagnostics from every pass; never raises."""
 

@@ -229,7 +229,7 @@ def _files_with_tests(paths: list[str], names: list[str], given: list[str]) -> l
     """The files that declare a test ``--name`` selects; a name no file declares is a usage error naming the
     tests there (and the files whose syntax errors may hide a test)."""
     from .. import ast
-    from ..diagnostics import Diagnostics, suggestion_help
+    from ..diagnostics import Diagnostics, unknown_test_problems
     from ..parser import parse_file
     from ..source import SourceError
 
@@ -248,8 +248,7 @@ def _files_with_tests(paths: list[str], names: list[str], given: list[str]) -> l
     listed = f"tests: {', '.join(known)}" if known else ("it declares no test" if len(paths) == 1
                                                           else "they declare no test")
     hidden = f" (syntax errors in {', '.join(broken)} may hide tests)" if broken else ""
-    problems = [f"no test '{name}' in {where}; {suggestion_help(name, known) or listed}{hidden}"
-                for name in dict.fromkeys(names) if name not in known]
+    problems = unknown_test_problems(names, known, where, listed, hidden)
     if problems:
         raise UsageError("\n  ".join(problems))
     return [p for p in paths if set(declared[p]) & set(names)]
