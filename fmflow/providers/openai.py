@@ -35,6 +35,7 @@ from . import register_provider
 from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolsUnsupported,
                    call_deadline, valid_text)
 from .costs import CostError, cost_of
+from ..runtime.deadlines import deadline
 from .http_body import ACCEPT_ENCODING, MAX_ERROR_BYTES, MAX_REPLY_BYTES, BodyError, aiter_body, read_body
 
 __all__ = ["OpenAIProvider", "OllamaProvider", "OPENAI_BASE_URL", "OLLAMA_BASE_URL"]
@@ -234,15 +235,15 @@ class _Call:
         self.options = _options(config, request)
 
     async def send(self, body: dict[str, Any]) -> ChatResponse:
-        deadline = call_deadline(self.config)
+        seconds = call_deadline(self.config)
         try:
             # The whole reply, every byte of a stream included, within the deadline:
             # httpx's read timeout alone lets a server that drips a byte a second
             # keep the call alive forever.
-            async with asyncio.timeout(deadline):
-                data = await self._exchange(body, deadline)
+            async with deadline(seconds):
+                data = await self._exchange(body, seconds)
         except TimeoutError:
-            raise ProviderError(f"{self.base_url} gave no complete reply within {deadline:g}s",
+            raise ProviderError(f"{self.base_url} gave no complete reply within {seconds:g}s",
                                 retryable=True) from None
         except httpx.TimeoutException as exc:
             raise ProviderError(f"timed out talking to {self.base_url} ({type(exc).__name__})",
@@ -255,10 +256,10 @@ class _Call:
             raise ProviderError(f"{self.base_url}: {error}") from None
         return self._response(data, body["model"])
 
-    async def _exchange(self, body: dict[str, Any], deadline: float) -> Any:
+    async def _exchange(self, body: dict[str, Any], seconds: float) -> Any:
         """The reply's JSON body (a stream merged into one), or ProviderError."""
         url = f"{self.base_url}/chat/completions"
-        timeout = httpx.Timeout(deadline, connect=min(_CONNECT_TIMEOUT, deadline))
+        timeout = httpx.Timeout(seconds, connect=min(_CONNECT_TIMEOUT, seconds))
         async with self.client.stream("POST", url, json=body, headers=self.headers, timeout=timeout) as response:
             if response.status_code >= 400:
                 raise self._http_error(response, await read_body(response, MAX_ERROR_BYTES, truncate=True))

@@ -22,6 +22,7 @@ import weakref
 from typing import Any, Callable
 
 from .. import ast
+from .deadlines import deadline
 from .errors import CallFailed, FlowRuntimeError, describe
 from .evaluate import Evaluator
 from .pyimport import is_imported, load_callable
@@ -45,16 +46,16 @@ async def call_tool(run, decl: ast.ToolDecl, args: dict[str, Any], returns) -> A
     timeout = memo.get(("tool timeout", id(decl)))
     if timeout is None:
         timeout = await _timeout_of(run, decl)
-    deadline = asyncio.timeout(timeout)
+    limit = deadline(timeout)
     try:
-        async with deadline:
+        async with limit:
             found = memo.get(("tool", id(decl)))   # (the callable, whether it is async)
             if found is None:
                 found = await _resolve(run, decl)
             function, is_async = found
             result = await function(**args) if is_async else await _in_thread(function, args)
     except TimeoutError as error:
-        if deadline.expired():
+        if limit.expired():
             raise CallFailed(f"{tool_label(run, decl)} did not finish within its timeout of {timeout:g}s "
                              f'(raise it with python("{target_of(decl)}", timeout: …))') from None
         raise CallFailed(f"{tool_label(run, decl)} failed: {describe(error)}") from error

@@ -25,6 +25,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from fmflow.providers.base import ProviderError
 
+from .deadlines import deadline
+
 T = TypeVar("T")
 
 __all__ = ["MAX_BACKOFF", "call_with_retries", "terminal_notice", "with_timeout"]
@@ -124,9 +126,9 @@ async def _attempt(call: Callable[[], Awaitable[T]], timeout: float | None, defa
     try:
         if timeout is None:
             return await call()
-        # asyncio.timeout turns only its *own* cancellation into TimeoutError;
+        # The deadline turns only its *own* cancellation into TimeoutError;
         # a cancel from outside still arrives here as CancelledError and escapes.
-        async with asyncio.timeout(timeout):
+        async with deadline(timeout):
             return await call()
     except TimeoutError as exc:
         # Also covers a TimeoutError raised by the provider's own client.

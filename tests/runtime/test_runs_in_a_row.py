@@ -39,8 +39,8 @@ def most_timers_held(flow, runs: int) -> int:
 
 
 def test_runs_in_a_row_leave_no_timers_behind(tmp_path):
-    # Every model call has a deadline (an asyncio timeout); a call that answers at once
-    # cancels its timer, which the loop drops on its next turn only.
+    # Every model call has a deadline. Calls with the same limit share one timer
+    # (runtime/deadlines.py); any timer cancelled on the way is dropped on the loop's next turn.
     flow = load(tmp_path, INSTANT, cache=False, trace=False)
     small, large = most_timers_held(flow, 200), most_timers_held(flow, 800)
     # At most TURN_EVERY runs' timers wait for the loop's next turn.
