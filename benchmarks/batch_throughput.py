@@ -17,7 +17,9 @@ their goals (never asserted):
     writes no files). Records per second; goal: fmflow ≥ 10 × LangChain.
 (b) Latency: the same N records on a model that takes 20 ms (`delay: 0.02`)
     at concurrency 200; the ideal is 200 / 0.02 s = 10,000 records/s; goal:
-    ≥ 0.95 of it. ``--lcel-latency`` also runs LangChain's abatch on a chat model
+    ≥ 0.95 of it. Beside it, the floor: 200 bare asyncio coroutines that only
+    read, wait 20 ms and write (each wait overshoots by the loop's wake-up
+    latency, so even this stays below the ideal). ``--lcel-latency`` also runs LangChain's abatch on a chat model
     whose ``_agenerate`` sleeps 20 ms, for reference.
 (c) Memory: peak RSS of a process running the instant batch on A records and
     on B records (default 100,000 and 1,000,000), each in a fresh process
@@ -112,6 +114,32 @@ def fmflow_rate(folder: Path, inputs: Path, flow: str, concurrency: int) -> tupl
     if result.failed:
         raise SystemExit(f"benchmark flow failed on {result.failed} records: see {output}")
     return result.ok / seconds, seconds, cpu / result.ok * 1e6
+
+
+def asyncio_floor(inputs: Path, output: Path) -> tuple[float, float]:
+    """(records/s, seconds) of the least a batch can do on the 20 ms model: 200 coroutines that
+    read a line, parse it, wait 20 ms, and write a line, with no flow, no checks, no checkpoint.
+    The goal of (b) is a share of the ideal, and this is the share the machine itself allows."""
+    async def run() -> int:
+        with open(inputs, encoding="utf-8") as source, open(output, "w", encoding="utf-8") as sink:
+            lines = enumerate(source, 1)
+            done = 0
+
+            async def worker() -> None:
+                nonlocal done
+                for number, line in lines:
+                    record = json.loads(line)
+                    await asyncio.sleep(LATENCY)
+                    sink.write(json.dumps({"line": number, "output": "ok", "q": record["q"]}) + "\n")
+                    done += 1
+
+            await asyncio.gather(*(worker() for _ in range(LATENCY_CONCURRENCY)))
+            return done
+
+    started = time.perf_counter()
+    done = asyncio.run(run())
+    seconds = time.perf_counter() - started
+    return done / seconds, seconds
 
 
 def lcel_rate(n: int, latency: float | None = None) -> tuple[float, float]:
@@ -223,6 +251,10 @@ def run_parts(args, folder: Path, inputs: Path, records: int, small: int, large:
                  f"CPU {cpu:.0f} µs a record: at most {1e6 / cpu:,.0f} records/s on one free core"))
     rows.append(("(b) of the ideal 10,000 records/s", f"{share:.2f}", "", _goal(share >= GOAL_OF_IDEAL,
                                                                                f">= {GOAL_OF_IDEAL}")))
+    floor, floor_seconds = asyncio_floor(inputs, folder / "out-floor.jsonl")
+    rows.append(("(b) floor: bare asyncio, 200 workers, same files", f"{floor:,.0f} records/s",
+                 f"{floor_seconds:.1f} s", f"{floor / IDEAL_LATENCY_RATE:.2f} of the ideal: what this machine's "
+                                           f"event loop reaches with no work but the wait"))
     if args.lcel_latency:
         lcel, lcel_seconds = lcel_rate(records, LATENCY)
         rows.append(("(b) LangChain abatch, 20 ms model", f"{lcel:,.0f} records/s", f"{lcel_seconds:.1f} s", ""))
