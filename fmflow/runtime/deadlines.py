@@ -61,20 +61,23 @@ class deadline:
 class _LimitQueue:
     """The running timeouts of one limit on one loop, earliest deadline first, and their one timer."""
 
-    __slots__ = ("loop", "seconds", "waiting", "timer", "__weakref__")
+    __slots__ = ("loop", "seconds", "waiting", "armed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        self.loop = loop
+        # A weak reference: _QUEUES is keyed weakly by the loop, which a strong one here would keep
+        # alive for good (with every loop a process's asyncio.run() calls ever made).
+        self.loop = weakref.proxy(loop)
         self.seconds = seconds
         # Insertion order is deadline order: same limit, and the loop's clock never goes back.
         self.waiting: dict[asyncio.Timeout, float] = {}
-        self.timer: asyncio.TimerHandle | None = None
+        self.armed = False   # whether the timer is set (not the handle, which holds the loop)
 
     def join(self, timeout: asyncio.Timeout) -> None:
         when = self.loop.time() + self.seconds
         self.waiting[timeout] = when
-        if self.timer is None:
-            self.timer = self.loop.call_at(when, self._wake)
+        if not self.armed:
+            self.loop.call_at(when, self._wake)
+            self.armed = True
 
     def leave(self, timeout: asyncio.Timeout) -> None:
         # The timer stays armed even when the queue empties: cancelling it would leave a dead
@@ -82,13 +85,14 @@ class _LimitQueue:
         self.waiting.pop(timeout, None)
 
     def _wake(self) -> None:
-        self.timer = None
+        self.armed = False
         now = self.loop.time()
         waiting = self.waiting
         while waiting:
             timeout, when = next(iter(waiting.items()))
             if when > now:
-                self.timer = self.loop.call_at(when, self._wake)
+                self.loop.call_at(when, self._wake)
+                self.armed = True
                 return
             del waiting[timeout]
             timeout.reschedule(when)   # in the past: the Timeout expires on the loop's next turn

@@ -137,7 +137,9 @@ class _Slot:
 
 
 # asyncio primitives bind to the loop that first uses them, so limiters are
-# kept per loop; the weak key lets a closed loop's limiters go with it.
+# kept per loop. The key is weak, but a limiter that has made a call wait holds
+# its loop (the primitive keeps it), so the weak key alone would keep every such
+# loop for good: a closed loop's limiters are dropped when the next loop starts.
 _LIMITERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, ModelLimiter]]" = \
     weakref.WeakKeyDictionary()
 
@@ -152,6 +154,8 @@ def limiter_for(config: ModelConfig) -> ModelLimiter:
     loop = asyncio.get_running_loop()
     per_loop = _LIMITERS.get(loop)
     if per_loop is None:
+        for closed in [other for other in _LIMITERS if other.is_closed()]:
+            del _LIMITERS[closed]
         per_loop = _LIMITERS[loop] = {}
     key = (config.key, config.concurrency, config.rate)
     limiter = per_loop.get(key)

@@ -150,6 +150,23 @@ def test_a_call_that_returns_after_its_limit_leaves_the_next_ones_their_full_tim
     assert 0.1 <= asyncio.run(main()) < 5
 
 
+def test_closed_loops_are_not_kept_by_their_queues():
+    import gc
+    import weakref
+
+    loops = []
+
+    async def call():
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with deadline(60):
+            await asyncio.sleep(0)
+
+    for _ in range(10):
+        asyncio.run(call())
+    gc.collect()
+    assert [ref for ref in loops if ref() is not None] == []
+
+
 TOOL_AFTER_PROMPT = '''
     model m {
       provider: "replay"

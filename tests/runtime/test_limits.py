@@ -265,6 +265,34 @@ def test_fresh_limiter_per_event_loop():
     assert (first.started, second.started) == (1, 1)
 
 
+def test_closed_loops_are_not_kept_by_their_limiters():
+    """A limiter that has made a call wait holds its loop; a process that calls asyncio.run()
+    again and again (flow.run() in a loop) must not keep every loop it ever made."""
+    import gc
+    import weakref
+
+    from fmflow.runtime.limits import _LIMITERS
+
+    config = cfg(concurrency=1)
+    loops = []
+
+    async def contend():
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+
+        async def one():
+            async with limiter_for(config).slot():
+                await asyncio.sleep(0)
+        await asyncio.gather(one(), one(), one())
+        assert limiter_for(config).max_in_flight == 1
+
+    for _ in range(10):
+        run(contend())
+    gc.collect()
+    alive = [ref for ref in loops if ref() is not None]
+    assert len(alive) <= 1, f"{len(alive)} closed loops kept"   # the last one goes when the next loop starts
+    assert len([loop for loop in _LIMITERS if loop.is_closed()]) <= 1
+
+
 def test_changed_limits_get_a_new_limiter():
     async def go():
         assert limiter_for(cfg(concurrency=2)) is not limiter_for(cfg(concurrency=4))
