@@ -9,6 +9,7 @@ from typing import Any
 
 from ..ast import FlowDecl
 from .errors import FlowRuntimeError, describe
+from .inputs import InputError, check_input_types
 from .interrupt import INTERRUPTED, run_interruptibly
 from .program import Program
 from .run import RunOptions, RunResult, RunState, SharedModels
@@ -28,11 +29,11 @@ async def run_flow(program: Program, flow_name: str | None, inputs: dict[str, An
     # Every TURN_EVERY-th run first gives the event loop a turn. A run whose calls all
     # answer at once (a replay model, cache hits) never suspends, so runs made one after
     # another (a batch's worker, a loop over fmflow.load's flow) would otherwise hold the
-    # loop for good: the cancelled timer of every call's timeout stays in the loop's heap
-    # until its next turn (memory growing with the record count), and the loop's other
-    # tasks (a batch's periodic checkpoint commits) never run. Not every run: a turn is a
-    # loop iteration (a poll of the selector), and one per run costs a batch of short runs
-    # that wait on their model about a third more CPU.
+    # loop for good: the loop's other tasks (a batch's periodic checkpoint commits) never
+    # run, and a timer cancelled on the way (a tool's own) stays in the loop's heap until
+    # its next turn. Not every run: a turn is a loop iteration (a poll of the selector),
+    # and one per run costs a batch of short runs that wait on their model about a third
+    # more CPU.
     if next(_RUNS) % TURN_EVERY == 0:
         await asyncio.sleep(0)
     options = options or RunOptions()
@@ -92,8 +93,6 @@ def check_inputs(flow, params, inputs: dict[str, Any]) -> None:
 
 def check_input_values(program: Program, flow, params, inputs: dict[str, Any]) -> None:
     """Every input strictly of its declared type (inputs.py says how strict); FlowRuntimeError if not."""
-    from .inputs import InputError, check_input_types
-
     try:
         check_input_types(params, inputs, program.resolver_for_fields)
     except InputError as error:

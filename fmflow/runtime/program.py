@@ -37,6 +37,15 @@ class Program:
         return [d for d in self.ctx.module.decls if isinstance(d, ast.FlowDecl)]
 
     def flow(self, name: str | None) -> ast.FlowDecl:
+        if name is not None and type(name) is not str:
+            return self._find_flow(name)   # which says there is no such flow
+        # Every run looks its flow up, and a file may declare hundreds of things.
+        found = self.memo.get(("flow", name))
+        if found is None:
+            found = self.memo[("flow", name)] = self._find_flow(name)
+        return found
+
+    def _find_flow(self, name: str | None) -> ast.FlowDecl:
         flows = self.flows()
         if name is None:
             if len(flows) == 1:

@@ -471,3 +471,13 @@ def test_runs_can_share_one_open_cache_and_their_models(tmp_path, scripted):
     assert options.shared_cache.get("no such key") is None and options.shared_cache.last_error is None  # open
     assert len(options.shared_models.configs) == 1  # evaluated once for the three runs
     options.shared_cache.close()
+
+
+@pytest.mark.parametrize("name", ["nope", ["hello"], 3])
+def test_load_names_a_flow_that_is_not_there(tmp_path, name):
+    """The flow is looked up once per name and kept; a name that is not a string still gets
+    the message, not a TypeError from the lookup table."""
+    path = write(tmp_path, 'flow hello(name: str) -> str {\n  return "hi " + name\n}\n')
+    assert fmflow.load(path, "hello", trace=False).run(name="x") == "hi x"
+    with pytest.raises(FlowRuntimeError, match=r"no flow .* \(flows: hello\)"):
+        fmflow.load(path, name)
