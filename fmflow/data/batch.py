@@ -19,6 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..runtime import RunOptions, SharedModels, open_cache, run_flow
+from ..runtime.budget import Budget, BudgetExceeded
+from ..runtime.errors import FlowRuntimeError
+from ..runtime.models import ModelChoiceError, model_choices, unknown_model_names
 from ..runtime.usage import Usage
 from .checkpoint import Checkpoint
 from .driver import Driver, Totals
@@ -90,9 +94,6 @@ def job_program(job, what: str):
 def job_options(job, share: int):
     """RunOptions of a job's runner: its records share one open response cache and the models'
     evaluated settings (a model's env() values are read once per runner, not once per record)."""
-    from ..runtime import RunOptions, SharedModels, open_cache
-    from ..runtime.budget import Budget
-
     # One budget for every record this process runs: each process of a cluster takes its share.
     total = getattr(job, "budget", None)
     budget = Budget(total / share) if total is not None else None
@@ -121,10 +122,6 @@ class FlowRunner:
         self.options = options
 
     async def __call__(self, record: Record) -> Outcome:
-        from ..runtime import run_flow
-
-        from ..runtime.budget import BudgetExceeded
-
         usage = Usage()
         try:
             result = await run_flow(self.program, self.flow, record.value, counting(self.options, usage))
@@ -274,8 +271,6 @@ async def arun_batch(flow_file: str, input: str, output: str, *, flow: str | Non
 def checked_models(program, models: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     """A job's ``models`` (declared model → PROVIDER:MODEL), sorted; DataError for a name that is not
     a declared model (with did-you-mean) or a spec that is not PROVIDER:MODEL."""
-    from ..runtime.models import ModelChoiceError, model_choices, unknown_model_names
-
     try:
         overrides = model_choices(None, models).overrides
     except ModelChoiceError as error:
@@ -308,8 +303,6 @@ def make_engine(name: str, concurrency: int, scheduler: str | None = None, parti
 
 
 def _flow_of(program, name: str | None):
-    from ..runtime.errors import FlowRuntimeError
-
     try:
         return program.flow(name)
     except FlowRuntimeError as error:

@@ -24,6 +24,11 @@ from typing import Any
 
 from .. import ast
 from ..pipeline_steps import Part, PipelineSpec, read_pipeline, segments
+from ..runtime.budget import BudgetExceeded
+from ..runtime.evaluate import Evaluator, truthy
+from ..runtime.outputs import to_jsonable
+from ..runtime.run import RunState
+from ..runtime.usage import Usage
 from .batch import BatchSink, close_options, counting, job_options, job_program
 from .records import DataError, Outcome, Record, describe_error
 
@@ -89,10 +94,6 @@ class PipelineRunner:
         self.options = options
 
     async def __call__(self, record: Record) -> Outcome:
-        from ..runtime.budget import BudgetExceeded
-        from ..runtime.outputs import to_jsonable
-        from ..runtime.usage import Usage
-
         usage = Usage()
         state = self._state(usage)
         line = record.line if self.first else record.value["line"]
@@ -124,8 +125,6 @@ class PipelineRunner:
                        usage=usage)
 
     def _state(self, usage):
-        from ..runtime.run import RunState
-
         return RunState(self.program, counting(self.options, usage))
 
     async def close(self) -> None:
@@ -134,8 +133,6 @@ class PipelineRunner:
 
 async def apply_step(state, decl: ast.PipelineDecl, step: Part, record: Any) -> list[Any]:
     """What a per-record step makes of one record: none, the record itself, or new records."""
-    from ..runtime.evaluate import Evaluator, truthy
-
     evaluator = Evaluator(state, decl, {"record": record})
     if step.kind in ("keep", "drop"):
         keep = truthy(await evaluator.eval(step.args["condition"]))

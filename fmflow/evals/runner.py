@@ -36,6 +36,8 @@ from ..data.local import LocalEngine, run_records
 from ..data.records import DataError, Outcome, Record, describe_error
 from ..data.sinks import LineFile, open_lines
 from ..data.sources import open_source
+from ..runtime import run_flow
+from ..runtime.budget import BudgetExceeded
 from ..runtime.usage import Usage
 from .plan import EvalError, EvalPlan, Metric, Variant, program_hash, read_plan
 
@@ -219,9 +221,6 @@ class _EvalJob:
         pass
 
     async def __call__(self, record: Record) -> Outcome:
-        from ..runtime import run_flow
-        from ..runtime.budget import BudgetExceeded
-
         usage = Usage()
         started = time.perf_counter()
         value = record.value

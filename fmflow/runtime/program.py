@@ -106,10 +106,10 @@ class Program:
 
     def prompt_hashes(self, decl: ast.PromptDecl):
         """The lock's hashes of a prompt version (its text, its model), as traces record them."""
-        from ..lockfile import prompt_hashes
-
         key = id(decl)
         if key not in self._hashes:
+            from ..lockfile import prompt_hashes
+
             self._hashes[key] = prompt_hashes(decl, self.context_of(decl))
         return self._hashes[key]
 

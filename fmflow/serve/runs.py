@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from ..observe.trace import new_run_id
 from ..runtime import RunOptions, run_flow
 from ..runtime.errors import FlowRuntimeError
 from .catalog import ServedFlow
@@ -57,8 +58,6 @@ class FlowRunner:
         """The id of the next run's trace (None when traces are off)."""
         if not self.options.trace:
             return None
-        from ..observe.trace import new_run_id
-
         return new_run_id()
 
     def _options_for(self, flow: ServedFlow, on_text: Callable[[str], None] | None, run_id: str | None) -> RunOptions:
