@@ -31,11 +31,11 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 
+from ..runtime.deadlines import deadline
 from . import register_provider
 from .base import (ChatRequest, ChatResponse, ModelConfig, Provider, ProviderError, ToolCall, ToolsUnsupported,
                    call_deadline, valid_text)
 from .costs import CostError, cost_of
-from ..runtime.deadlines import deadline
 from .http_body import ACCEPT_ENCODING, MAX_ERROR_BYTES, MAX_REPLY_BYTES, BodyError, aiter_body, read_body
 
 __all__ = ["OpenAIProvider", "OllamaProvider", "OPENAI_BASE_URL", "OLLAMA_BASE_URL"]
