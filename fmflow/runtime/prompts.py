@@ -10,6 +10,7 @@ or pass its checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .. import ast
@@ -234,9 +235,9 @@ async def model_of(run, decl: ast.Decl):
 async def ask_model(run, decl, models, messages, schema, tools, use_cache: bool = True):
     """Ask the first model that answers; returns the response and a function that caches it."""
     failures: list[str] = []
-    chain = list(models)
-    if len(models) == 1:  # the model's own fallback chain, after its retries are spent
-        chain += await run.fallbacks(models[0])
+    chain = models
+    if len(models) == 1 and models[0].fallback:  # the model's own fallback chain, after its retries are spent
+        chain = [*models, *(await run.fallbacks(models[0]))]
     for config in chain:
         try:
             return await _ask_one(run, decl, config, messages, schema, tools, use_cache)
@@ -266,7 +267,7 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
         if hit is not None:
             response = ChatResponse(**hit)
             _end_model_span(run, span, response, cache_hit=True, attempts=[])
-            return response, lambda: None
+            return response, _nothing
     try:
         provider = run.provider_for(config, decl)
     except BaseException as error:
@@ -282,14 +283,9 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
             run.trace_end(span, error=error)
             raise
 
-    async def attempt() -> ChatResponse:
-        async with limiter.slot():
-            # The timeout covers the call itself: waiting for a slot or for the
-            # rate window is the flow's own doing, not a slow model.
-            return await with_timeout(provider.complete(config, request), deadline, default=not config.timeout)
-
     try:
-        response, attempts = await call_with_retries(attempt, retries=config.retry, timeout=None, max_wait=deadline,
+        response, attempts = await call_with_retries(partial(_send, limiter, provider, config, request, deadline),
+                                                     retries=config.retry, timeout=None, max_wait=deadline,
                                                      on_retry=_restart_stream(stream_to),
                                                      notify=terminal_notice(config.name))
     except ProviderError as error:
@@ -308,12 +304,29 @@ async def _ask_one(run, decl, config, messages, schema, tools, use_cache: bool):
         budget.end(estimate, response.cost)
     response = _clean_response(response)
     _end_model_span(run, span, response, cache_hit=False, attempts=attempts)
+    return response, (partial(_commit, cache, key, run.secrets, response) if key is not None else _nothing)
 
-    def commit() -> None:
-        if key is not None:   # masked with the run's secrets: a cache may be shared by many runs (a server's)
-            cache.put(key, run.secrets.mask_data(_response_data(response)))
 
-    return response, commit
+# _ask_one's helpers are functions given their values (functools.partial), not closures: a
+# closure would turn each of those values into a cell for the whole call, objects that the
+# garbage collector walks while a thousand calls wait for their model's slot.
+
+async def _send(limiter, provider, config, request, deadline: float) -> ChatResponse:
+    """One attempt: a slot of the model's limits, then the call within its deadline."""
+    async with limiter.slot():
+        # The timeout covers the call itself: waiting for a slot or for the
+        # rate window is the flow's own doing, not a slow model.
+        return await with_timeout(provider.complete(config, request), deadline, default=not config.timeout)
+
+
+def _commit(cache, key: str, secrets, response: ChatResponse) -> None:
+    """Keep an accepted reply, masked with the run's secrets: a cache may be shared by many
+    runs (a server's)."""
+    cache.put(key, secrets.mask_data(_response_data(response)))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _restart_stream(stream_to):

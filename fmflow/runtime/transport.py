@@ -21,6 +21,7 @@ import asyncio
 import inspect
 import random as _random
 import sys
+from functools import partial
 from typing import Any, Awaitable, Callable, TypeVar
 
 from fmflow.providers.base import ProviderError
@@ -69,7 +70,12 @@ async def call_with_retries(
     attempts: list[dict[str, Any]] = []
     for attempt in range(retries + 1):
         try:
-            return await _attempt(call, timeout), attempts
+            try:
+                # No frame in between when there is no limit here (a model call's limit is inside `call`).
+                result = await (call() if timeout is None else with_timeout(call(), timeout))
+            except TimeoutError as exc:   # the provider's own client timing out (with_timeout converts its own)
+                raise _timed_out(timeout) from exc
+            return result, attempts
         except ProviderError as err:
             error, waited, note = err, 0.0, None
             last = attempt == retries or not err.retryable
@@ -119,23 +125,23 @@ async def with_timeout(awaitable: Awaitable[T], timeout: float | None, *, defaul
     ``default``: the limit is the default deadline of a model without `timeout:`,
     which the message says (else a user who set none wonders where it came from).
     """
-    return await _attempt(lambda: awaitable, timeout, default)
-
-
-async def _attempt(call: Callable[[], Awaitable[T]], timeout: float | None, default: bool = False) -> T:
     try:
         if timeout is None:
-            return await call()
+            return await awaitable
         # The deadline turns only its *own* cancellation into TimeoutError;
         # a cancel from outside still arrives here as CancelledError and escapes.
         async with deadline(timeout):
-            return await call()
+            return await awaitable
     except TimeoutError as exc:
         # Also covers a TimeoutError raised by the provider's own client.
-        message = f"timed out after {timeout:g}s" if timeout is not None else "timed out"
-        if default:
-            message += " (the default deadline of a model without `timeout:`)"
-        raise ProviderError(message, retryable=True) from exc
+        raise _timed_out(timeout, default) from exc
+
+
+def _timed_out(timeout: float | None, default: bool = False) -> ProviderError:
+    message = f"timed out after {timeout:g}s" if timeout is not None else "timed out"
+    if default:
+        message += " (the default deadline of a model without `timeout:`)"
+    return ProviderError(message, retryable=True)
 
 
 def _backoff(attempt: int, retry_after: float | None, base_delay: float, max_delay: float,
@@ -155,10 +161,11 @@ def terminal_notice(model: str) -> Callable[[str], None]:
     """A notifier printing one line per notice on stderr when stderr is a terminal. Whether it
     is one is asked when there is something to say: a call that needs no notice (nearly all)
     costs no system call."""
-    def notice(text: str) -> None:
-        # Looked up at each call: a live progress display swaps sys.stderr while it runs.
-        stream = sys.stderr
-        if stream is not None and stream.isatty():
-            print(f"fmflow: model '{model}': {text}", file=stream)
+    return partial(_notice, model)
 
-    return notice
+
+def _notice(model: str, text: str) -> None:
+    # Looked up at each call: a live progress display swaps sys.stderr while it runs.
+    stream = sys.stderr
+    if stream is not None and stream.isatty():
+        print(f"fmflow: model '{model}': {text}", file=stream)
