@@ -8,8 +8,6 @@ import os
 from typing import Any
 
 from ..ast import FlowDecl
-from ..observe.otlp import exporter_from_env
-from ..observe.trace import TraceWriter
 from .errors import FlowRuntimeError, describe
 from .inputs import InputError, check_input_types
 from .interrupt import INTERRUPTED, run_interruptibly
@@ -116,6 +114,10 @@ def open_cache(options: RunOptions):
 def _open_trace(program: Program, flow, options: RunOptions, secrets):
     if not options.trace:
         return None
+    # Imported here: observe.trace imports runtime.boundary, so runtime cannot import it first.
+    from ..observe.otlp import exporter_from_env
+    from ..observe.trace import TraceWriter
+
     return TraceWriter(os.path.join(options.workdir, ".fmflow", "runs"), run_id=options.run_id, secrets=secrets,
                        flow=flow.name, file=program.path, to_jsonable=program.types.to_jsonable,
                        exporter=exporter_from_env())
