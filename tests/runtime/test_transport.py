@@ -121,6 +121,22 @@ def test_timeout_then_success():
     assert result == "ok" and attempts[0]["error"].startswith("timed out")
 
 
+@pytest.mark.parametrize("timeout", [None, 60])
+def test_the_clients_own_timeout_is_a_retryable_failure(timeout):
+    """A provider's HTTP client may raise TimeoutError itself: that attempt failed, the next is tried."""
+    call, calls = script(TimeoutError("read timed out"), "ok")
+    result, attempts = run(call_with_retries(call, retries=1, timeout=timeout, sleep=FakeSleep()))
+    assert result == "ok" and len(calls) == 2
+    assert attempts[0]["error"] == ("timed out" if timeout is None else "timed out after 60s")
+
+
+def test_the_clients_own_timeout_on_the_last_attempt_is_a_provider_error():
+    call, _ = script(TimeoutError("read timed out"))
+    with pytest.raises(ProviderError, match="timed out") as raised:
+        run(call_with_retries(call, retries=0, timeout=None, sleep=FakeSleep()))
+    assert raised.value.retryable and isinstance(raised.value.__cause__, TimeoutError)
+
+
 @pytest.mark.parametrize("r", [0.0, 0.3, 0.999999])
 def test_jitter_is_bounded_and_capped(r):
     errors = [ProviderError("x", retryable=True) for _ in range(8)]
