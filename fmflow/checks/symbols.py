@@ -74,31 +74,32 @@ def _import_span(ctx: CheckContext, written: str):
 
 def _check_members(ctx: CheckContext, decl: ast.Decl) -> None:
     """Duplicate parameters, fields, enum members and block keys inside one declaration."""
-    groups: list[tuple[str, list, Callable]] = []  # (what, nodes, the name and span of a node)
+    # (what, nodes, the attribute that names a node, the span to point at; made for a duplicate only)
+    groups: list[tuple[str, list, str, Callable]] = []
     if hasattr(decl, "params"):
-        groups.append(("parameter", decl.params, _head))
+        groups.append(("parameter", decl.params, "name", _name_span))
     if isinstance(decl, ast.TypeDecl):
-        groups.append(("field", decl.fields, _head))
+        groups.append(("field", decl.fields, "name", _name_span))
     if isinstance(decl, ast.EnumDecl):
-        groups.append(("member", decl.members, lambda m: (m.name, m.span)))
+        groups.append(("member", decl.members, "name", lambda m: m.span))
     if hasattr(decl, "entries"):
-        groups.append(("key", decl.entries, lambda e: (e.key, e.key_span)))
-    for what, nodes, name_and_span in groups:
+        groups.append(("key", decl.entries, "key", lambda e: e.key_span))
+    for what, nodes, attribute, span_of in groups:
         seen: set[str] = set()
         for node in nodes:
-            name = node.key if what == "key" else node.name
+            name = getattr(node, attribute)
             if name in seen:
                 ctx.diagnostics.add("E102", f"{what} '{name}' appears twice in {decl.kind} '{decl.name}'",
-                                    name_and_span(node)[1], f"remove or rename the second '{name}'")
+                                    span_of(node), f"remove or rename the second '{name}'")
             seen.add(name)
     for node in ctx.nodes(decl):
         if isinstance(node, ast.DictExpr):
             _check_dict_keys(ctx, node)
 
 
-def _head(node) -> tuple[str, object]:
-    """A parameter's or field's name, and the span of its name at the front of the node."""
-    return node.name, node.span.head(len(node.name))
+def _name_span(node):
+    """The span of a parameter's or field's name, at the front of the node."""
+    return node.span.head(len(node.name))
 
 
 def _check_dict_keys(ctx: CheckContext, node: ast.DictExpr) -> None:

@@ -101,6 +101,12 @@ class Span:
         writer._open.pop(self.id, None)
         writer._pending.append(self)
 
+    def result(self) -> tuple[Any, Any]:
+        """An ended span's output and error: those given to end(), else those set as attributes."""
+        output, error = self.output, self.error
+        return (self.attrs.get("output") if output is None else output,
+                self.attrs.get("error") if error is None else error)
+
     def __enter__(self) -> Span:
         return self
 
@@ -154,11 +160,8 @@ class TraceWriter:
         return span
 
     def _span_record(self, span: Span) -> dict:
-        attrs, output, error, duration_ms = span.attrs, span.output, span.error, span.duration_ms
-        if output is None:
-            output = attrs.get("output")
-        if error is None:
-            error = attrs.get("error")
+        attrs, duration_ms = span.attrs, span.duration_ms
+        output, error = span.result()
         clean = self._cleaner
         text, value = clean.text, clean.value
         # Built already clean, field by field: the fixed fields need no key checks.
@@ -208,11 +211,8 @@ class TraceWriter:
     def _span_line(self, span: Span) -> str:
         """The JSON text of ``_span_record``, put together directly: the same line for a
         fraction of the time (most spans are small, and there are many)."""
-        attrs, output, error, duration_ms = span.attrs, span.output, span.error, span.duration_ms
-        if output is None:
-            output = attrs.get("output")
-        if error is None:
-            error = attrs.get("error")
+        attrs, duration_ms = span.attrs, span.duration_ms
+        output, error = span.result()
         clean = self._cleaner
         text = clean.json_text
         start = span.start
